@@ -1,0 +1,111 @@
+//! Argument definitions, shared by every subcommand and by the man pages.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailreplica",
+    version,
+    about = "Keep a hot copy of mailboxes on a recovery mail server, over IMAP",
+    long_about = "mailreplica replicates mailboxes from a primary IMAP server to a recovery IMAP server: \
+folders, messages byte for byte, flags and keywords, INTERNALDATE. It keeps what it synced in a state \
+file so each run transfers only what changed, and never removes mail on the target unless the state \
+proves it was synced and then removed on the source.",
+    after_help = "Exit codes: 0 in sync; 1 differences found (verify); 2 usage or configuration error; \
+3 held removals or refused messages need attention; 69 a server is unavailable; 75 temporary failure, \
+retry later; 77 authentication refused; 78 configuration refused by a server."
+)]
+pub struct Cli {
+    /// More log output (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// One-way sync: make the target account match the source account
+    Sync(SyncArgs),
+    /// Compare two accounts folder by folder and message by message
+    Verify(VerifyArgs),
+}
+
+/// The two accounts of a pair and how to reach them.
+#[derive(Debug, Clone, Args)]
+pub struct PairArgs {
+    /// Source (primary) account: imap://user@host:port (STARTTLS) or imaps://user@host:port
+    #[arg(long, value_name = "URL")]
+    pub source: String,
+
+    /// Target (recovery) account: imap://user@host:port or imaps://user@host:port
+    #[arg(long, value_name = "URL")]
+    pub target: String,
+
+    /// Read the source password from the first line of this file (else MAILREPLICA_SOURCE_PASSWORD)
+    #[arg(long, value_name = "FILE")]
+    pub source_password_file: Option<PathBuf>,
+
+    /// Run this command (no shell) and use the first line of its output as the source password
+    #[arg(long, value_name = "COMMAND")]
+    pub source_password_command: Option<String>,
+
+    /// Read the target password from the first line of this file (else MAILREPLICA_TARGET_PASSWORD)
+    #[arg(long, value_name = "FILE")]
+    pub target_password_file: Option<PathBuf>,
+
+    /// Run this command (no shell) and use the first line of its output as the target password
+    #[arg(long, value_name = "COMMAND")]
+    pub target_password_command: Option<String>,
+
+    /// Trust this extra CA certificate (PEM), e.g. for self-signed test servers
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Do not check TLS certificates at all (dangerous; said on stderr)
+    #[arg(long)]
+    pub insecure: bool,
+
+    /// Allow imap:// without STARTTLS to a non-loopback host (passwords travel in clear)
+    #[arg(long)]
+    pub allow_plaintext: bool,
+
+    /// Seconds to wait for any server answer before giving up on a connection
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+
+    /// State file (default: $XDG_STATE_HOME/mailreplica/<pair id>.redb)
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Show what would be done; change nothing on the target or in the state
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the summary as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Apply removals even when they reach 5 % of a folder (otherwise held, exit 3)
+    #[arg(long)]
+    pub allow_deletions: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+
+    /// Print the report as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}

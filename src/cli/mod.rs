@@ -1,0 +1,20 @@
+//! The command line: argument definitions (clap), one file per subcommand, rendering of
+//! progress and summaries. The only layer that prints.
+
+pub mod args;
+pub mod exit;
+pub mod pair;
+pub mod progress;
+pub mod sync;
+pub mod verify;
+
+pub use args::{Cli, Command};
+pub use exit::ExitCode;
+
+/// Runs a parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Sync(args) => sync::SyncCommand { args }.execute().await,
+        Command::Verify(args) => verify::VerifyCommand { args }.execute().await,
+    }
+}

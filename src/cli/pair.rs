@@ -1,0 +1,78 @@
+//! Turns the pair arguments into validated side configurations and open connections.
+
+use std::time::Duration;
+
+use super::args::PairArgs;
+use super::exit::ExitCode;
+use crate::config::{ConfigError, Endpoint, PasswordSource, SideConfig};
+use crate::mailstore::imap::transport::TlsOptions;
+use crate::mailstore::imap::ImapStore;
+use crate::mailstore::Access;
+
+/// Both sides, resolved. Errors are printed by the caller.
+pub struct Pair {
+    pub source: SideConfig,
+    pub target: SideConfig,
+}
+
+impl PairArgs {
+    pub fn resolve(&self) -> Result<Pair, ConfigError> {
+        let source = Endpoint::parse(&self.source)?;
+        let target = Endpoint::parse(&self.target)?;
+        if self.insecure {
+            eprintln!("warning: --insecure: TLS certificates are NOT checked; anyone on the path can read the mail and the passwords");
+        }
+        let tls = TlsOptions {
+            ca_file: self.ca_file.clone(),
+            insecure: self.insecure,
+        };
+        let timeout = Duration::from_secs(self.timeout.max(1));
+        let side = |endpoint: Endpoint,
+                    name: &str,
+                    file: &Option<std::path::PathBuf>,
+                    command: &Option<String>,
+                    env: &str| {
+            let source = PasswordSource {
+                file: file.clone(),
+                command: command.clone(),
+                env_var: env.to_string(),
+            };
+            let password = source.resolve(name, &endpoint)?;
+            Ok::<_, ConfigError>(SideConfig {
+                endpoint,
+                password,
+                tls: tls.clone(),
+                allow_plaintext: self.allow_plaintext,
+                timeout,
+            })
+        };
+        Ok(Pair {
+            source: side(
+                source,
+                "source",
+                &self.source_password_file,
+                &self.source_password_command,
+                "MAILREPLICA_SOURCE_PASSWORD",
+            )?,
+            target: side(
+                target,
+                "target",
+                &self.target_password_file,
+                &self.target_password_command,
+                "MAILREPLICA_TARGET_PASSWORD",
+            )?,
+        })
+    }
+}
+
+/// Connects one side, printing a clear error on failure.
+pub async fn connect(
+    config: &SideConfig,
+    access: Access,
+    role: &str,
+) -> Result<ImapStore, ExitCode> {
+    ImapStore::connect(config, access).await.map_err(|e| {
+        eprintln!("error: {role}: {e}");
+        ExitCode::of_store(&e)
+    })
+}

@@ -1,0 +1,13 @@
+//! Drives the pipeline: snapshot both sides, plan (pure), apply to the target, commit the state.
+//! Progress leaves the engine as [`events::Event`]s; it never prints.
+
+pub mod error;
+pub mod events;
+pub mod pair;
+pub mod summary;
+pub mod sync;
+pub mod verify;
+
+pub use error::EngineError;
+pub use events::{Event, EventSink};
+pub use summary::SyncSummary;

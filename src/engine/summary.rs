@@ -1,0 +1,38 @@
+//! What a sync pass did, for the human summary and `--json`.
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncSummary {
+    pub source: String,
+    pub target: String,
+    pub state_file: String,
+    pub dry_run: bool,
+    pub folders: u64,
+    pub folders_created: u64,
+    /// Messages uploaded to the target.
+    pub copied: u64,
+    /// Source messages found already on the target and mapped without upload.
+    pub adopted: u64,
+    pub flags_updated: u64,
+    pub removed: u64,
+    /// Removals held by the guard (exit 3 until released with --allow-deletions).
+    pub removals_held: u64,
+    /// Messages the target refused, with the server's words.
+    pub refused: Vec<String>,
+    /// Messages on the target that the source does not have (kept, never removed).
+    pub target_only: u64,
+    pub bytes_uploaded: u64,
+    pub seconds: f64,
+    /// Notices: UIDVALIDITY changes, folders gone from the source, ...
+    pub notices: Vec<String>,
+    /// With --dry-run: what would be done.
+    pub actions: Vec<String>,
+}
+
+impl SyncSummary {
+    /// True when something needs the user's attention (exit 3).
+    pub fn needs_attention(&self) -> bool {
+        self.removals_held > 0 || !self.refused.is_empty()
+    }
+}

@@ -1,0 +1,536 @@
+//! One-way sync pass: make the target match the source, incrementally from the base.
+//!
+//! Per folder, in this order: open both sides and list them (a failed listing aborts the pass,
+//! so a broken connection can never read as "everything was deleted"); reset the base when a
+//! UIDVALIDITY changed; plan; then on the target: flag updates, guarded removals, placements in
+//! source UID order, each step committed to the state right after it succeeded.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use super::events::{Event, EventSink};
+use super::summary::SyncSummary;
+use super::EngineError;
+use crate::mailstore::{
+    AppendRequest, FlagChange, FolderStatus, MailStore, MessageMeta, StoreError,
+};
+use crate::model::fingerprint::normalize_line_endings;
+use crate::model::{Fingerprint, FlagSet, FolderPath};
+use crate::reconcile::identity::{adopt, Identified};
+use crate::reconcile::{plan_folder, FolderInput, FolderPlan, Policy};
+use crate::state::store::InstanceChange;
+use crate::state::{FolderRecord, InstanceRecord, StateFile};
+
+/// Knobs of a pass.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub dry_run: bool,
+    pub policy: Policy,
+    /// Upper bound of message bytes fetched and appended per batch.
+    pub batch_bytes: u64,
+    /// Upper bound of messages per batch.
+    pub batch_messages: usize,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            dry_run: false,
+            policy: Policy::default(),
+            batch_bytes: 16 << 20,
+            batch_messages: 200,
+        }
+    }
+}
+
+/// Runs one pass. The source is only read; the target is written unless `dry_run`.
+pub async fn sync<S: MailStore, T: MailStore>(
+    source: &mut S,
+    target: &mut T,
+    state: &StateFile,
+    options: &SyncOptions,
+    events: &dyn EventSink,
+) -> Result<SyncSummary, EngineError> {
+    let started = Instant::now();
+    let mut summary = SyncSummary {
+        source: source.endpoint().to_string(),
+        target: target.endpoint().to_string(),
+        state_file: state.path().display().to_string(),
+        dry_run: options.dry_run,
+        ..SyncSummary::default()
+    };
+    let source_folders = source.list_folders().await?;
+    let target_folders = target.list_folders().await?;
+    let on_target: HashSet<FolderPath> = target_folders
+        .iter()
+        .filter(|f| f.selectable)
+        .map(|f| f.path.clone())
+        .collect();
+    let on_source: HashSet<FolderPath> = source_folders
+        .iter()
+        .filter(|f| f.selectable)
+        .map(|f| f.path.clone())
+        .collect();
+
+    for folder in source_folders.iter().filter(|f| f.selectable) {
+        let path = &folder.path;
+        summary.folders += 1;
+        let exists = on_target.contains(path);
+        if !exists {
+            summary.folders_created += 1;
+            if options.dry_run {
+                summary.actions.push(format!("create folder {path}"));
+            } else {
+                target.create_folder(path).await?;
+            }
+        }
+        sync_folder(
+            source,
+            target,
+            state,
+            options,
+            events,
+            path,
+            exists,
+            &mut summary,
+        )
+        .await?;
+    }
+
+    for (name, _) in state.folders()? {
+        let path = FolderPath::from_display(&name);
+        if !on_source.contains(&path) {
+            let note = format!("folder {name} is gone from the source; it is kept on the target (folder deletions are not propagated)");
+            events.event(Event::Notice(note.clone()));
+            summary.notices.push(note);
+        }
+    }
+    let state_folders = state.folders()?;
+    for path in on_target
+        .iter()
+        .filter(|p| !on_source.contains(p) && !state_folders.contains_key(&p.to_string()))
+    {
+        summary.notices.push(format!(
+            "folder {path} exists only on the target; left alone"
+        ));
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sync_folder<S: MailStore, T: MailStore>(
+    source: &mut S,
+    target: &mut T,
+    state: &StateFile,
+    options: &SyncOptions,
+    events: &dyn EventSink,
+    path: &FolderPath,
+    target_exists: bool,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
+    let name = path.to_string();
+    let source_status = source.open_folder(path).await?;
+    let source_msgs = source.list_messages().await?;
+    let (target_status, target_msgs) = if target_exists || !options.dry_run {
+        let status = target.open_folder(path).await?;
+        (Some(status.clone()), target.list_messages().await?)
+    } else {
+        (None, Vec::new())
+    };
+
+    let mut base = state.instances(&name)?;
+    let record = state.folder(&name)?;
+    if let (Some(rec), Some(tstatus)) = (&record, &target_status) {
+        if rec.source_uidvalidity != source_status.uidvalidity {
+            notice(events, summary, format!(
+                "{name}: UIDVALIDITY changed on the source ({} -> {}); its messages are matched again by identity, nothing is removed",
+                rec.source_uidvalidity, source_status.uidvalidity
+            ));
+            base.clear();
+            if !options.dry_run {
+                state.clear_folder(&name)?;
+            }
+        } else if rec.target_uidvalidity != Some(tstatus.uidvalidity) {
+            notice(events, summary, format!(
+                "{name}: UIDVALIDITY changed on the target; its messages are matched again by identity"
+            ));
+            let mut changes = Vec::new();
+            for (uid, inst) in base.iter_mut() {
+                inst.target_uid = None;
+                changes.push(InstanceChange::Put(*uid, inst.clone()));
+            }
+            if !options.dry_run {
+                state.commit(&name, None, &changes)?;
+            }
+        }
+    }
+
+    let storable = |f: &crate::model::Flag| target_status.as_ref().is_none_or(|s| s.can_store(f));
+    let plan = plan_folder(&FolderInput {
+        folder: path,
+        base: &base,
+        source: &source_msgs,
+        target: &target_msgs,
+        storable: &storable,
+        policy: options.policy,
+    });
+    summary.removals_held += plan.held_removals.len() as u64;
+    if !plan.held_removals.is_empty() {
+        notice(events, summary, format!(
+            "{name}: {} removal(s) held (5 % or more of the folder); nothing was removed. Check the source, then run with --allow-deletions",
+            plan.held_removals.len()
+        ));
+    }
+
+    if options.dry_run {
+        summary
+            .actions
+            .extend(plan.actions(path).iter().map(ToString::to_string));
+        summary.copied += plan.placements.len() as u64;
+        summary.flags_updated += plan
+            .flag_updates
+            .iter()
+            .filter(|u| !u.add.is_empty() || !u.remove.is_empty())
+            .count() as u64;
+        summary.removed += plan.removals.len() as u64;
+        return Ok(());
+    }
+    let Some(target_status) = target_status else {
+        return Ok(());
+    };
+
+    apply_flag_updates(target, state, &name, &base, &plan, summary).await?;
+    apply_removals(target, state, &name, &plan, summary).await?;
+    if !plan.forget.is_empty() {
+        let changes: Vec<InstanceChange> = plan
+            .forget
+            .iter()
+            .map(|u| InstanceChange::Delete(*u))
+            .collect();
+        state.commit(&name, None, &changes)?;
+    }
+    let adopted = Placer {
+        source,
+        target,
+        state,
+        options,
+        events,
+        path,
+        name: &name,
+        summary,
+    }
+    .place(&plan, &base, &target_msgs, &target_status)
+    .await?;
+    summary.target_only += plan.unmapped_target.len().saturating_sub(adopted) as u64;
+    let record = FolderRecord {
+        source_uidvalidity: source_status.uidvalidity,
+        target_uidvalidity: Some(target_status.uidvalidity),
+    };
+    state.commit(&name, Some(&record), &[])?;
+    events.event(Event::FolderFinished {
+        folder: path.clone(),
+    });
+    Ok(())
+}
+
+fn notice(events: &dyn EventSink, summary: &mut SyncSummary, text: String) {
+    events.event(Event::Notice(text.clone()));
+    summary.notices.push(text);
+}
+
+/// Stores flag deltas, one STORE per distinct (add, remove) pair, then records the new flags.
+async fn apply_flag_updates<T: MailStore>(
+    target: &mut T,
+    state: &StateFile,
+    name: &str,
+    base: &BTreeMap<u32, InstanceRecord>,
+    plan: &FolderPlan,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
+    if plan.flag_updates.is_empty() {
+        return Ok(());
+    }
+    let mut groups: BTreeMap<(String, String), (FlagSet, FlagSet, Vec<u32>)> = BTreeMap::new();
+    for u in &plan.flag_updates {
+        if u.add.is_empty() && u.remove.is_empty() {
+            continue;
+        }
+        groups
+            .entry((u.add.to_imap_list(), u.remove.to_imap_list()))
+            .or_insert_with(|| (u.add.clone(), u.remove.clone(), Vec::new()))
+            .2
+            .push(u.target_uid);
+    }
+    for (add, remove, uids) in groups.values() {
+        target.store_flags(uids, FlagChange::Add, add).await?;
+        target.store_flags(uids, FlagChange::Remove, remove).await?;
+        summary.flags_updated += uids.len() as u64;
+    }
+    let changes: Vec<InstanceChange> = plan
+        .flag_updates
+        .iter()
+        .filter_map(|u| {
+            let mut rec = base.get(&u.source_uid)?.clone();
+            rec.flags = u.flags.clone();
+            Some(InstanceChange::Put(u.source_uid, rec))
+        })
+        .collect();
+    state.commit(name, None, &changes)?;
+    Ok(())
+}
+
+/// Expunges exactly the target copies of messages the source removed.
+async fn apply_removals<T: MailStore>(
+    target: &mut T,
+    state: &StateFile,
+    name: &str,
+    plan: &FolderPlan,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
+    if plan.removals.is_empty() {
+        return Ok(());
+    }
+    let uids: Vec<u32> = plan.removals.iter().map(|r| r.target_uid).collect();
+    target.expunge(&uids).await?;
+    let changes: Vec<InstanceChange> = plan
+        .removals
+        .iter()
+        .map(|r| InstanceChange::Delete(r.source_uid))
+        .collect();
+    state.commit(name, None, &changes)?;
+    summary.removed += uids.len() as u64;
+    Ok(())
+}
+
+/// Places source messages on the target: adopted when the target already holds the same
+/// content (an interrupted pass, a lost state), uploaded otherwise.
+struct Placer<'a, S, T> {
+    source: &'a mut S,
+    target: &'a mut T,
+    state: &'a StateFile,
+    options: &'a SyncOptions,
+    events: &'a dyn EventSink,
+    path: &'a FolderPath,
+    name: &'a str,
+    summary: &'a mut SyncSummary,
+}
+
+impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
+    async fn place(
+        mut self,
+        plan: &FolderPlan,
+        base: &BTreeMap<u32, InstanceRecord>,
+        target_msgs: &[MessageMeta],
+        target_status: &FolderStatus,
+    ) -> Result<usize, EngineError> {
+        if plan.placements.is_empty() {
+            return Ok(0);
+        }
+        let mut adopted = 0;
+        let total_bytes: u64 = plan.placements.iter().map(|p| p.source.size as u64).sum();
+        self.events.event(Event::FolderStarted {
+            folder: self.path.clone(),
+            messages: plan.placements.len() as u64,
+            bytes: total_bytes,
+        });
+
+        let mut candidates = self.adoption_candidates(plan, target_msgs).await?;
+        let mut ordinals: HashMap<Fingerprint, u32> = HashMap::new();
+        for inst in base.values() {
+            *ordinals.entry(inst.fingerprint).or_default() += 1;
+        }
+
+        let mut start = 0;
+        while start < plan.placements.len() {
+            let mut end = start;
+            let mut bytes = 0u64;
+            while end < plan.placements.len()
+                && end - start < self.options.batch_messages
+                && (end == start
+                    || bytes + plan.placements[end].source.size as u64 <= self.options.batch_bytes)
+            {
+                bytes += plan.placements[end].source.size as u64;
+                end += 1;
+            }
+            let batch = &plan.placements[start..end];
+            start = end;
+            let uids: Vec<u32> = batch.iter().map(|p| p.source.uid).collect();
+            let bodies = self.source.fetch_bodies(&uids).await?;
+            let by_uid: HashMap<u32, &crate::mailstore::FetchedBody> =
+                bodies.iter().map(|b| (b.uid, b)).collect();
+
+            let mut changes = Vec::new();
+            let mut to_append: Vec<(usize, std::borrow::Cow<'_, [u8]>, Fingerprint)> = Vec::new();
+            let mut placed_bytes = 0u64;
+            let mut placed = 0u64;
+            for (i, p) in batch.iter().enumerate() {
+                let Some(body) = by_uid.get(&p.source.uid) else {
+                    continue; // expunged since the listing: the next pass sees it gone
+                };
+                let bytes = normalize_line_endings(body.bytes());
+                let fingerprint = Fingerprint::of_normalized(&bytes);
+                let me = [Identified {
+                    uid: p.source.uid,
+                    fingerprint,
+                    internaldate: &p.source.internaldate,
+                }];
+                let cands: Vec<Identified<'_>> = candidates
+                    .iter()
+                    .map(|(m, fp)| Identified {
+                        uid: m.uid,
+                        fingerprint: *fp,
+                        internaldate: &m.internaldate,
+                    })
+                    .collect();
+                if let Some(tuid) = adopt(&me, &cands)[0] {
+                    let Some(pos) = candidates.iter().position(|(m, _)| m.uid == tuid) else {
+                        continue;
+                    };
+                    let (tmeta, _) = candidates.remove(pos);
+                    self.fix_flags(&tmeta, &p.source.flags, target_status)
+                        .await?;
+                    changes.push(self.record(
+                        &mut ordinals,
+                        p.source.clone(),
+                        fingerprint,
+                        Some(tuid),
+                    ));
+                    self.summary.adopted += 1;
+                    adopted += 1;
+                    placed += 1;
+                    placed_bytes += p.source.size as u64;
+                } else {
+                    to_append.push((i, bytes, fingerprint));
+                }
+            }
+            if !to_append.is_empty() {
+                let requests: Vec<AppendRequest<'_>> = to_append
+                    .iter()
+                    .map(|(i, bytes, _)| AppendRequest {
+                        flags: &batch[*i].source.flags,
+                        internaldate: &batch[*i].source.internaldate,
+                        bytes,
+                    })
+                    .collect();
+                let results = self.target.append(self.path, &requests).await?;
+                for ((i, bytes, fingerprint), result) in to_append.iter().zip(results) {
+                    let src = &batch[*i].source;
+                    match result {
+                        Ok(tuid) => {
+                            changes.push(self.record(
+                                &mut ordinals,
+                                src.clone(),
+                                *fingerprint,
+                                tuid,
+                            ));
+                            self.summary.copied += 1;
+                            self.summary.bytes_uploaded += bytes.len() as u64;
+                            placed += 1;
+                            placed_bytes += src.size as u64;
+                        }
+                        Err(e) => {
+                            let text = refusal_text(&e);
+                            self.summary.refused.push(format!(
+                                "{}: source uid {} ({} bytes): {text}",
+                                self.name, src.uid, src.size
+                            ));
+                        }
+                    }
+                }
+            }
+            self.state.commit(self.name, None, &changes)?;
+            self.events.event(Event::Placed {
+                folder: self.path.clone(),
+                messages: placed,
+                bytes: placed_bytes,
+            });
+        }
+        Ok(adopted)
+    }
+
+    /// Unmapped target messages that could be copies of what is to be placed: same size and
+    /// INTERNALDATE (cheap keys), then fingerprinted. Bodies are fetched only for these.
+    async fn adoption_candidates(
+        &mut self,
+        plan: &FolderPlan,
+        target_msgs: &[MessageMeta],
+    ) -> Result<Vec<(MessageMeta, Fingerprint)>, EngineError> {
+        if plan.unmapped_target.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: HashSet<(u32, i64)> = plan
+            .placements
+            .iter()
+            .map(|p| (p.source.size, p.source.internaldate.epoch()))
+            .collect();
+        let unmapped: HashSet<u32> = plan.unmapped_target.iter().copied().collect();
+        let wanted: Vec<&MessageMeta> = target_msgs
+            .iter()
+            .filter(|m| {
+                unmapped.contains(&m.uid) && keys.contains(&(m.size, m.internaldate.epoch()))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(self.options.batch_messages.max(1)) {
+            let uids: Vec<u32> = chunk.iter().map(|m| m.uid).collect();
+            let bodies = self.target.fetch_bodies(&uids).await?;
+            for body in bodies {
+                if let Some(m) = chunk.iter().find(|m| m.uid == body.uid) {
+                    out.push(((*m).clone(), Fingerprint::of(body.bytes())));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn fix_flags(
+        &mut self,
+        tmeta: &MessageMeta,
+        want: &FlagSet,
+        status: &FolderStatus,
+    ) -> Result<(), StoreError> {
+        let want = want.filtered(|f| status.can_store(f));
+        let have = tmeta.flags.filtered(|f| status.can_store(f));
+        let add = want.minus(&have);
+        let remove = have.minus(&want);
+        if add.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        self.target
+            .store_flags(&[tmeta.uid], FlagChange::Add, &add)
+            .await?;
+        self.target
+            .store_flags(&[tmeta.uid], FlagChange::Remove, &remove)
+            .await?;
+        self.summary.flags_updated += 1;
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        ordinals: &mut HashMap<Fingerprint, u32>,
+        src: MessageMeta,
+        fingerprint: Fingerprint,
+        target_uid: Option<u32>,
+    ) -> InstanceChange {
+        let ordinal = ordinals.entry(fingerprint).or_default();
+        let rec = InstanceRecord {
+            fingerprint,
+            ordinal: *ordinal,
+            target_uid,
+            flags: src.flags,
+            internaldate: src.internaldate,
+            size: src.size,
+        };
+        *ordinal += 1;
+        InstanceChange::Put(src.uid, rec)
+    }
+}
+
+fn refusal_text(e: &StoreError) -> String {
+    match e {
+        StoreError::No { text, .. } => format!("the target refused it: {text}"),
+        other => other.to_string(),
+    }
+}

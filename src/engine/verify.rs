@@ -1,0 +1,160 @@
+//! Verify: compare two sides folder by folder, message by message (fingerprint, flags,
+//! INTERNALDATE), and list every difference. Both sides are only read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::EngineError;
+use crate::mailstore::{MailStore, MessageMeta};
+use crate::model::{Fingerprint, FolderPath};
+
+/// One difference between the sides, readable as is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Difference {
+    pub folder: String,
+    pub what: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VerifyReport {
+    pub source: String,
+    pub target: String,
+    pub folders: u64,
+    pub messages: u64,
+    pub differences: Vec<Difference>,
+}
+
+/// A message's identity for comparison: content and INTERNALDATE instant.
+type Key = (Fingerprint, i64);
+
+/// Compares every selectable folder of both sides. Bodies are fetched in batches of at most
+/// `batch_bytes` and only hashed, never kept.
+pub async fn verify<S: MailStore, T: MailStore>(
+    source: &mut S,
+    target: &mut T,
+    batch_bytes: u64,
+) -> Result<VerifyReport, EngineError> {
+    let mut report = VerifyReport {
+        source: source.endpoint().to_string(),
+        target: target.endpoint().to_string(),
+        ..Default::default()
+    };
+    let src_folders: BTreeSet<FolderPath> = source
+        .list_folders()
+        .await?
+        .into_iter()
+        .filter(|f| f.selectable)
+        .map(|f| f.path)
+        .collect();
+    let tgt_folders: BTreeSet<FolderPath> = target
+        .list_folders()
+        .await?
+        .into_iter()
+        .filter(|f| f.selectable)
+        .map(|f| f.path)
+        .collect();
+    for path in src_folders.union(&tgt_folders) {
+        let folder = path.to_string();
+        let diff = |what: String| Difference {
+            folder: folder.clone(),
+            what,
+        };
+        match (src_folders.contains(path), tgt_folders.contains(path)) {
+            (true, false) => {
+                report
+                    .differences
+                    .push(diff("folder missing on the target".into()));
+                continue;
+            }
+            (false, true) => {
+                report
+                    .differences
+                    .push(diff("folder exists only on the target".into()));
+                continue;
+            }
+            _ => {}
+        }
+        report.folders += 1;
+        let a = snapshot(source, path, batch_bytes).await?;
+        let b = snapshot(target, path, batch_bytes).await?;
+        report.messages += a.values().map(|v| v.len() as u64).sum::<u64>();
+        compare(&a, &b, &mut |what| report.differences.push(diff(what)));
+    }
+    Ok(report)
+}
+
+/// Per identity, the flag sets of its instances (as printable lists), sorted.
+type Snapshot = BTreeMap<Key, Vec<(String, u32)>>;
+
+async fn snapshot<M: MailStore>(
+    store: &mut M,
+    path: &FolderPath,
+    batch_bytes: u64,
+) -> Result<Snapshot, EngineError> {
+    store.open_folder(path).await?;
+    let metas = store.list_messages().await?;
+    let by_uid: BTreeMap<u32, &MessageMeta> = metas.iter().map(|m| (m.uid, m)).collect();
+    let mut out: Snapshot = BTreeMap::new();
+    let mut i = 0;
+    while i < metas.len() {
+        let mut j = i;
+        let mut bytes = 0u64;
+        while j < metas.len()
+            && (j == i || bytes + metas[j].size as u64 <= batch_bytes)
+            && j - i < 500
+        {
+            bytes += metas[j].size as u64;
+            j += 1;
+        }
+        let uids: Vec<u32> = metas[i..j].iter().map(|m| m.uid).collect();
+        for body in store.fetch_bodies(&uids).await? {
+            if let Some(m) = by_uid.get(&body.uid) {
+                let key = (Fingerprint::of(body.bytes()), m.internaldate.epoch());
+                out.entry(key)
+                    .or_default()
+                    .push((m.flags.to_imap_list().to_ascii_lowercase(), m.uid));
+            }
+        }
+        i = j;
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    Ok(out)
+}
+
+fn compare(a: &Snapshot, b: &Snapshot, report: &mut dyn FnMut(String)) {
+    let keys: BTreeSet<&Key> = a.keys().chain(b.keys()).collect();
+    for key in keys {
+        let mut left: Vec<(String, u32)> = a.get(key).cloned().unwrap_or_default();
+        let mut right: Vec<(String, u32)> = b.get(key).cloned().unwrap_or_default();
+        // Pair instances with equal flags first; what remains differs.
+        left.retain(
+            |(flags, _)| match right.iter().position(|(f, _)| f == flags) {
+                Some(pos) => {
+                    right.remove(pos);
+                    false
+                }
+                None => true,
+            },
+        );
+        let (fp, _) = key;
+        let pairs = left.len().min(right.len());
+        for ((lf, lu), (rf, ru)) in left.iter().zip(right.iter()).take(pairs) {
+            report(format!(
+                "message {fp}: flags differ: source uid {lu} {lf}, target uid {ru} {rf}"
+            ));
+        }
+        for (flags, uid) in left.iter().skip(pairs) {
+            report(format!(
+                "message {fp} (source uid {uid}, flags {flags}) is missing on the target"
+            ));
+        }
+        for (flags, uid) in right.iter().skip(pairs) {
+            report(format!(
+                "message {fp} (target uid {uid}, flags {flags}) is only on the target"
+            ));
+        }
+    }
+}

@@ -1,0 +1,502 @@
+//! One IMAP connection with the guarantees async-imap lacks.
+//!
+//! async-imap's command helpers ignore tagged NO/BAD on data commands, keep answering Ok after
+//! EOF, drop unsolicited responses when a channel fills, and have no timeouts (see CRATES.md).
+//! Each can make a dead connection read as an empty mailbox, which a replicator would turn into
+//! deletions. So this type uses only async-imap's framing and parser (`read_response`) and
+//! writes every command itself:
+//!
+//! - every read and write has a timeout;
+//! - every command's tagged status is checked: NO becomes [`StoreError::No`], BAD poisons;
+//! - the first I/O error, parse error, timeout, EOF or BYE poisons the connection: every later
+//!   call fails at once, so it is dropped and never reused;
+//! - a command whose future was dropped half way (cancelled) also poisons it;
+//! - untagged responses are returned to the caller with the command's result, none is lost.
+
+use std::time::Duration;
+
+use imap_proto::{Response, ResponseCode, Status};
+use tokio::io::AsyncWriteExt;
+
+use super::transport::Transport;
+use crate::mailstore::StoreError;
+
+/// One server response. async-imap's `ImapResponse` (the parsed response owning its buffer,
+/// so a body is held once) is not nameable outside that crate, so it is kept behind this box.
+pub struct ImapResponse(Box<dyn ErasedResponse>);
+
+trait ErasedResponse: Send + Sync {
+    fn parsed(&self) -> &Response<'_>;
+}
+
+struct Holder<R> {
+    response: R,
+    parsed: for<'a> fn(&'a R) -> &'a Response<'a>,
+}
+
+impl<R: Send + Sync> ErasedResponse for Holder<R> {
+    fn parsed(&self) -> &Response<'_> {
+        (self.parsed)(&self.response)
+    }
+}
+
+impl ImapResponse {
+    pub fn parsed(&self) -> &Response<'_> {
+        self.0.parsed()
+    }
+}
+
+/// A piece of a command: text, or a literal sent as `{n}`/`{n+}` plus its bytes.
+pub enum Part<'a> {
+    Text(&'a str),
+    Literal(&'a [u8]),
+}
+
+/// What a command is, for error messages: its verb and the folder it concerns.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx<'a> {
+    pub command: &'a str,
+    pub folder: Option<&'a str>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(command: &'a str) -> Ctx<'a> {
+        Ctx {
+            command,
+            folder: None,
+        }
+    }
+    pub fn on(command: &'a str, folder: &'a str) -> Ctx<'a> {
+        Ctx {
+            command,
+            folder: Some(folder),
+        }
+    }
+    fn folder_suffix(&self) -> String {
+        self.folder
+            .map(|f| format!(" on folder {f:?}"))
+            .unwrap_or_default()
+    }
+}
+
+/// A tagged OK and the untagged responses that came before it.
+pub struct Completion {
+    pub untagged: Vec<ImapResponse>,
+    pub done: ImapResponse,
+}
+
+impl Completion {
+    /// The response code of the tagged OK (`[APPENDUID ...]`, ...).
+    pub fn code(&self) -> Option<&ResponseCode<'_>> {
+        match self.done.parsed() {
+            Response::Done { outcome, .. } => outcome.code.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+pub struct Connection {
+    client: async_imap::Client<Transport>,
+    endpoint: String,
+    next_tag: u64,
+    poisoned: Option<String>,
+    /// Commands sent whose completion has not been read yet.
+    in_flight: usize,
+    timeout: Duration,
+    literal_plus: bool,
+}
+
+impl Connection {
+    pub fn new(transport: Transport, endpoint: String, timeout: Duration) -> Connection {
+        Connection {
+            client: async_imap::Client::new(transport),
+            endpoint,
+            next_tag: 0,
+            poisoned: None,
+            in_flight: 0,
+            timeout,
+            literal_plus: false,
+        }
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn set_literal_plus(&mut self, on: bool) {
+        self.literal_plus = on;
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Reads the server greeting. PREAUTH is refused: we did not authenticate, so we cannot
+    /// know whose mailbox this is.
+    pub async fn read_greeting(&mut self) -> Result<(), StoreError> {
+        let ctx = Ctx::new("greeting");
+        let response = self.read_one(ctx).await?;
+        match response.parsed() {
+            Response::Data {
+                status: Status::Ok, ..
+            } => Ok(()),
+            Response::Data {
+                status: Status::PreAuth,
+                ..
+            } => {
+                self.poison("PREAUTH greeting");
+                Err(StoreError::Refused {
+                    endpoint: self.endpoint.clone(),
+                    detail: "the server greeted with PREAUTH (already logged in as someone); refusing to use it".into(),
+                })
+            }
+            Response::Data {
+                status: Status::Bye,
+                outcome,
+            } => {
+                let text = outcome.information.as_deref().unwrap_or("").to_string();
+                self.poison("BYE greeting");
+                Err(StoreError::Refused {
+                    endpoint: self.endpoint.clone(),
+                    detail: format!("the server refused the connection: {text}"),
+                })
+            }
+            other => {
+                let detail = format!("not an IMAP greeting: {other:?}");
+                self.poison(&detail);
+                Err(self.protocol(ctx, detail))
+            }
+        }
+    }
+
+    /// Runs one command and waits for its tagged completion.
+    pub async fn run(
+        &mut self,
+        parts: &[Part<'_>],
+        ctx: Ctx<'_>,
+    ) -> Result<Completion, StoreError> {
+        self.check_usable(ctx)?;
+        let tag = self.send(parts, ctx).await?;
+        self.finish(&tag, ctx).await
+    }
+
+    /// Runs a command made of plain text.
+    pub async fn run_text(&mut self, text: &str, ctx: Ctx<'_>) -> Result<Completion, StoreError> {
+        self.run(&[Part::Text(text)], ctx).await
+    }
+
+    /// Sends a command and returns its tag without waiting for the completion (pipelining:
+    /// several `send`s, then one `finish` per tag in order).
+    /// Synchronising literals wait for the server's continuation; with LITERAL+ nothing waits.
+    pub async fn send(&mut self, parts: &[Part<'_>], ctx: Ctx<'_>) -> Result<String, StoreError> {
+        self.check_poison(ctx)?;
+        self.in_flight += 1;
+        self.next_tag += 1;
+        let tag = format!("mr{}", self.next_tag);
+        let mut line: Vec<u8> = Vec::with_capacity(128);
+        line.extend_from_slice(tag.as_bytes());
+        line.push(b' ');
+        for part in parts {
+            match part {
+                Part::Text(t) => line.extend_from_slice(t.as_bytes()),
+                Part::Literal(bytes) => {
+                    if self.literal_plus {
+                        line.extend_from_slice(format!("{{{}+}}\r\n", bytes.len()).as_bytes());
+                        self.write(&line, ctx).await?;
+                        line.clear();
+                        self.write(bytes, ctx).await?;
+                    } else {
+                        line.extend_from_slice(format!("{{{}}}\r\n", bytes.len()).as_bytes());
+                        self.write(&line, ctx).await?;
+                        line.clear();
+                        self.flush(ctx).await?;
+                        self.await_continuation(&tag, ctx).await?;
+                        self.write(bytes, ctx).await?;
+                    }
+                }
+            }
+        }
+        line.extend_from_slice(b"\r\n");
+        self.write(&line, ctx).await?;
+        self.flush(ctx).await?;
+        Ok(tag)
+    }
+
+    /// Reads until the tagged completion of `tag`. Untagged responses are collected.
+    pub async fn finish(&mut self, tag: &str, ctx: Ctx<'_>) -> Result<Completion, StoreError> {
+        let mut untagged = Vec::new();
+        loop {
+            let response = self.read_one(ctx).await?;
+            let done = match response.parsed() {
+                Response::Done {
+                    tag: t,
+                    status,
+                    outcome,
+                } if t.0 == tag => Some((TaggedStatus::of(status), outcome)),
+                Response::Done { tag: t, .. } => {
+                    let detail = format!("completion for unknown tag {}", t.0);
+                    self.poison(&detail);
+                    return Err(self.protocol(ctx, detail));
+                }
+                Response::Data {
+                    status: Status::Bye,
+                    outcome,
+                } => {
+                    let text = outcome.information.as_deref().unwrap_or("").to_string();
+                    self.poison("BYE");
+                    return Err(StoreError::ConnectionLost {
+                        endpoint: self.endpoint.clone(),
+                        command: ctx.command.to_string(),
+                        detail: format!("the server closed the session (BYE {text})"),
+                    });
+                }
+                _ => None,
+            };
+            let Some((status, outcome)) = done else {
+                untagged.push(response);
+                continue;
+            };
+            let text = outcome.information.as_deref().unwrap_or("").to_string();
+            match status {
+                TaggedStatus::Ok => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    return Ok(Completion {
+                        untagged,
+                        done: response,
+                    });
+                }
+                TaggedStatus::No => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    return Err(StoreError::No {
+                        endpoint: self.endpoint.clone(),
+                        command: ctx.command.to_string(),
+                        folder: ctx.folder_suffix(),
+                        code: response_code_name(&text),
+                        text,
+                    });
+                }
+                TaggedStatus::Bad => {
+                    self.poison("BAD");
+                    return Err(StoreError::Bad {
+                        endpoint: self.endpoint.clone(),
+                        command: ctx.command.to_string(),
+                        folder: ctx.folder_suffix(),
+                        text,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Reads until the `+` continuation of a synchronising literal. A tagged completion instead
+    /// means the server refused the command before the literal.
+    async fn await_continuation(&mut self, tag: &str, ctx: Ctx<'_>) -> Result<(), StoreError> {
+        loop {
+            let response = self.read_one(ctx).await?;
+            match response.parsed() {
+                Response::Continue(_) => return Ok(()),
+                Response::Done {
+                    tag: t, outcome, ..
+                } if t.0 == tag => {
+                    let text = outcome.information.as_deref().unwrap_or("").to_string();
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    return Err(StoreError::No {
+                        endpoint: self.endpoint.clone(),
+                        command: ctx.command.to_string(),
+                        folder: ctx.folder_suffix(),
+                        code: response_code_name(&text),
+                        text,
+                    });
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads one response, with the timeout; any failure poisons the connection.
+    async fn read_one(&mut self, ctx: Ctx<'_>) -> Result<ImapResponse, StoreError> {
+        self.check_poison(ctx)?;
+        match tokio::time::timeout(self.timeout, self.client.read_response()).await {
+            Err(_) => {
+                self.poison("timeout");
+                Err(StoreError::Timeout {
+                    endpoint: self.endpoint.clone(),
+                    command: ctx.command.to_string(),
+                    seconds: self.timeout.as_secs(),
+                })
+            }
+            Ok(Err(e)) => {
+                self.poison(&e.to_string());
+                Err(StoreError::ConnectionLost {
+                    endpoint: self.endpoint.clone(),
+                    command: ctx.command.to_string(),
+                    detail: e.to_string(),
+                })
+            }
+            Ok(Ok(None)) => {
+                self.poison("EOF");
+                Err(StoreError::ConnectionLost {
+                    endpoint: self.endpoint.clone(),
+                    command: ctx.command.to_string(),
+                    detail: "the server closed the connection".into(),
+                })
+            }
+            Ok(Ok(Some(response))) => Ok(ImapResponse(Box::new(Holder {
+                response,
+                parsed: |r| r.parsed(),
+            }))),
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8], ctx: Ctx<'_>) -> Result<(), StoreError> {
+        let stream = self.client.get_mut();
+        match tokio::time::timeout(self.timeout, stream.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.poison(&e.to_string());
+                Err(StoreError::ConnectionLost {
+                    endpoint: self.endpoint.clone(),
+                    command: ctx.command.to_string(),
+                    detail: e.to_string(),
+                })
+            }
+            Err(_) => {
+                self.poison("write timeout");
+                Err(StoreError::Timeout {
+                    endpoint: self.endpoint.clone(),
+                    command: ctx.command.to_string(),
+                    seconds: self.timeout.as_secs(),
+                })
+            }
+        }
+    }
+
+    async fn flush(&mut self, ctx: Ctx<'_>) -> Result<(), StoreError> {
+        let stream = self.client.get_mut();
+        match tokio::time::timeout(self.timeout, stream.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.poison(&e.to_string());
+                Err(StoreError::ConnectionLost {
+                    endpoint: self.endpoint.clone(),
+                    command: ctx.command.to_string(),
+                    detail: e.to_string(),
+                })
+            }
+            Err(_) => {
+                self.poison("flush timeout");
+                Err(StoreError::Timeout {
+                    endpoint: self.endpoint.clone(),
+                    command: ctx.command.to_string(),
+                    seconds: self.timeout.as_secs(),
+                })
+            }
+        }
+    }
+
+    /// Before a new command: a previous one must have completed (a dropped future leaves the
+    /// stream out of step) and the connection must not be poisoned.
+    fn check_usable(&mut self, ctx: Ctx<'_>) -> Result<(), StoreError> {
+        if self.in_flight > 0 {
+            self.poison("a previous command was abandoned before its completion");
+        }
+        self.check_poison(ctx)
+    }
+
+    fn check_poison(&self, ctx: Ctx<'_>) -> Result<(), StoreError> {
+        match &self.poisoned {
+            None => Ok(()),
+            Some(why) => Err(StoreError::ConnectionLost {
+                endpoint: self.endpoint.clone(),
+                command: ctx.command.to_string(),
+                detail: format!("connection unusable after an earlier failure ({why})"),
+            }),
+        }
+    }
+
+    fn poison(&mut self, why: &str) {
+        if self.poisoned.is_none() {
+            tracing::debug!(endpoint = %self.endpoint, why, "connection poisoned");
+            self.poisoned = Some(why.to_string());
+        }
+    }
+
+    fn protocol(&self, ctx: Ctx<'_>, detail: String) -> StoreError {
+        StoreError::Protocol {
+            endpoint: self.endpoint.clone(),
+            command: ctx.command.to_string(),
+            detail,
+        }
+    }
+
+    /// Marks the connection unusable (used by callers that detect an inconsistency).
+    pub fn invalidate(&mut self, why: &str) {
+        self.poison(why);
+    }
+
+    pub fn protocol_error(&mut self, ctx: Ctx<'_>, detail: String) -> StoreError {
+        self.poison(&detail);
+        self.protocol(ctx, detail)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum TaggedStatus {
+    Ok,
+    No,
+    Bad,
+}
+
+impl TaggedStatus {
+    fn of(status: &Status) -> TaggedStatus {
+        match status {
+            Status::Ok => TaggedStatus::Ok,
+            Status::No => TaggedStatus::No,
+            _ => TaggedStatus::Bad,
+        }
+    }
+}
+
+/// The response code name of a tagged text that async-imap's parser left as text
+/// (`[OVERQUOTA] Quota exceeded` gives `OVERQUOTA`).
+fn response_code_name(text: &str) -> Option<String> {
+    let rest = text.strip_prefix('[')?;
+    let end = rest.find([']', ' '])?;
+    Some(rest[..end].to_ascii_uppercase())
+}
+
+/// Quotes a string for IMAP when it can be quoted; `None` means a literal is needed.
+pub fn quote(s: &str) -> Option<String> {
+    if s.len() > 1000
+        || s.bytes()
+            .any(|b| b == b'\r' || b == b'\n' || b == 0 || b >= 0x80)
+    {
+        return None;
+    }
+    Some(format!(
+        "\"{}\"",
+        s.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(quote("a\"b\\c").as_deref(), Some("\"a\\\"b\\\\c\""));
+        assert_eq!(quote("é"), None);
+        assert_eq!(quote("a\r\nb"), None);
+    }
+
+    #[test]
+    fn response_codes_from_text() {
+        assert_eq!(
+            response_code_name("[OVERQUOTA] Quota exceeded").as_deref(),
+            Some("OVERQUOTA")
+        );
+        assert_eq!(response_code_name("[LIMIT 5] x").as_deref(), Some("LIMIT"));
+        assert_eq!(response_code_name("no code"), None);
+    }
+}

@@ -1,0 +1,124 @@
+//! UID FETCH: message metadata in one batched command, bodies with BODY.PEEK[] by UID set.
+
+use std::collections::{BTreeMap, HashSet};
+
+use imap_proto::{AttributeValue, Response};
+
+use super::connection::{Ctx, ImapResponse};
+use super::ImapStore;
+use crate::mailstore::{uid_set, FetchedBody, MessageMeta, StoreError};
+use crate::model::{FlagSet, InternalDate};
+
+impl ImapStore {
+    /// Flags, INTERNALDATE and size of every message in the open folder, in one command.
+    pub(super) async fn fetch_meta(&mut self) -> Result<Vec<MessageMeta>, StoreError> {
+        self.selected_name("UID FETCH")?;
+        let display = self.selected_display();
+        let ctx = Ctx::on("UID FETCH", &display);
+        if self.selected_exists == 0 {
+            return Ok(Vec::new());
+        }
+        let done = self
+            .conn
+            .run_text("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)", ctx)
+            .await?;
+        let mut by_uid: BTreeMap<u32, MessageMeta> = BTreeMap::new();
+        let mut late_flags: Vec<(u32, FlagSet)> = Vec::new();
+        for r in &done.untagged {
+            let Response::Fetch(_, attrs) = r.parsed() else {
+                continue;
+            };
+            let mut uid = None;
+            let mut flags = None;
+            let mut date = None;
+            let mut size = None;
+            for a in attrs {
+                match a {
+                    AttributeValue::Uid(u) => uid = Some(*u),
+                    AttributeValue::Flags(f) => {
+                        flags = Some(FlagSet::from_raw(f.iter().map(|x| x.as_ref())))
+                    }
+                    AttributeValue::InternalDate(d) => date = InternalDate::parse(d.as_ref()),
+                    AttributeValue::Rfc822Size(s) => size = Some(*s),
+                    _ => {}
+                }
+            }
+            match (uid, flags, date, size) {
+                (Some(uid), Some(flags), Some(internaldate), Some(size)) => {
+                    by_uid.insert(
+                        uid,
+                        MessageMeta {
+                            uid,
+                            flags,
+                            internaldate,
+                            size,
+                        },
+                    );
+                }
+                // An unsolicited flag update from another client during our fetch.
+                (Some(uid), Some(flags), _, _) => late_flags.push((uid, flags)),
+                _ => {}
+            }
+        }
+        for (uid, flags) in late_flags {
+            if let Some(m) = by_uid.get_mut(&uid) {
+                m.flags = flags;
+            }
+        }
+        Ok(by_uid.into_values().collect())
+    }
+
+    /// Bodies of the given UIDs with BODY.PEEK[] (never sets `\Seen`). UIDs the server does not
+    /// return (expunged meanwhile) are absent; responses for UIDs not asked for are dropped
+    /// (`UID FETCH n:*` can return a message below n).
+    pub(super) async fn fetch_body_batch(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<FetchedBody>, StoreError> {
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.selected_name("UID FETCH")?;
+        let display = self.selected_display();
+        let ctx = Ctx::on("UID FETCH", &display);
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let cmd = format!("UID FETCH {} (UID BODY.PEEK[])", uid_set(uids));
+        let done = self.conn.run_text(&cmd, ctx).await?;
+        let mut bodies = Vec::with_capacity(uids.len());
+        for r in done.untagged {
+            let uid = match r.parsed() {
+                Response::Fetch(_, attrs) => {
+                    let uid = attrs.iter().find_map(|a| match a {
+                        AttributeValue::Uid(u) => Some(u),
+                        _ => None,
+                    });
+                    match uid {
+                        Some(u) if wanted.contains(u) && body_section(&r).is_some() => *u,
+                        _ => continue,
+                    }
+                }
+                _ => continue,
+            };
+            bodies.push(FetchedBody::imap(uid, r));
+        }
+        bodies.sort_by_key(|b| b.uid);
+        bodies.dedup_by_key(|b| b.uid);
+        Ok(bodies)
+    }
+}
+
+/// The bytes of `BODY[]` in a FETCH response.
+pub fn body_section(response: &ImapResponse) -> Option<&[u8]> {
+    let Response::Fetch(_, attrs) = response.parsed() else {
+        return None;
+    };
+    attrs.iter().find_map(|a| match a {
+        AttributeValue::BodySection {
+            section: None,
+            data: Some(data),
+            ..
+        } => Some(data.as_ref()),
+        AttributeValue::Rfc822(Some(data)) => Some(data.as_ref()),
+        _ => None,
+    })
+}

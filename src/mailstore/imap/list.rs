@@ -1,0 +1,98 @@
+//! LIST and CREATE: the folder tree with its hierarchy delimiter and special-use attributes.
+
+use imap_proto::NameAttribute;
+use imap_proto::{MailboxDatum, Response};
+
+use super::connection::{Ctx, Part};
+use super::{mutf7, ImapStore};
+use crate::mailstore::{FolderInfo, StoreError};
+use crate::model::FolderPath;
+
+impl ImapStore {
+    /// `LIST "" ""` gives the hierarchy delimiter.
+    pub(super) async fn read_delimiter(&mut self) -> Result<Option<char>, StoreError> {
+        let done = self
+            .conn
+            .run_text("LIST \"\" \"\"", Ctx::new("LIST"))
+            .await?;
+        for r in &done.untagged {
+            if let Response::MailboxData(MailboxDatum::List(data)) = r.parsed() {
+                return Ok(data.delimiter.as_deref().and_then(|d| d.chars().next()));
+            }
+        }
+        Ok(Some('/'))
+    }
+
+    pub(super) async fn list(&mut self) -> Result<Vec<FolderInfo>, StoreError> {
+        let done = self
+            .conn
+            .run_text("LIST \"\" \"*\"", Ctx::new("LIST"))
+            .await?;
+        let mut folders = Vec::new();
+        for r in &done.untagged {
+            let Response::MailboxData(MailboxDatum::List(data)) = r.parsed() else {
+                continue;
+            };
+            let delimiter = data
+                .delimiter
+                .as_deref()
+                .and_then(|d| d.chars().next())
+                .or(self.delimiter);
+            let name = mutf7::decode(&data.name);
+            let mut selectable = true;
+            let mut special_use = None;
+            for attr in &data.name_attributes {
+                match attr {
+                    NameAttribute::NoSelect => selectable = false,
+                    NameAttribute::All => special_use = Some("\\All".to_string()),
+                    NameAttribute::Archive => special_use = Some("\\Archive".to_string()),
+                    NameAttribute::Drafts => special_use = Some("\\Drafts".to_string()),
+                    NameAttribute::Flagged => special_use = Some("\\Flagged".to_string()),
+                    NameAttribute::Junk => special_use = Some("\\Junk".to_string()),
+                    NameAttribute::Sent => special_use = Some("\\Sent".to_string()),
+                    NameAttribute::Trash => special_use = Some("\\Trash".to_string()),
+                    NameAttribute::Extension(e) if e.eq_ignore_ascii_case("\\NonExistent") => {
+                        selectable = false
+                    }
+                    _ => {}
+                }
+            }
+            folders.push(FolderInfo {
+                path: FolderPath::from_server_name(&name, delimiter),
+                selectable,
+                special_use,
+            });
+        }
+        folders.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(folders)
+    }
+
+    /// CREATE; a folder that already exists is not an error.
+    pub(super) async fn create(&mut self, path: &FolderPath) -> Result<(), StoreError> {
+        let wire = self.wire_name(path)?;
+        let display = path.to_string();
+        let quoted = quote_mailbox(&wire);
+        match self
+            .conn
+            .run(
+                &[Part::Text("CREATE "), Part::Text(&quoted)],
+                Ctx::on("CREATE", &display),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StoreError::No { code, text, .. })
+                if code.as_deref() == Some("ALREADYEXISTS")
+                    || text.to_ascii_lowercase().contains("already exists") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Quotes an (ASCII, modified UTF-7) mailbox name.
+pub(super) fn quote_mailbox(wire: &str) -> String {
+    format!("\"{}\"", wire.replace('\\', "\\\\").replace('"', "\\\""))
+}

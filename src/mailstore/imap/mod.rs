@@ -1,0 +1,160 @@
+//! The IMAP adapter: [`ImapStore`] implements [`MailStore`] over one guarded [`Connection`].
+//!
+//! Files are named after what they implement: `open` (TLS, login), `list`, `select`, `fetch`,
+//! `append`, `store`, `expunge`; `connection` holds the guarantees every command relies on.
+
+pub mod append;
+pub mod connection;
+pub mod expunge;
+pub mod fetch;
+pub mod list;
+pub mod mutf7;
+pub mod open;
+pub mod select;
+pub mod store;
+pub mod transport;
+
+use connection::Connection;
+
+use crate::config::SideConfig;
+use crate::mailstore::{
+    Access, AppendRequest, Capabilities, FetchedBody, FlagChange, FolderInfo, FolderStatus,
+    MailStore, MessageMeta, StoreError,
+};
+use crate::model::{FlagSet, FolderPath};
+
+/// One IMAP account, opened read-only or read-write.
+pub struct ImapStore {
+    conn: Connection,
+    caps: Capabilities,
+    access: Access,
+    endpoint: String,
+    /// The hierarchy delimiter (from `LIST "" ""`), `None` for a flat server.
+    delimiter: Option<char>,
+    /// The open folder: its path and wire name.
+    selected: Option<(FolderPath, String)>,
+    /// EXISTS of the open folder when it was opened.
+    selected_exists: u32,
+}
+
+impl ImapStore {
+    /// Connects and logs in.
+    pub async fn connect(config: &SideConfig, access: Access) -> Result<ImapStore, StoreError> {
+        let (conn, caps) = open::open(config).await?;
+        let mut store = ImapStore {
+            conn,
+            caps,
+            access,
+            endpoint: config.endpoint.to_string(),
+            delimiter: None,
+            selected: None,
+            selected_exists: 0,
+        };
+        store.delimiter = store.read_delimiter().await?;
+        Ok(store)
+    }
+
+    fn require_write(&self, command: &str) -> Result<(), StoreError> {
+        match self.access {
+            Access::ReadWrite => Ok(()),
+            Access::ReadOnly => Err(StoreError::ReadOnly {
+                endpoint: self.endpoint.clone(),
+                command: command.to_string(),
+            }),
+        }
+    }
+
+    /// The wire name of a folder path (separator and modified UTF-7).
+    fn wire_name(&self, path: &FolderPath) -> Result<String, StoreError> {
+        let name = path.to_server_name(self.delimiter).ok_or_else(|| StoreError::Refused {
+            endpoint: self.endpoint.clone(),
+            detail: format!(
+                "folder {path} cannot be named on this server: a component contains its hierarchy separator {:?}",
+                self.delimiter.unwrap_or('/')
+            ),
+        })?;
+        Ok(mutf7::encode(&name))
+    }
+
+    fn selected_name(&self, command: &str) -> Result<String, StoreError> {
+        match &self.selected {
+            Some((_, name)) => Ok(name.clone()),
+            None => Err(StoreError::Protocol {
+                endpoint: self.endpoint.clone(),
+                command: command.to_string(),
+                detail: "no folder is open (a mailreplica bug)".into(),
+            }),
+        }
+    }
+
+    fn selected_display(&self) -> String {
+        self.selected
+            .as_ref()
+            .map(|(p, _)| p.to_string())
+            .unwrap_or_default()
+    }
+}
+
+impl MailStore for ImapStore {
+    fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, StoreError> {
+        self.list().await
+    }
+
+    async fn create_folder(&mut self, path: &FolderPath) -> Result<(), StoreError> {
+        self.require_write("CREATE")?;
+        self.create(path).await
+    }
+
+    async fn open_folder(&mut self, path: &FolderPath) -> Result<FolderStatus, StoreError> {
+        self.select(path).await
+    }
+
+    async fn list_messages(&mut self) -> Result<Vec<MessageMeta>, StoreError> {
+        self.fetch_meta().await
+    }
+
+    async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<Vec<FetchedBody>, StoreError> {
+        self.fetch_body_batch(uids).await
+    }
+
+    async fn append(
+        &mut self,
+        path: &FolderPath,
+        messages: &[AppendRequest<'_>],
+    ) -> Result<Vec<Result<Option<u32>, StoreError>>, StoreError> {
+        self.require_write("APPEND")?;
+        self.append_batch(path, messages).await
+    }
+
+    async fn store_flags(
+        &mut self,
+        uids: &[u32],
+        change: FlagChange,
+        flags: &FlagSet,
+    ) -> Result<(), StoreError> {
+        self.require_write("STORE")?;
+        self.store(uids, change, flags).await
+    }
+
+    async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError> {
+        self.require_write("EXPUNGE")?;
+        self.expunge_uids(uids).await
+    }
+
+    async fn logout(&mut self) {
+        if !self.conn.is_poisoned() {
+            let _ = self
+                .conn
+                .run_text("LOGOUT", connection::Ctx::new("LOGOUT"))
+                .await;
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Opening a session: TCP, TLS (implicit or STARTTLS), greeting, capabilities, login.
+//!
+//! STARTTLS is negotiated before async-imap sees the stream, reading byte by byte so that
+//! nothing the server sent before the handshake can be buffered and trusted afterwards: any byte
+//! after the STARTTLS OK and before the handshake is an injection attempt and fails the
+//! connection. Capabilities are read again after TLS and after login.
+
+use base64::Engine;
+use imap_proto::{Capability, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::connection::{quote, Connection, Ctx, Part};
+use super::transport::{connect_tcp, is_loopback, start_tls, Transport};
+use crate::config::{Scheme, SideConfig};
+use crate::mailstore::{Capabilities, StoreError};
+
+/// Connects, secures and logs in. The returned connection is authenticated.
+pub async fn open(config: &SideConfig) -> Result<(Connection, Capabilities), StoreError> {
+    let ep = &config.endpoint;
+    let endpoint = ep.to_string();
+    let tcp = connect_tcp(&ep.host, ep.port, config.timeout)
+        .await
+        .map_err(|detail| StoreError::Connect {
+            endpoint: endpoint.clone(),
+            detail,
+        })?;
+    let tls_err = |detail: String| StoreError::Tls {
+        endpoint: endpoint.clone(),
+        detail,
+    };
+
+    let mut conn = match ep.scheme {
+        Scheme::Imaps => {
+            let transport = start_tls(tcp, &ep.host, &config.tls, config.timeout)
+                .await
+                .map_err(tls_err)?;
+            let mut conn = Connection::new(transport, endpoint.clone(), config.timeout);
+            conn.read_greeting().await?;
+            conn
+        }
+        Scheme::Imap => {
+            let plaintext_ok = config.allow_plaintext || is_loopback(&ep.host);
+            match starttls_prelude(tcp, &endpoint, config).await? {
+                Prelude::Secured(tcp) => {
+                    let transport = start_tls(tcp, &ep.host, &config.tls, config.timeout)
+                        .await
+                        .map_err(tls_err)?;
+                    Connection::new(transport, endpoint.clone(), config.timeout)
+                }
+                Prelude::NoStartTls(_) if !plaintext_ok => {
+                    return Err(StoreError::Refused {
+                        endpoint,
+                        detail: "the server does not offer STARTTLS, and sending a password in clear to a remote host is refused. Use imaps://, or --allow-plaintext if the network is trusted".into(),
+                    });
+                }
+                Prelude::NoStartTls(tcp) => {
+                    Connection::new(Transport::Plain(tcp), endpoint.clone(), config.timeout)
+                }
+            }
+        }
+    };
+
+    let caps = capabilities(&mut conn).await?;
+    login(&mut conn, &caps, config).await?;
+    let caps = capabilities(&mut conn).await?;
+    conn.set_literal_plus(caps.literal_plus);
+    Ok((conn, caps))
+}
+
+enum Prelude {
+    Secured(TcpStream),
+    NoStartTls(TcpStream),
+}
+
+/// Greeting and, when offered, STARTTLS on the raw socket.
+async fn starttls_prelude(
+    mut tcp: TcpStream,
+    endpoint: &str,
+    config: &SideConfig,
+) -> Result<Prelude, StoreError> {
+    let timeout = config.timeout;
+    let lost = |detail: String| StoreError::ConnectionLost {
+        endpoint: endpoint.to_string(),
+        command: "STARTTLS".into(),
+        detail,
+    };
+    let greeting = read_line(&mut tcp, timeout).await.map_err(lost)?;
+    let upper = greeting.to_ascii_uppercase();
+    if upper.starts_with("* PREAUTH") {
+        return Err(StoreError::Refused {
+            endpoint: endpoint.to_string(),
+            detail: "the server greeted with PREAUTH on an unencrypted link; refusing it".into(),
+        });
+    }
+    if !upper.starts_with("* OK") {
+        return Err(StoreError::Refused {
+            endpoint: endpoint.to_string(),
+            detail: format!("unexpected greeting: {}", greeting.trim_end()),
+        });
+    }
+    let mut offered = upper.contains(" STARTTLS");
+    if !upper.contains("[CAPABILITY ") {
+        write_all(&mut tcp, b"s1 CAPABILITY\r\n", timeout)
+            .await
+            .map_err(lost)?;
+        loop {
+            let line = read_line(&mut tcp, timeout)
+                .await
+                .map_err(lost)?
+                .to_ascii_uppercase();
+            if line.starts_with("* CAPABILITY ") {
+                offered = line.split_whitespace().any(|w| w == "STARTTLS");
+            } else if line.starts_with("s1 ".to_ascii_uppercase().as_str()) {
+                break;
+            }
+        }
+    }
+    if !offered {
+        return Ok(Prelude::NoStartTls(tcp));
+    }
+    write_all(&mut tcp, b"s2 STARTTLS\r\n", timeout)
+        .await
+        .map_err(lost)?;
+    loop {
+        let line = read_line(&mut tcp, timeout).await.map_err(lost)?;
+        let upper = line.to_ascii_uppercase();
+        if upper.starts_with("S2 OK") {
+            break;
+        }
+        if upper.starts_with("S2 ") {
+            return Err(StoreError::Tls {
+                endpoint: endpoint.to_string(),
+                detail: format!("STARTTLS refused: {}", line.trim_end()),
+            });
+        }
+    }
+    // Anything already waiting was sent before the handshake and could be injected.
+    let mut probe = [0u8; 1];
+    match tcp.try_read(&mut probe) {
+        Ok(0) => return Err(lost("the server closed the connection after STARTTLS".into())),
+        Ok(_) => {
+            return Err(StoreError::Tls {
+                endpoint: endpoint.to_string(),
+                detail: "the server sent data between STARTTLS and the TLS handshake (possible injection); refusing".into(),
+            })
+        }
+        Err(_) => {}
+    }
+    Ok(Prelude::Secured(tcp))
+}
+
+async fn read_line(tcp: &mut TcpStream, timeout: std::time::Duration) -> Result<String, String> {
+    let mut line = Vec::with_capacity(256);
+    let mut byte = [0u8; 1];
+    let read = async {
+        loop {
+            let n = tcp.read(&mut byte).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the server closed the connection".to_string());
+            }
+            line.push(byte[0]);
+            if line.ends_with(b"\r\n") {
+                return Ok(());
+            }
+            if line.len() > 64 * 1024 {
+                return Err("line too long before TLS".to_string());
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(())) => Ok(String::from_utf8_lossy(&line).into_owned()),
+    }
+}
+
+async fn write_all(
+    tcp: &mut TcpStream,
+    bytes: &[u8],
+    timeout: std::time::Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, tcp.write_all(bytes)).await {
+        Err(_) => Err("write timed out".into()),
+        Ok(r) => r.map_err(|e| e.to_string()),
+    }
+}
+
+/// Asks for CAPABILITY and parses the answer.
+pub async fn capabilities(conn: &mut Connection) -> Result<Capabilities, StoreError> {
+    let done = conn.run_text("CAPABILITY", Ctx::new("CAPABILITY")).await?;
+    let mut atoms: Vec<String> = Vec::new();
+    for r in &done.untagged {
+        if let Response::Capabilities(caps) = r.parsed() {
+            atoms.extend(caps.iter().map(|c| match c {
+                Capability::Imap4rev1 => "IMAP4REV1".to_string(),
+                Capability::Auth(a) => format!("AUTH={a}"),
+                Capability::Atom(a) => a.to_string(),
+            }));
+        }
+    }
+    if atoms.is_empty() {
+        return Err(conn.protocol_error(Ctx::new("CAPABILITY"), "no CAPABILITY response".into()));
+    }
+    Ok(Capabilities::from_atoms(atoms.iter().map(String::as_str)))
+}
+
+/// AUTHENTICATE PLAIN with an initial response where offered (UTF-8 safe, one round trip),
+/// else LOGIN. The password is never logged and never appears in an error.
+async fn login(
+    conn: &mut Connection,
+    caps: &Capabilities,
+    config: &SideConfig,
+) -> Result<(), StoreError> {
+    let user = &config.endpoint.user;
+    let password = config.password.expose();
+    let result = if caps.has("AUTH=PLAIN") && caps.has("SASL-IR") {
+        let mut payload =
+            zeroize::Zeroizing::new(Vec::with_capacity(user.len() + password.len() + 2));
+        payload.push(0);
+        payload.extend_from_slice(user.as_bytes());
+        payload.push(0);
+        payload.extend_from_slice(password.as_bytes());
+        let line = zeroize::Zeroizing::new(format!(
+            "AUTHENTICATE PLAIN {}",
+            base64::engine::general_purpose::STANDARD.encode(&*payload)
+        ));
+        conn.run_text(&line, Ctx::new("AUTHENTICATE")).await
+    } else if caps.has("LOGINDISABLED") {
+        return Err(StoreError::Refused {
+            endpoint: conn.endpoint().to_string(),
+            detail: "the server disables LOGIN and offers no AUTHENTICATE PLAIN with SASL-IR; use imaps:// or a TLS port".into(),
+        });
+    } else {
+        let (qu, qp) = (quote(user), quote(password).map(zeroize::Zeroizing::new));
+        let mut parts: Vec<Part> = vec![Part::Text("LOGIN ")];
+        match &qu {
+            Some(q) => parts.push(Part::Text(q)),
+            None => parts.push(Part::Literal(user.as_bytes())),
+        }
+        parts.push(Part::Text(" "));
+        match &qp {
+            Some(q) => parts.push(Part::Text(q)),
+            None => parts.push(Part::Literal(password.as_bytes())),
+        }
+        conn.run(&parts, Ctx::new("LOGIN")).await
+    };
+    match result {
+        Ok(_) => Ok(()),
+        Err(StoreError::No { endpoint, text, .. }) => Err(StoreError::Auth {
+            endpoint,
+            detail: text,
+        }),
+        Err(e) => Err(e),
+    }
+}

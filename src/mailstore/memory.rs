@@ -1,0 +1,1 @@
+//! In-memory mail store (placeholder).

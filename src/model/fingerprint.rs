@@ -1,0 +1,106 @@
+//! Message identity: SHA-256 of the bytes as served, after normalising bare LF to CRLF.
+
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::fmt;
+
+/// SHA-256 of a message's CRLF-normalised bytes. Two messages with the same fingerprint are the
+/// same content; copies in one folder are told apart by their ordinal, not by this value.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// Fingerprint of bytes that are already normalised (see [`normalize_line_endings`]).
+    pub fn of_normalized(bytes: &[u8]) -> Fingerprint {
+        Fingerprint(Sha256::digest(bytes).into())
+    }
+
+    /// Fingerprint of raw bytes as a server served them.
+    pub fn of(bytes: &[u8]) -> Fingerprint {
+        Fingerprint::of_normalized(&normalize_line_endings(bytes))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn from_hex(s: &str) -> Option<Fingerprint> {
+        let v = hex::decode(s).ok()?;
+        Some(Fingerprint(v.try_into().ok()?))
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({})", &self.to_hex()[..12])
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex()[..16])
+    }
+}
+
+/// The one normalisation applied before hashing and before APPEND: an LF not preceded by CR
+/// becomes CRLF. Nothing else changes. Borrows when the input is already normalised (the
+/// common case), so large messages are not copied.
+pub fn normalize_line_endings(bytes: &[u8]) -> Cow<'_, [u8]> {
+    let bare_lf = bytes
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'));
+    if !bare_lf {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'\n' && (i == 0 || bytes[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn bare_lf_becomes_crlf_and_crlf_is_kept() {
+        assert_eq!(&*normalize_line_endings(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(&*normalize_line_endings(b"\n"), b"\r\n");
+        assert_eq!(&*normalize_line_endings(b"a\r\rb"), b"a\r\rb");
+        assert!(matches!(
+            normalize_line_endings(b"a\r\nb"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let f = Fingerprint::of(b"hello");
+        assert_eq!(Fingerprint::from_hex(&f.to_hex()), Some(f));
+        assert_eq!(Fingerprint::from_hex("zz"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn lf_and_crlf_forms_have_the_same_fingerprint(lines in proptest::collection::vec("[ -~]{0,20}", 0..10)) {
+            let lf = lines.join("\n");
+            let crlf = lines.join("\r\n");
+            prop_assert_eq!(Fingerprint::of(lf.as_bytes()), Fingerprint::of(crlf.as_bytes()));
+        }
+
+        #[test]
+        fn normalisation_is_idempotent(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let once = normalize_line_endings(&bytes).into_owned();
+            let twice = normalize_line_endings(&once).into_owned();
+            prop_assert_eq!(once, twice);
+        }
+    }
+}

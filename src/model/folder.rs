@@ -1,0 +1,108 @@
+//! Folder paths as lists of components, independent of any server's separator or encoding.
+
+use std::fmt;
+
+/// A folder path as components (`["Archive", "2024"]`), UTF-8, with INBOX spelled `INBOX`
+/// whatever case a server used. The adapter turns it into the server's separator and
+/// modified UTF-7.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct FolderPath(Vec<String>);
+
+impl FolderPath {
+    /// Builds a path from components; the first component is INBOX case-insensitively.
+    pub fn new(components: Vec<String>) -> FolderPath {
+        let mut components = components;
+        if let Some(first) = components.first_mut() {
+            if first.eq_ignore_ascii_case("INBOX") {
+                *first = "INBOX".to_string();
+            }
+        }
+        FolderPath(components)
+    }
+
+    pub fn inbox() -> FolderPath {
+        FolderPath(vec!["INBOX".to_string()])
+    }
+
+    /// Parses the display form (`Archive/2024`), the form used in the state and in messages.
+    pub fn from_display(s: &str) -> FolderPath {
+        FolderPath::new(s.split('/').map(str::to_string).collect())
+    }
+
+    /// Splits a server's name on its hierarchy delimiter.
+    pub fn from_server_name(name: &str, delimiter: Option<char>) -> FolderPath {
+        match delimiter {
+            Some(d) => FolderPath::new(name.split(d).map(str::to_string).collect()),
+            None => FolderPath::new(vec![name.to_string()]),
+        }
+    }
+
+    pub fn components(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn is_inbox(&self) -> bool {
+        self.0.len() == 1 && self.0[0] == "INBOX"
+    }
+
+    /// Every proper ancestor, outermost first (`A`, `A/B` for `A/B/C`).
+    pub fn ancestors(&self) -> impl Iterator<Item = FolderPath> + '_ {
+        (1..self.0.len()).map(|n| FolderPath(self.0[..n].to_vec()))
+    }
+
+    /// The server's name for this path with its delimiter, or `None` when a component holds the
+    /// delimiter itself (that folder cannot be created there as is).
+    pub fn to_server_name(&self, delimiter: Option<char>) -> Option<String> {
+        match delimiter {
+            Some(d) => {
+                if self.0.iter().any(|c| c.contains(d)) {
+                    return None;
+                }
+                Some(self.0.join(&d.to_string()))
+            }
+            None if self.0.len() == 1 => Some(self.0[0].clone()),
+            None => None,
+        }
+    }
+}
+
+impl fmt::Display for FolderPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("/"))
+    }
+}
+
+impl fmt::Debug for FolderPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inbox_is_case_insensitive() {
+        assert_eq!(FolderPath::from_display("inbox"), FolderPath::inbox());
+        assert_eq!(
+            FolderPath::from_server_name("Inbox.Sub", Some('.')).to_string(),
+            "INBOX/Sub"
+        );
+    }
+
+    #[test]
+    fn server_names_use_the_delimiter() {
+        let p = FolderPath::from_display("Données/Été");
+        assert_eq!(p.to_server_name(Some('.')).as_deref(), Some("Données.Été"));
+        assert_eq!(
+            FolderPath::from_display("a.b/c").to_server_name(Some('.')),
+            None
+        );
+        let anc: Vec<String> = FolderPath::from_display("A/B/C")
+            .ancestors()
+            .map(|p| p.to_string())
+            .collect();
+        assert_eq!(anc, ["A", "A/B"]);
+    }
+}

@@ -1,0 +1,13 @@
+//! Vocabulary shared by every layer, with no I/O: folder paths, flags, fingerprints, sides.
+
+pub mod date;
+pub mod fingerprint;
+pub mod flags;
+pub mod folder;
+pub mod side;
+
+pub use date::InternalDate;
+pub use fingerprint::Fingerprint;
+pub use flags::{Flag, FlagSet};
+pub use folder::FolderPath;
+pub use side::Side;

@@ -1,0 +1,11 @@
+//! The pure core: compare the base (state) with what each side holds now and decide what to do.
+//! Nothing here touches a socket, a file or a terminal.
+
+pub mod action;
+pub mod identity;
+pub mod plan;
+
+pub use action::Action;
+pub use plan::{
+    plan_folder, FlagUpdate, FolderInput, FolderPlan, Placement, PlacementReason, Policy, Removal,
+};

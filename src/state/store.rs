@@ -1,0 +1,329 @@
+//! Opening, checking and updating the state file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+
+use super::schema::{FolderRecord, InstanceRecord, FOLDERS, INSTANCES, META, SCHEMA_VERSION};
+use super::StateError;
+
+/// An open state file, bound to one pair.
+pub struct StateFile {
+    db: Database,
+    path: PathBuf,
+}
+
+/// One change to a folder's instances, applied atomically with others.
+#[derive(Debug, Clone)]
+pub enum InstanceChange {
+    Put(u32, InstanceRecord),
+    Delete(u32),
+}
+
+impl StateFile {
+    /// Opens or creates the state file for `pair_id`. The directory is created 0700 and the
+    /// file 0600. A file of another pair, of a newer schema, or that is not a redb file is
+    /// refused without being changed.
+    pub fn open(path: &Path, pair_id: &str) -> Result<StateFile, StateError> {
+        let io = |detail: String| StateError::Io {
+            path: path.to_path_buf(),
+            detail,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                create_private_dir(dir)
+                    .map_err(|e| io(format!("cannot create directory {}: {e}", dir.display())))?;
+            }
+        }
+        let existed = path.exists();
+        if existed {
+            std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
+        }
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StateError::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
+                if e.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                return Err(io(e.to_string()))
+            }
+            Err(e) => {
+                return Err(StateError::Corrupt {
+                    path: path.to_path_buf(),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        restrict_file(path).map_err(|e| io(format!("cannot set mode 0600: {e}")))?;
+        let state = StateFile {
+            db,
+            path: path.to_path_buf(),
+        };
+        state.check_or_init(pair_id, existed)?;
+        Ok(state)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn corrupt(&self, detail: impl ToString) -> StateError {
+        StateError::Corrupt {
+            path: self.path.clone(),
+            detail: detail.to_string(),
+        }
+    }
+
+    fn check_or_init(&self, pair_id: &str, existed: bool) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.corrupt(e))?;
+            let version = meta
+                .get("schema_version")
+                .map_err(|e| self.corrupt(e))?
+                .map(|v| v.value().to_vec());
+            match version {
+                None if existed && meta.len().map_err(|e| self.corrupt(e))? > 0 => {
+                    return Err(self.corrupt("no schema version"));
+                }
+                None => {
+                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())
+                        .map_err(|e| self.corrupt(e))?;
+                    meta.insert("pair_id", pair_id.as_bytes())
+                        .map_err(|e| self.corrupt(e))?;
+                }
+                Some(v) => {
+                    let found = u32::from_le_bytes(
+                        v.as_slice()
+                            .try_into()
+                            .map_err(|_| self.corrupt("bad schema version"))?,
+                    );
+                    if found > SCHEMA_VERSION {
+                        return Err(StateError::NewerVersion {
+                            path: self.path.clone(),
+                            found,
+                            supported: SCHEMA_VERSION,
+                        });
+                    }
+                    let stored = meta
+                        .get("pair_id")
+                        .map_err(|e| self.corrupt(e))?
+                        .map(|v| v.value().to_vec());
+                    let stored = String::from_utf8(stored.unwrap_or_default())
+                        .map_err(|e| self.corrupt(e))?;
+                    if stored != pair_id {
+                        return Err(StateError::ForeignPair {
+                            path: self.path.clone(),
+                            found: stored,
+                            expected: pair_id.to_string(),
+                        });
+                    }
+                }
+            }
+            txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
+            txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
+        }
+        txn.commit().map_err(|e| self.corrupt(e))?;
+        Ok(())
+    }
+
+    pub fn folder(&self, folder: &str) -> Result<Option<FolderRecord>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let table = txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
+        match table.get(folder).map_err(|e| self.corrupt(e))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
+            )),
+        }
+    }
+
+    /// Every folder the state knows, by path.
+    pub fn folders(&self) -> Result<BTreeMap<String, FolderRecord>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let table = txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter().map_err(|e| self.corrupt(e))? {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            out.insert(
+                k.value().to_string(),
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The instances of one folder, by source UID (a range scan).
+    pub fn instances(&self, folder: &str) -> Result<BTreeMap<u32, InstanceRecord>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let table = txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
+        let mut out = BTreeMap::new();
+        for entry in table
+            .range((folder, 0u32)..=(folder, u32::MAX))
+            .map_err(|e| self.corrupt(e))?
+        {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            out.insert(
+                k.value().1,
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Applies changes to a folder (and optionally its folder record) in one durable commit.
+    pub fn commit(
+        &self,
+        folder: &str,
+        record: Option<&FolderRecord>,
+        changes: &[InstanceChange],
+    ) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        {
+            let mut instances = txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
+            for change in changes {
+                match change {
+                    InstanceChange::Put(uid, rec) => {
+                        let bytes = serde_json::to_vec(rec).map_err(|e| self.corrupt(e))?;
+                        instances
+                            .insert((folder, *uid), bytes.as_slice())
+                            .map_err(|e| self.corrupt(e))?;
+                    }
+                    InstanceChange::Delete(uid) => {
+                        instances
+                            .remove((folder, *uid))
+                            .map_err(|e| self.corrupt(e))?;
+                    }
+                }
+            }
+            if let Some(record) = record {
+                let mut folders = txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
+                let bytes = serde_json::to_vec(record).map_err(|e| self.corrupt(e))?;
+                folders
+                    .insert(folder, bytes.as_slice())
+                    .map_err(|e| self.corrupt(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.corrupt(e))?;
+        Ok(())
+    }
+
+    /// Forgets every instance of a folder (its UIDs no longer mean anything).
+    pub fn clear_folder(&self, folder: &str) -> Result<(), StateError> {
+        let uids: Vec<u32> = self.instances(folder)?.into_keys().collect();
+        let changes: Vec<InstanceChange> = uids.into_iter().map(InstanceChange::Delete).collect();
+        self.commit(folder, None, &changes)
+    }
+
+    /// Stores a small value in the meta table (e.g. the last pass summary).
+    pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| self.corrupt(e))?;
+            meta.insert(key, value).map_err(|e| self.corrupt(e))?;
+        }
+        txn.commit().map_err(|e| self.corrupt(e))
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+#[cfg(unix)]
+fn restrict_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Fingerprint, FlagSet, InternalDate};
+
+    fn rec(uid: u32) -> InstanceRecord {
+        InstanceRecord {
+            fingerprint: Fingerprint::of(format!("m{uid}").as_bytes()),
+            ordinal: 0,
+            target_uid: Some(uid + 100),
+            flags: FlagSet::from_raw(["\\Seen"]),
+            internaldate: InternalDate::parse("01-Jan-2024 00:00:00 +0000").unwrap(),
+            size: 10,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_range_scan_per_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.redb");
+        let s = StateFile::open(&path, "pair-a").unwrap();
+        let fr = FolderRecord {
+            source_uidvalidity: 7,
+            target_uidvalidity: Some(9),
+        };
+        s.commit(
+            "INBOX",
+            Some(&fr),
+            &[
+                InstanceChange::Put(1, rec(1)),
+                InstanceChange::Put(2, rec(2)),
+            ],
+        )
+        .unwrap();
+        s.commit("INBOX/Sub", None, &[InstanceChange::Put(1, rec(5))])
+            .unwrap();
+        assert_eq!(s.instances("INBOX").unwrap().len(), 2);
+        assert_eq!(s.instances("INBOX/Sub").unwrap()[&1], rec(5));
+        assert_eq!(s.folder("INBOX").unwrap(), Some(fr));
+        s.commit("INBOX", None, &[InstanceChange::Delete(1)])
+            .unwrap();
+        assert_eq!(
+            s.instances("INBOX")
+                .unwrap()
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![2]
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o700
+        );
+    }
+
+    #[test]
+    fn foreign_pair_is_refused_and_garbage_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        drop(StateFile::open(&path, "pair-a").unwrap());
+        assert!(matches!(
+            StateFile::open(&path, "pair-b"),
+            Err(StateError::ForeignPair { .. })
+        ));
+        let junk = dir.path().join("junk.redb");
+        std::fs::write(&junk, b"this is not a database at all, just some text").unwrap();
+        assert!(matches!(
+            StateFile::open(&junk, "pair-a"),
+            Err(StateError::Corrupt { .. })
+        ));
+    }
+}
