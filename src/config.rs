@@ -13,7 +13,7 @@ use crate::mailstore::imap::transport::TlsOptions;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error(
-        "invalid URL {url:?}: {reason}. Expected imap://user@host:port or imaps://user@host:port."
+        "invalid URL {url:?}: {reason}. Expected imap://user@host:port (STARTTLS), imaps://user@host:port (TLS) or imap+plain://user@host:port (no TLS, loopback)."
     )]
     BadUrl { url: String, reason: String },
     #[error("no password for the {side} account {endpoint}: set {env}, or pass --{side}-password-file or --{side}-password-command")]
@@ -32,6 +32,9 @@ pub enum Scheme {
     Imap,
     /// `imaps://`: implicit TLS.
     Imaps,
+    /// `imap+plain://`: no TLS at all, even when offered (loopback only, unless plaintext is
+    /// allowed). For local servers and test proxies that must see the commands.
+    ImapPlain,
 }
 
 /// One account on one server, from its URL. Holds no secret.
@@ -53,6 +56,7 @@ impl Endpoint {
         let scheme = match url.scheme() {
             "imap" => Scheme::Imap,
             "imaps" => Scheme::Imaps,
+            "imap+plain" => Scheme::ImapPlain,
             other => return Err(bad(&format!("unsupported scheme {other:?}"))),
         };
         if url.password().is_some() {
@@ -71,7 +75,7 @@ impl Endpoint {
             .ok_or_else(|| bad("missing host"))?
             .to_string();
         let port = url.port().unwrap_or(match scheme {
-            Scheme::Imap => 143,
+            Scheme::Imap | Scheme::ImapPlain => 143,
             Scheme::Imaps => 993,
         });
         if !(url.path().is_empty() || url.path() == "/") || url.query().is_some() {
@@ -91,6 +95,7 @@ impl fmt::Display for Endpoint {
         let scheme = match self.scheme {
             Scheme::Imap => "imap",
             Scheme::Imaps => "imaps",
+            Scheme::ImapPlain => "imap+plain",
         };
         write!(f, "{scheme}://{}@{}:{}", self.user, self.host, self.port)
     }

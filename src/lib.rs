@@ -1,4 +1,35 @@
-//! mailreplica (architecture described below once the layers settle).
+//! mailreplica keeps a hot copy of mailboxes on a recovery mail server over IMAP.
+//!
+//! # Layers
+//!
+//! Data flows top to bottom; each layer only calls the ones below it.
+//!
+//! - [`cli`]: argument parsing (clap), one file per subcommand, progress bars and summaries,
+//!   errors to exit codes. The only layer that prints.
+//! - [`engine`]: drives a pass: list both sides, plan each folder, apply the plan to the target,
+//!   commit the outcome to the state. Emits progress as events.
+//! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
+//!   returns a change set (placements, flag updates, removals, held removals). No I/O.
+//! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
+//!   ([`mailstore::imap`], on async-imap's framing with our own command layer) and in memory
+//!   ([`mailstore::memory`], for fast engine tests).
+//! - [`state`]: the redb state file: per folder, per message instance, what was synced.
+//! - [`model`]: the vocabulary (folder paths, flags, fingerprints, dates), no I/O.
+//! - [`config`]: URLs, password sources and connection settings, validated.
+//!
+//! # Invariants
+//!
+//! - A message's identity is the SHA-256 of its CRLF-normalised bytes; copies in one folder are
+//!   distinct instances (the state is keyed by source UID, and adoption pairs copies in UID
+//!   order).
+//! - The source is opened with EXAMINE and read with BODY.PEEK: a sync never changes it.
+//! - A target message is removed only when the state maps it to a source message that a complete
+//!   listing no longer shows, and only below the removal guard. A failed or partial listing
+//!   aborts the pass; it never reads as "empty".
+//! - The target is written first and the state committed after; a crash in between leaves
+//!   messages the next pass adopts by identity instead of uploading again.
+//! - Secrets live in [`config::Secret`] (zeroized, redacted in `Debug`), never in logs, errors
+//!   or the state.
 
 pub mod cli;
 pub mod config;

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod exit;
+pub mod man;
 pub mod pair;
 pub mod progress;
 pub mod sync;

@@ -11,3 +11,6 @@ pub mod verify;
 pub use error::EngineError;
 pub use events::{Event, EventSink};
 pub use summary::SyncSummary;
+
+#[cfg(test)]
+mod tests;

@@ -76,15 +76,7 @@ pub async fn sync<S: MailStore, T: MailStore>(
         let path = &folder.path;
         summary.folders += 1;
         let exists = on_target.contains(path);
-        if !exists {
-            summary.folders_created += 1;
-            if options.dry_run {
-                summary.actions.push(format!("create folder {path}"));
-            } else {
-                target.create_folder(path).await?;
-            }
-        }
-        sync_folder(
+        let result = sync_or_create(
             source,
             target,
             state,
@@ -94,7 +86,19 @@ pub async fn sync<S: MailStore, T: MailStore>(
             exists,
             &mut summary,
         )
-        .await?;
+        .await;
+        match result {
+            Ok(()) => {}
+            // A refusal about this folder (a name the target cannot hold, a NO on SELECT)
+            // skips the folder; a broken connection or state stops the pass.
+            Err(EngineError::Store(e))
+                if !e.is_connection_lost() && !e.is_retryable() && folder_local(&e) =>
+            {
+                notice(events, &mut summary, format!("{path}: skipped: {e}"));
+                summary.folder_errors.push(format!("{path}: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
     }
 
     for (name, _) in state.folders()? {
@@ -116,6 +120,31 @@ pub async fn sync<S: MailStore, T: MailStore>(
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sync_or_create<S: MailStore, T: MailStore>(
+    source: &mut S,
+    target: &mut T,
+    state: &StateFile,
+    options: &SyncOptions,
+    events: &dyn EventSink,
+    path: &FolderPath,
+    exists: bool,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
+    if !exists {
+        if options.dry_run {
+            summary.actions.push(format!("create folder {path}"));
+        } else {
+            target.create_folder(path).await?;
+        }
+        summary.folders_created += 1;
+    }
+    sync_folder(
+        source, target, state, options, events, path, exists, summary,
+    )
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -164,6 +193,16 @@ async fn sync_folder<S: MailStore, T: MailStore>(
                 state.commit(&name, None, &changes)?;
             }
         }
+    }
+
+    // The folder record goes in before any instance of this pass, so an interrupted first
+    // pass still knows which UIDVALIDITYs its instances were recorded under.
+    if let (Some(tstatus), false) = (&target_status, options.dry_run) {
+        let record = FolderRecord {
+            source_uidvalidity: source_status.uidvalidity,
+            target_uidvalidity: Some(tstatus.uidvalidity),
+        };
+        state.commit(&name, Some(&record), &[])?;
     }
 
     let storable = |f: &crate::model::Flag| target_status.as_ref().is_none_or(|s| s.can_store(f));
@@ -232,6 +271,14 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         folder: path.clone(),
     });
     Ok(())
+}
+
+/// Errors that concern one folder only, after which the connection is still in step.
+fn folder_local(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::No { .. } | StoreError::Refused { .. } | StoreError::NoSuchFolder { .. }
+    )
 }
 
 fn notice(events: &dyn EventSink, summary: &mut SyncSummary, text: String) {
@@ -459,16 +506,23 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         if plan.unmapped_target.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: HashSet<(u32, i64)> = plan
-            .placements
-            .iter()
-            .map(|p| (p.source.size, p.source.internaldate.epoch()))
-            .collect();
+        // Keyed by INTERNALDATE and a lower bound of the size: the copy may be larger than
+        // the source served it, since bare LFs were sent as CRLF.
+        let mut keys: HashMap<i64, u32> = HashMap::new();
+        for p in &plan.placements {
+            let min = keys
+                .entry(p.source.internaldate.epoch())
+                .or_insert(u32::MAX);
+            *min = (*min).min(p.source.size);
+        }
         let unmapped: HashSet<u32> = plan.unmapped_target.iter().copied().collect();
         let wanted: Vec<&MessageMeta> = target_msgs
             .iter()
             .filter(|m| {
-                unmapped.contains(&m.uid) && keys.contains(&(m.size, m.internaldate.epoch()))
+                unmapped.contains(&m.uid)
+                    && keys
+                        .get(&m.internaldate.epoch())
+                        .is_some_and(|min| m.size >= *min)
             })
             .collect();
         let mut out = Vec::with_capacity(wanted.len());

@@ -39,6 +39,17 @@ pub async fn open(config: &SideConfig) -> Result<(Connection, Capabilities), Sto
             conn.read_greeting().await?;
             conn
         }
+        Scheme::ImapPlain => {
+            if !(config.allow_plaintext || is_loopback(&ep.host)) {
+                return Err(StoreError::Refused {
+                    endpoint,
+                    detail: "imap+plain:// sends the password in clear; it is refused for a remote host unless --allow-plaintext is given".into(),
+                });
+            }
+            let mut conn = Connection::new(Transport::Plain(tcp), endpoint.clone(), config.timeout);
+            conn.read_greeting().await?;
+            conn
+        }
         Scheme::Imap => {
             let plaintext_ok = config.allow_plaintext || is_loopback(&ep.host);
             match starttls_prelude(tcp, &endpoint, config).await? {
