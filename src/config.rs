@@ -49,7 +49,7 @@ pub struct Endpoint {
 impl Endpoint {
     pub fn parse(raw: &str) -> Result<Endpoint, ConfigError> {
         let bad = |reason: &str| ConfigError::BadUrl {
-            url: raw.to_string(),
+            url: redact_userinfo(raw),
             reason: reason.to_string(),
         };
         let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
@@ -98,6 +98,27 @@ impl fmt::Display for Endpoint {
             Scheme::ImapPlain => "imap+plain",
         };
         write!(f, "{scheme}://{}@{}:{}", self.user, self.host, self.port)
+    }
+}
+
+/// The URL with any `user:password@` part reduced to `user:***@`, for error messages.
+fn redact_userinfo(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return raw.to_string();
+    };
+    let rest = &raw[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &raw[..scheme_end + 3],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => raw.to_string(),
+        },
+        None => raw.to_string(),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
 
 use super::schema::{FolderRecord, InstanceRecord, FOLDERS, INSTANCES, META, SCHEMA_VERSION};
 use super::StateError;
@@ -24,7 +24,8 @@ pub enum InstanceChange {
 impl StateFile {
     /// Opens or creates the state file for `pair_id`. The directory is created 0700 and the
     /// file 0600. A file of another pair, of a newer schema, or that is not a redb file is
-    /// refused without being changed.
+    /// refused without being changed: an existing file is checked through a read-only handle
+    /// before it is opened for writing.
     pub fn open(path: &Path, pair_id: &str) -> Result<StateFile, StateError> {
         let io = |detail: String| StateError::Io {
             path: path.to_path_buf(),
@@ -38,33 +39,39 @@ impl StateFile {
         }
         let existed = path.exists();
         if existed {
+            if path.is_dir() {
+                return Err(io("is a directory, not a file".into()));
+            }
             std::fs::File::open(path).map_err(|e| io(e.to_string()))?;
+            // A file that needs redb's repair cannot be opened read-only; the writable open
+            // below repairs it and the check runs there.
+            if let Ok(ro) = ReadOnlyDatabase::open(path) {
+                let txn = ro.begin_read().map_err(|e| corrupt(path, e))?;
+                check_meta(path, &txn, pair_id)?;
+            }
         }
-        let db = match Database::create(path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StateError::Locked {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))
-                if e.kind() == std::io::ErrorKind::PermissionDenied =>
+        let db = Database::create(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StateError::Locked {
+                path: path.to_path_buf(),
+            },
+            redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                if e.kind() != std::io::ErrorKind::InvalidData =>
             {
-                return Err(io(e.to_string()))
+                io(e.to_string())
             }
-            Err(e) => {
-                return Err(StateError::Corrupt {
-                    path: path.to_path_buf(),
-                    detail: e.to_string(),
-                })
-            }
-        };
+            e => corrupt(path, e),
+        })?;
         restrict_file(path).map_err(|e| io(format!("cannot set mode 0600: {e}")))?;
         let state = StateFile {
             db,
             path: path.to_path_buf(),
         };
-        state.check_or_init(pair_id, existed)?;
+        if existed {
+            let txn = state.db.begin_read().map_err(|e| corrupt(path, e))?;
+            check_meta(path, &txn, pair_id)?;
+        } else {
+            state.init(pair_id)?;
+        }
         Ok(state)
     }
 
@@ -73,63 +80,21 @@ impl StateFile {
     }
 
     fn corrupt(&self, detail: impl ToString) -> StateError {
-        StateError::Corrupt {
-            path: self.path.clone(),
-            detail: detail.to_string(),
-        }
+        corrupt(&self.path, detail)
     }
 
-    fn check_or_init(&self, pair_id: &str, existed: bool) -> Result<(), StateError> {
+    fn init(&self, pair_id: &str) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.corrupt(e))?;
-            let version = meta
-                .get("schema_version")
-                .map_err(|e| self.corrupt(e))?
-                .map(|v| v.value().to_vec());
-            match version {
-                None if existed && meta.len().map_err(|e| self.corrupt(e))? > 0 => {
-                    return Err(self.corrupt("no schema version"));
-                }
-                None => {
-                    meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())
-                        .map_err(|e| self.corrupt(e))?;
-                    meta.insert("pair_id", pair_id.as_bytes())
-                        .map_err(|e| self.corrupt(e))?;
-                }
-                Some(v) => {
-                    let found = u32::from_le_bytes(
-                        v.as_slice()
-                            .try_into()
-                            .map_err(|_| self.corrupt("bad schema version"))?,
-                    );
-                    if found > SCHEMA_VERSION {
-                        return Err(StateError::NewerVersion {
-                            path: self.path.clone(),
-                            found,
-                            supported: SCHEMA_VERSION,
-                        });
-                    }
-                    let stored = meta
-                        .get("pair_id")
-                        .map_err(|e| self.corrupt(e))?
-                        .map(|v| v.value().to_vec());
-                    let stored = String::from_utf8(stored.unwrap_or_default())
-                        .map_err(|e| self.corrupt(e))?;
-                    if stored != pair_id {
-                        return Err(StateError::ForeignPair {
-                            path: self.path.clone(),
-                            found: stored,
-                            expected: pair_id.to_string(),
-                        });
-                    }
-                }
-            }
+            meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())
+                .map_err(|e| self.corrupt(e))?;
+            meta.insert("pair_id", pair_id.as_bytes())
+                .map_err(|e| self.corrupt(e))?;
             txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
             txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
         }
-        txn.commit().map_err(|e| self.corrupt(e))?;
-        Ok(())
+        txn.commit().map_err(|e| self.corrupt(e))
     }
 
     pub fn folder(&self, folder: &str) -> Result<Option<FolderRecord>, StateError> {
@@ -229,6 +194,50 @@ impl StateFile {
         }
         txn.commit().map_err(|e| self.corrupt(e))
     }
+}
+
+fn corrupt(path: &Path, detail: impl ToString) -> StateError {
+    StateError::Corrupt {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Checks that a state file is ours: a known schema version and this pair's id.
+fn check_meta(path: &Path, txn: &ReadTransaction, pair_id: &str) -> Result<(), StateError> {
+    let meta = txn
+        .open_table(META)
+        .map_err(|e| corrupt(path, format!("no meta table: {e}")))?;
+    let version = meta
+        .get("schema_version")
+        .map_err(|e| corrupt(path, e))?
+        .ok_or_else(|| corrupt(path, "no schema version"))?;
+    let found = u32::from_le_bytes(
+        version
+            .value()
+            .try_into()
+            .map_err(|_| corrupt(path, "bad schema version"))?,
+    );
+    if found > SCHEMA_VERSION {
+        return Err(StateError::NewerVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let stored = meta
+        .get("pair_id")
+        .map_err(|e| corrupt(path, e))?
+        .map(|v| v.value().to_vec());
+    let stored = String::from_utf8(stored.unwrap_or_default()).map_err(|e| corrupt(path, e))?;
+    if stored != pair_id {
+        return Err(StateError::ForeignPair {
+            path: path.to_path_buf(),
+            found: stored,
+            expected: pair_id.to_string(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(unix)]

@@ -33,6 +33,9 @@ pub enum After {
     Close,
     /// Stop reading and never answer again, keeping the socket open.
     Hang,
+    /// Send FIN (the client reads EOF) but keep reading: every later
+    /// command is recorded (in `received`/`received_raw`), never answered.
+    HalfClose,
 }
 
 /// One expected command and the reply to it.
@@ -387,6 +390,7 @@ async fn serve(
             match script.end {
                 After::Close => return close(rd, wr).await,
                 After::Hang => return hang().await,
+                After::HalfClose => return half_close(rd, wr, conn, rec).await,
                 After::Continue => {}
             }
         }
@@ -469,7 +473,32 @@ async fn serve(
             After::Continue => {}
             After::Close => return close(rd, wr).await,
             After::Hang => return hang().await,
+            After::HalfClose => return half_close(rd, wr, conn, rec).await,
         }
+    }
+}
+
+/// Sends FIN, then records every line the client still sends until it
+/// closes its side (nothing is answered).
+async fn half_close(
+    mut rd: BufReader<OwnedReadHalf>,
+    mut wr: OwnedWriteHalf,
+    conn: usize,
+    rec: &Mutex<Record>,
+) -> std::io::Result<()> {
+    wr.flush().await?;
+    let _ = wr.shutdown().await;
+    loop {
+        let mut line = Vec::new();
+        if rd.read_until(b'\n', &mut line).await? == 0 {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&line)
+            .trim_end_matches(['\r', '\n'])
+            .to_string();
+        let mut r = lock(rec);
+        r.received.push((conn, text));
+        r.raw.push((conn, line));
     }
 }
 
