@@ -1,6 +1,9 @@
 //! The single integration-test binary: every test module is a `mod` here.
 
+mod bad_input;
+mod imap_guarantees;
 mod mr;
 mod support;
 mod support_selftest;
+mod sync_cyrus;
 mod sync_dovecot;

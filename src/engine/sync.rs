@@ -493,7 +493,72 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 bytes: placed_bytes,
             });
         }
+        self.learn_unknown_uids().await?;
         Ok(adopted)
+    }
+
+    /// Without UIDPLUS an APPEND does not say which UID the copy got. Learn it now, by identity
+    /// among the target messages no instance points to, so that a later removal on the source
+    /// can find the copy.
+    async fn learn_unknown_uids(&mut self) -> Result<(), EngineError> {
+        let instances = self.state.instances(self.name)?;
+        let unknown: Vec<(&u32, &InstanceRecord)> = instances
+            .iter()
+            .filter(|(_, i)| i.target_uid.is_none())
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let mapped: HashSet<u32> = instances.values().filter_map(|i| i.target_uid).collect();
+        // Open again: the folder's message count changed with our APPENDs.
+        self.target.open_folder(self.path).await?;
+        let dates: HashSet<i64> = unknown
+            .iter()
+            .map(|(_, i)| i.internaldate.epoch())
+            .collect();
+        let wanted: Vec<MessageMeta> = self
+            .target
+            .list_messages()
+            .await?
+            .into_iter()
+            .filter(|m| !mapped.contains(&m.uid) && dates.contains(&m.internaldate.epoch()))
+            .collect();
+        let mut candidates = Vec::with_capacity(wanted.len());
+        for chunk in wanted.chunks(self.options.batch_messages.max(1)) {
+            let uids: Vec<u32> = chunk.iter().map(|m| m.uid).collect();
+            for body in self.target.fetch_bodies(&uids).await? {
+                if let Some(m) = chunk.iter().find(|m| m.uid == body.uid) {
+                    candidates.push((m.uid, Fingerprint::of(body.bytes()), m.internaldate.clone()));
+                }
+            }
+        }
+        let sources: Vec<Identified<'_>> = unknown
+            .iter()
+            .map(|(uid, i)| Identified {
+                uid: **uid,
+                fingerprint: i.fingerprint,
+                internaldate: &i.internaldate,
+            })
+            .collect();
+        let cands: Vec<Identified<'_>> = candidates
+            .iter()
+            .map(|(uid, fingerprint, date)| Identified {
+                uid: *uid,
+                fingerprint: *fingerprint,
+                internaldate: date,
+            })
+            .collect();
+        let changes: Vec<InstanceChange> = adopt(&sources, &cands)
+            .into_iter()
+            .zip(&unknown)
+            .filter_map(|(tuid, (suid, inst))| {
+                let mut rec = (*inst).clone();
+                rec.target_uid = Some(tuid?);
+                Some(InstanceChange::Put(**suid, rec))
+            })
+            .collect();
+        self.state.commit(self.name, None, &changes)?;
+        Ok(())
     }
 
     /// Unmapped target messages that could be copies of what is to be placed: same size and

@@ -403,7 +403,10 @@ impl Connection {
         self.check_poison(ctx)
     }
 
-    fn check_poison(&self, ctx: Ctx<'_>) -> Result<(), StoreError> {
+    /// Fails when the connection is poisoned. Operations that can answer without the wire
+    /// (an empty folder, nothing to store) call it first, so a dead connection never answers
+    /// "nothing here".
+    pub fn check_poison(&self, ctx: Ctx<'_>) -> Result<(), StoreError> {
         match &self.poisoned {
             None => Ok(()),
             Some(why) => Err(StoreError::ConnectionLost {

@@ -14,10 +14,10 @@ impl ImapStore {
     /// also remove messages other clients marked `\Deleted`, so their mark is cleared first and
     /// restored after (DESIGN.md "Crash safety").
     pub(super) async fn expunge_uids(&mut self, uids: &[u32]) -> Result<(), StoreError> {
+        self.selected_name("EXPUNGE")?;
         if uids.is_empty() {
             return Ok(());
         }
-        self.selected_name("EXPUNGE")?;
         let display = self.selected_display();
         let deleted = FlagSet::from_raw(["\\Deleted"]);
         if self.caps.uidplus {

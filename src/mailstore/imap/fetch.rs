@@ -75,10 +75,10 @@ impl ImapStore {
         &mut self,
         uids: &[u32],
     ) -> Result<Vec<FetchedBody>, StoreError> {
+        self.selected_name("UID FETCH")?;
         if uids.is_empty() {
             return Ok(Vec::new());
         }
-        self.selected_name("UID FETCH")?;
         let display = self.selected_display();
         let ctx = Ctx::on("UID FETCH", &display);
         let wanted: HashSet<u32> = uids.iter().copied().collect();

@@ -77,6 +77,7 @@ impl ImapStore {
     }
 
     fn selected_name(&self, command: &str) -> Result<String, StoreError> {
+        self.conn.check_poison(connection::Ctx::new(command))?;
         match &self.selected {
             Some((_, name)) => Ok(name.clone()),
             None => Err(StoreError::Protocol {

@@ -12,10 +12,10 @@ impl ImapStore {
         change: FlagChange,
         flags: &FlagSet,
     ) -> Result<(), StoreError> {
+        self.selected_name("UID STORE")?;
         if uids.is_empty() || flags.is_empty() {
             return Ok(());
         }
-        self.selected_name("UID STORE")?;
         let display = self.selected_display();
         let sign = match change {
             FlagChange::Add => '+',
