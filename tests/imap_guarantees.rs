@@ -560,9 +560,6 @@ async fn unsolicited_responses_inside_a_fetch_are_not_lost() {
 /// (Extra) The latest flags win whatever the order: a flag-only FETCH for a message that the
 /// server sends before that message's full response is older than the full response.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: src/mailstore/imap/fetch.rs fetch_meta applies every flag-only FETCH after the \
-            loop, whatever its position, so an update sent before the message's full FETCH \
-            overrides the newer flags in it"]
 async fn an_earlier_flag_update_does_not_override_later_full_flags() {
     let server = scripted(vec![
         open_step("EXAMINE", 3, Some(9)),
@@ -588,8 +585,6 @@ async fn an_earlier_flag_update_does_not_override_later_full_flags() {
 /// (Extra) An unsolicited flag update that identifies the message by sequence number only
 /// (no UID item) is not lost: the answer itself maps sequence 3 to UID 30.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "bug: src/mailstore/imap/fetch.rs fetch_meta drops a FETCH without a UID item (keyed \
-            by sequence number only), so an unsolicited flag update in that form is lost"]
 async fn a_flag_update_without_uid_is_not_lost() {
     let server = scripted(vec![
         open_step("EXAMINE", 3, Some(9)),

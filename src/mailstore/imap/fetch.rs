@@ -22,11 +22,26 @@ impl ImapStore {
             .conn
             .run_text("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)", ctx)
             .await?;
+        // Responses are applied in the order they came: a flag-only FETCH (another client
+        // changed flags meanwhile) updates a message already listed, and is dropped otherwise
+        // because the full response that follows is newer. Unsolicited FETCHes may carry no
+        // UID; their sequence numbers are mapped through the full responses seen so far.
         let mut by_uid: BTreeMap<u32, MessageMeta> = BTreeMap::new();
-        let mut late_flags: Vec<(u32, FlagSet)> = Vec::new();
+        let mut seq_to_uid: BTreeMap<u32, u32> = BTreeMap::new();
         for r in &done.untagged {
-            let Response::Fetch(_, attrs) = r.parsed() else {
-                continue;
+            let (seq, attrs) = match r.parsed() {
+                Response::Fetch(seq, attrs) => (*seq, attrs),
+                Response::Expunge(gone) => {
+                    // Later sequence numbers shift down by one.
+                    let gone = *gone;
+                    seq_to_uid = seq_to_uid
+                        .into_iter()
+                        .filter(|(s, _)| *s != gone)
+                        .map(|(s, u)| (if s > gone { s - 1 } else { s }, u))
+                        .collect();
+                    continue;
+                }
+                _ => continue,
             };
             let mut uid = None;
             let mut flags = None;
@@ -45,6 +60,7 @@ impl ImapStore {
             }
             match (uid, flags, date, size) {
                 (Some(uid), Some(flags), Some(internaldate), Some(size)) => {
+                    seq_to_uid.insert(seq, uid);
                     by_uid.insert(
                         uid,
                         MessageMeta {
@@ -55,14 +71,13 @@ impl ImapStore {
                         },
                     );
                 }
-                // An unsolicited flag update from another client during our fetch.
-                (Some(uid), Some(flags), _, _) => late_flags.push((uid, flags)),
+                (uid, Some(flags), _, _) => {
+                    let uid = uid.or_else(|| seq_to_uid.get(&seq).copied());
+                    if let Some(m) = uid.and_then(|u| by_uid.get_mut(&u)) {
+                        m.flags = flags;
+                    }
+                }
                 _ => {}
-            }
-        }
-        for (uid, flags) in late_flags {
-            if let Some(m) = by_uid.get_mut(&uid) {
-                m.flags = flags;
             }
         }
         Ok(by_uid.into_values().collect())
