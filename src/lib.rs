@@ -33,6 +33,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod crashpoint;
 pub mod engine;
 pub mod mailstore;
 pub mod model;

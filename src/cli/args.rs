@@ -98,6 +98,16 @@ pub struct SyncArgs {
     /// Apply removals even when they reach 5 % of a folder (otherwise held, exit 3)
     #[arg(long)]
     pub allow_deletions: bool,
+
+    /// After a lost connection, a timeout or an unavailable server, reconnect and resume up to
+    /// this many times, waiting longer each time (exponential backoff with jitter)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Throw away this pair's state and rebuild it by matching messages by identity (nothing
+    /// the target already holds is uploaded again). A damaged state file is moved aside.
+    #[arg(long)]
+    pub rebuild_state: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,15 +1,19 @@
-//! `mailreplica sync`: one one-way pass from the source to the target.
+//! `mailreplica sync`: one one-way pass from the source to the target, resumed after
+//! connection failures.
+
+use std::path::Path;
+use std::time::Duration;
 
 use super::args::SyncArgs;
 use super::exit::ExitCode;
-use super::pair::connect;
+use super::pair::{connect, Pair};
 use super::progress::{human_bytes, Progress};
 use crate::engine::pair::{default_state_path, pair_id};
-use crate::engine::sync::{sync, SyncOptions};
-use crate::engine::SyncSummary;
+use crate::engine::sync::{sync_into, SyncOptions};
+use crate::engine::{EngineError, SyncSummary};
 use crate::mailstore::{Access, MailStore};
 use crate::reconcile::Policy;
-use crate::state::StateFile;
+use crate::state::{StateError, StateFile};
 
 pub struct SyncCommand {
     pub args: SyncArgs,
@@ -32,25 +36,12 @@ impl SyncCommand {
             );
             return ExitCode::Usage;
         };
-        let state = match StateFile::open(&state_path, &id) {
+        let state = match open_state(&state_path, &id, args.rebuild_state) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::of_state(&e);
             }
-        };
-        let mut source = match connect(&pair.source, Access::ReadOnly, "source").await {
-            Ok(s) => s,
-            Err(code) => return code,
-        };
-        let target_access = if args.dry_run {
-            Access::ReadOnly
-        } else {
-            Access::ReadWrite
-        };
-        let mut target = match connect(&pair.target, target_access, "target").await {
-            Ok(s) => s,
-            Err(code) => return code,
         };
         let progress = Progress::new(args.json);
         let options = SyncOptions {
@@ -60,35 +51,141 @@ impl SyncCommand {
             },
             ..SyncOptions::default()
         };
-        let result = sync(&mut source, &mut target, &state, &options, &progress).await;
-        source.logout().await;
-        target.logout().await;
-        match result {
-            Err(e) => {
-                eprintln!("error: {e}");
-                eprintln!("nothing already synced was lost; run the same command again to resume");
-                ExitCode::of_engine(&e)
-            }
-            Ok(summary) => {
-                if let Ok(json) = serde_json::to_vec(&summary) {
-                    let _ = state.set_meta("last_pass", &json);
+        let mut summary = SyncSummary::default();
+        let mut attempt = 0;
+        loop {
+            match run_pass(&pair, &state, &options, &progress, &mut summary).await {
+                Ok(()) => break,
+                Err(Failure::Connect(code))
+                    if !matches!(code, ExitCode::Unavailable | ExitCode::TempFail)
+                        || attempt >= args.retries =>
+                {
+                    return code
                 }
-                if args.json {
-                    println!(
-                        "{}",
-                        serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into())
+                Err(Failure::Engine(e)) if !e.is_retryable() || attempt >= args.retries => {
+                    eprintln!("error: {e}");
+                    eprintln!(
+                        "nothing already synced was lost; run the same command again to resume"
                     );
-                } else {
-                    print_summary(&summary);
+                    return ExitCode::of_engine(&e);
                 }
-                if summary.needs_attention() {
-                    ExitCode::Attention
-                } else {
-                    ExitCode::InSync
+                Err(failure) => {
+                    attempt += 1;
+                    let delay = backoff(attempt);
+                    let what = match &failure {
+                        Failure::Engine(e) => e.to_string(),
+                        Failure::Connect(_) => "a server is unavailable".to_string(),
+                    };
+                    progress.line(&format!(
+                        "retrying in {:.1} s (attempt {attempt} of {}): {what}",
+                        delay.as_secs_f64(),
+                        args.retries
+                    ));
+                    tokio::time::sleep(delay).await;
                 }
             }
         }
+        if let Ok(json) = serde_json::to_vec(&summary) {
+            let _ = state.set_meta("last_pass", &json);
+        }
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into())
+            );
+        } else {
+            print_summary(&summary);
+        }
+        if summary.needs_attention() {
+            ExitCode::Attention
+        } else {
+            ExitCode::InSync
+        }
     }
+}
+
+enum Failure {
+    /// Could not connect or log in; the error was printed.
+    Connect(ExitCode),
+    Engine(EngineError),
+}
+
+/// Connects both sides and runs one pass, adding to `summary`.
+async fn run_pass(
+    pair: &Pair,
+    state: &StateFile,
+    options: &SyncOptions,
+    progress: &Progress,
+    summary: &mut SyncSummary,
+) -> Result<(), Failure> {
+    let mut source = connect(&pair.source, Access::ReadOnly, "source")
+        .await
+        .map_err(Failure::Connect)?;
+    let target_access = if options.dry_run {
+        Access::ReadOnly
+    } else {
+        Access::ReadWrite
+    };
+    let mut target = connect(&pair.target, target_access, "target")
+        .await
+        .map_err(Failure::Connect)?;
+    let result = sync_into(&mut source, &mut target, state, options, progress, summary).await;
+    source.logout().await;
+    target.logout().await;
+    result.map_err(Failure::Engine)
+}
+
+/// Opens the state; with `rebuild`, empties it, or moves a damaged file aside and starts anew.
+fn open_state(path: &Path, pair_id: &str, rebuild: bool) -> Result<StateFile, StateError> {
+    match StateFile::open(path, pair_id) {
+        Ok(state) => {
+            if rebuild {
+                state.reset()?;
+            }
+            Ok(state)
+        }
+        Err(StateError::Corrupt { .. }) if rebuild => {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let mut aside = path.as_os_str().to_owned();
+            aside.push(format!(".damaged-{secs}"));
+            std::fs::rename(path, &aside).map_err(|e| StateError::Io {
+                path: path.to_path_buf(),
+                detail: format!("cannot move the damaged file aside: {e}"),
+            })?;
+            eprintln!(
+                "note: moved the damaged state file to {}",
+                Path::new(&aside).display()
+            );
+            StateFile::open(path, pair_id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Exponential backoff with jitter: base (MAILREPLICA_BACKOFF_MS, default 1 s) doubled per
+/// attempt, at most a minute, +-25 %.
+fn backoff(attempt: u32) -> Duration {
+    let base_ms: u64 = std::env::var("MAILREPLICA_BACKOFF_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let exp = base_ms
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(16))
+        .min(60_000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0);
+    let jitter = exp / 4;
+    let spread = if jitter == 0 {
+        0
+    } else {
+        nanos % (2 * jitter + 1)
+    };
+    Duration::from_millis(exp - jitter + spread)
 }
 
 fn print_summary(s: &SyncSummary) {
@@ -122,7 +219,31 @@ fn print_summary(s: &SyncSummary) {
     for r in &s.refused {
         println!("refused: {r}");
     }
+    for g in &s.gave_up {
+        println!("gave up: {g}");
+    }
     if s.removals_held > 0 {
         println!("attention: removals were held; check the source, then run again with --allow-deletions to apply them");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        std::env::remove_var("MAILREPLICA_BACKOFF_MS");
+        let first = backoff(1);
+        assert!(
+            first >= Duration::from_millis(750) && first <= Duration::from_millis(1250),
+            "{first:?}"
+        );
+        let third = backoff(3);
+        assert!(
+            third >= Duration::from_millis(3000) && third <= Duration::from_millis(5000),
+            "{third:?}"
+        );
+        assert!(backoff(40) <= Duration::from_millis(75_000));
     }
 }

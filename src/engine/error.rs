@@ -12,3 +12,14 @@ pub enum EngineError {
     #[error("{0}")]
     State(#[from] StateError),
 }
+
+impl EngineError {
+    /// True when a new pass after a pause may succeed: the connection dropped or timed out, the
+    /// server was unavailable or throttling. A pass is incremental, so retrying resumes.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            EngineError::Store(e) => e.is_retryable() || matches!(e, StoreError::Protocol { .. }),
+            EngineError::State(_) => false,
+        }
+    }
+}

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod events;
 pub mod pair;
+pub mod recover;
 pub mod summary;
 pub mod sync;
 pub mod verify;

@@ -20,6 +20,8 @@ pub struct SyncSummary {
     pub removals_held: u64,
     /// Messages the target refused, with the server's words.
     pub refused: Vec<String>,
+    /// Messages whose upload failed too often; not tried again until the state is rebuilt.
+    pub gave_up: Vec<String>,
     /// Folders skipped because a server refused something about them.
     pub folder_errors: Vec<String>,
     /// Messages on the target that the source does not have (kept, never removed).
@@ -35,6 +37,9 @@ pub struct SyncSummary {
 impl SyncSummary {
     /// True when something needs the user's attention (exit 3).
     pub fn needs_attention(&self) -> bool {
-        self.removals_held > 0 || !self.refused.is_empty() || !self.folder_errors.is_empty()
+        self.removals_held > 0
+            || !self.refused.is_empty()
+            || !self.folder_errors.is_empty()
+            || !self.gave_up.is_empty()
     }
 }

@@ -9,8 +9,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use super::events::{Event, EventSink};
+use super::recover::{journal_entry, resolve_journal};
 use super::summary::SyncSummary;
 use super::EngineError;
+use crate::crashpoint;
 use crate::mailstore::{
     AppendRequest, FlagChange, FolderStatus, MailStore, MessageMeta, StoreError,
 };
@@ -19,7 +21,10 @@ use crate::model::{Fingerprint, FlagSet, FolderPath};
 use crate::reconcile::identity::{adopt, Identified};
 use crate::reconcile::{plan_folder, FolderInput, FolderPlan, Policy};
 use crate::state::store::InstanceChange;
-use crate::state::{FolderRecord, InstanceRecord, StateFile};
+use crate::state::{FolderRecord, InstanceRecord, Intent, JournalOp, StateFile};
+
+/// Failed uploads of one message after which it is given up and reported.
+pub const MAX_ATTEMPTS: u32 = 3;
 
 /// Knobs of a pass.
 #[derive(Debug, Clone)]
@@ -51,14 +56,48 @@ pub async fn sync<S: MailStore, T: MailStore>(
     options: &SyncOptions,
     events: &dyn EventSink,
 ) -> Result<SyncSummary, EngineError> {
+    let mut summary = SyncSummary::default();
+    sync_into(source, target, state, options, events, &mut summary).await?;
+    Ok(summary)
+}
+
+/// Runs one pass and adds what it did to `summary`, also when it fails half way: a caller that
+/// retries after a lost connection keeps one summary for the whole run.
+pub async fn sync_into<S: MailStore, T: MailStore>(
+    source: &mut S,
+    target: &mut T,
+    state: &StateFile,
+    options: &SyncOptions,
+    events: &dyn EventSink,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
     let started = Instant::now();
-    let mut summary = SyncSummary {
-        source: source.endpoint().to_string(),
-        target: target.endpoint().to_string(),
-        state_file: state.path().display().to_string(),
-        dry_run: options.dry_run,
-        ..SyncSummary::default()
-    };
+    summary.source = source.endpoint().to_string();
+    summary.target = target.endpoint().to_string();
+    summary.state_file = state.path().display().to_string();
+    summary.dry_run = options.dry_run;
+    // Per-pass facts; counters add up over retries.
+    summary.folders = 0;
+    summary.target_only = 0;
+    summary.removals_held = 0;
+    summary.notices.clear();
+    summary.refused.clear();
+    summary.gave_up.clear();
+    summary.folder_errors.clear();
+    summary.actions.clear();
+    let result = sync_pass(source, target, state, options, events, summary).await;
+    summary.seconds += started.elapsed().as_secs_f64();
+    result
+}
+
+async fn sync_pass<S: MailStore, T: MailStore>(
+    source: &mut S,
+    target: &mut T,
+    state: &StateFile,
+    options: &SyncOptions,
+    events: &dyn EventSink,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
     let source_folders = source.list_folders().await?;
     let target_folders = target.list_folders().await?;
     let on_target: HashSet<FolderPath> = target_folders
@@ -77,14 +116,7 @@ pub async fn sync<S: MailStore, T: MailStore>(
         summary.folders += 1;
         let exists = on_target.contains(path);
         let result = sync_or_create(
-            source,
-            target,
-            state,
-            options,
-            events,
-            path,
-            exists,
-            &mut summary,
+            source, target, state, options, events, path, exists, summary,
         )
         .await;
         match result {
@@ -94,7 +126,7 @@ pub async fn sync<S: MailStore, T: MailStore>(
             Err(EngineError::Store(e))
                 if !e.is_connection_lost() && !e.is_retryable() && folder_local(&e) =>
             {
-                notice(events, &mut summary, format!("{path}: skipped: {e}"));
+                notice(events, summary, format!("{path}: skipped: {e}"));
                 summary.folder_errors.push(format!("{path}: {e}"));
             }
             Err(e) => return Err(e),
@@ -118,8 +150,7 @@ pub async fn sync<S: MailStore, T: MailStore>(
             "folder {path} exists only on the target; left alone"
         ));
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    Ok(summary)
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -205,14 +236,44 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         state.commit(&name, Some(&record), &[])?;
     }
 
+    if let (Some(tstatus), false) = (&target_status, options.dry_run) {
+        let r = resolve_journal(
+            target,
+            state,
+            &name,
+            &mut base,
+            &target_msgs,
+            tstatus,
+            options.batch_messages,
+        )
+        .await?;
+        if r.found + r.missing > 0 {
+            notice(events, summary, format!(
+                "{name}: resumed an interrupted batch: {} copy(ies) found on the target, {} to upload again",
+                r.found, r.missing
+            ));
+        }
+    }
+
     let storable = |f: &crate::model::Flag| target_status.as_ref().is_none_or(|s| s.can_store(f));
-    let plan = plan_folder(&FolderInput {
+    let mut plan = plan_folder(&FolderInput {
         folder: path,
         base: &base,
         source: &source_msgs,
         target: &target_msgs,
         storable: &storable,
         policy: options.policy,
+    });
+    let attempts = state.attempts(&name)?;
+    plan.placements.retain(|p| match attempts.get(&p.source.uid) {
+        Some(a) if a.count >= MAX_ATTEMPTS => {
+            summary.gave_up.push(format!(
+                "{name}: source uid {} ({} bytes): gave up after {} failed uploads ({}); run with --rebuild-state to try again",
+                p.source.uid, p.source.size, a.count, a.last_error
+            ));
+            false
+        }
+        _ => true,
     });
     summary.removals_held += plan.held_removals.len() as u64;
     if !plan.held_removals.is_empty() {
@@ -312,6 +373,7 @@ async fn apply_flag_updates<T: MailStore>(
     for (add, remove, uids) in groups.values() {
         target.store_flags(uids, FlagChange::Add, add).await?;
         target.store_flags(uids, FlagChange::Remove, remove).await?;
+        crashpoint::hit("after_store");
         summary.flags_updated += uids.len() as u64;
     }
     let changes: Vec<InstanceChange> = plan
@@ -340,6 +402,7 @@ async fn apply_removals<T: MailStore>(
     }
     let uids: Vec<u32> = plan.removals.iter().map(|r| r.target_uid).collect();
     target.expunge(&uids).await?;
+    crashpoint::hit("after_expunge");
     let changes: Vec<InstanceChange> = plan
         .removals
         .iter()
@@ -460,6 +523,27 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                         bytes,
                     })
                     .collect();
+                // Journal the batch durably (with the adoptions so far) before the first
+                // APPEND: a pass that stops inside it is resolved by the next one.
+                let intents = to_append
+                    .iter()
+                    .map(|(i, bytes, fingerprint)| {
+                        let src = &batch[*i].source;
+                        Intent {
+                            source_uid: src.uid,
+                            fingerprint: *fingerprint,
+                            sent_size: bytes.len() as u32,
+                            size: src.size,
+                            flags: src.flags.clone(),
+                            internaldate: src.internaldate.clone(),
+                        }
+                    })
+                    .collect();
+                let entry = journal_entry(target_status, intents);
+                self.state
+                    .commit_with(self.name, None, &changes, JournalOp::Set(&entry))?;
+                changes.clear();
+                crashpoint::hit("after_journal");
                 let results = self.target.append(self.path, &requests).await?;
                 for ((i, bytes, fingerprint), result) in to_append.iter().zip(results) {
                     let src = &batch[*i].source;
@@ -486,7 +570,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                     }
                 }
             }
-            self.state.commit(self.name, None, &changes)?;
+            self.state
+                .commit_with(self.name, None, &changes, JournalOp::Clear)?;
+            crashpoint::hit("after_commit");
             self.events.event(Event::Placed {
                 folder: self.path.clone(),
                 messages: placed,

@@ -25,6 +25,6 @@ pub enum StateError {
         supported: u32,
     },
 
-    #[error("state file {path} is in use by another mailreplica process. Wait for it to finish.")]
-    Locked { path: PathBuf },
+    #[error("state file {path} is in use by {holder}. Wait for it to finish, or stop it.")]
+    Locked { path: PathBuf, holder: String },
 }

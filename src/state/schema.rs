@@ -13,6 +13,40 @@ pub const FOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("folders"
 /// Key: (folder path, source UID).
 pub const INSTANCES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("instances");
 
+/// Key: folder path. The batch of uploads under way in that folder (at most one).
+pub const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
+/// Key: (folder path, source UID). Uploads of that message that did not complete.
+pub const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts");
+
+/// A batch of uploads, journaled before the first APPEND is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub target_uidvalidity: u32,
+    /// A lower bound of the first UID the batch's copies can get (the target's UIDNEXT when the
+    /// folder was opened).
+    pub target_uidnext: u32,
+    pub intents: Vec<Intent>,
+}
+
+/// One message the batch is about to upload, with what recovery needs to recognise its copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub source_uid: u32,
+    pub fingerprint: Fingerprint,
+    /// Bytes actually sent (CRLF-normalised), the copy's size on an exact target.
+    pub sent_size: u32,
+    pub size: u32,
+    pub flags: FlagSet,
+    pub internaldate: InternalDate,
+}
+
+/// Failed uploads of one source message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempts {
+    pub count: u32,
+    pub last_error: String,
+}
+
 /// Per folder: the UIDVALIDITY the mapping was made under, on each side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderRecord {

@@ -5,13 +5,26 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
 
-use super::schema::{FolderRecord, InstanceRecord, FOLDERS, INSTANCES, META, SCHEMA_VERSION};
+use super::lock::StateLock;
+use super::schema::{
+    Attempts, FolderRecord, InstanceRecord, JournalEntry, ATTEMPTS, FOLDERS, INSTANCES, JOURNAL,
+    META, SCHEMA_VERSION,
+};
 use super::StateError;
 
 /// An open state file, bound to one pair.
 pub struct StateFile {
     db: Database,
     path: PathBuf,
+    _lock: StateLock,
+}
+
+/// What a commit does to the folder's journal entry.
+#[derive(Debug, Clone, Copy)]
+pub enum JournalOp<'a> {
+    Keep,
+    Set(&'a JournalEntry),
+    Clear,
 }
 
 /// One change to a folder's instances, applied atomically with others.
@@ -37,6 +50,10 @@ impl StateFile {
                     .map_err(|e| io(format!("cannot create directory {}: {e}", dir.display())))?;
             }
         }
+        if path.is_dir() {
+            return Err(io("is a directory, not a file".into()));
+        }
+        let lock = StateLock::acquire(path)?;
         let existed = path.exists();
         if existed {
             if path.is_dir() {
@@ -53,6 +70,7 @@ impl StateFile {
         let db = Database::create(path).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StateError::Locked {
                 path: path.to_path_buf(),
+                holder: "another process".into(),
             },
             redb::DatabaseError::Storage(redb::StorageError::Io(e))
                 if e.kind() != std::io::ErrorKind::InvalidData =>
@@ -65,6 +83,7 @@ impl StateFile {
         let state = StateFile {
             db,
             path: path.to_path_buf(),
+            _lock: lock,
         };
         if existed {
             let txn = state.db.begin_read().map_err(|e| corrupt(path, e))?;
@@ -93,6 +112,8 @@ impl StateFile {
                 .map_err(|e| self.corrupt(e))?;
             txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
             txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
+            txn.open_table(JOURNAL).map_err(|e| self.corrupt(e))?;
+            txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
         }
         txn.commit().map_err(|e| self.corrupt(e))
     }
@@ -148,7 +169,42 @@ impl StateFile {
         record: Option<&FolderRecord>,
         changes: &[InstanceChange],
     ) -> Result<(), StateError> {
+        self.commit_with(folder, record, changes, JournalOp::Keep)
+    }
+
+    /// Like [`StateFile::commit`], and in the same durable transaction sets or clears the
+    /// folder's journal entry. Instances put here also forget their failed attempts.
+    pub fn commit_with(
+        &self,
+        folder: &str,
+        record: Option<&FolderRecord>,
+        changes: &[InstanceChange],
+        journal: JournalOp<'_>,
+    ) -> Result<(), StateError> {
         let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        {
+            let mut attempts = txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
+            for change in changes {
+                if let InstanceChange::Put(uid, _) = change {
+                    attempts
+                        .remove((folder, *uid))
+                        .map_err(|e| self.corrupt(e))?;
+                }
+            }
+            let mut table = txn.open_table(JOURNAL).map_err(|e| self.corrupt(e))?;
+            match journal {
+                JournalOp::Keep => {}
+                JournalOp::Set(entry) => {
+                    let bytes = serde_json::to_vec(entry).map_err(|e| self.corrupt(e))?;
+                    table
+                        .insert(folder, bytes.as_slice())
+                        .map_err(|e| self.corrupt(e))?;
+                }
+                JournalOp::Clear => {
+                    table.remove(folder).map_err(|e| self.corrupt(e))?;
+                }
+            }
+        }
         {
             let mut instances = txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
             for change in changes {
@@ -178,11 +234,94 @@ impl StateFile {
         Ok(())
     }
 
-    /// Forgets every instance of a folder (its UIDs no longer mean anything).
+    /// The batch under way in a folder, if a previous pass stopped inside one.
+    pub fn journal(&self, folder: &str) -> Result<Option<JournalEntry>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let table = match txn.open_table(JOURNAL) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.corrupt(e)),
+        };
+        match table.get(folder).map_err(|e| self.corrupt(e))? {
+            None => Ok(None),
+            Some(v) => Ok(Some(
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
+            )),
+        }
+    }
+
+    /// Failed upload attempts of a folder's source messages.
+    pub fn attempts(&self, folder: &str) -> Result<BTreeMap<u32, Attempts>, StateError> {
+        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let table = match txn.open_table(ATTEMPTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(self.corrupt(e)),
+        };
+        let mut out = BTreeMap::new();
+        for entry in table
+            .range((folder, 0u32)..=(folder, u32::MAX))
+            .map_err(|e| self.corrupt(e))?
+        {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            out.insert(
+                k.value().1,
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Counts one more failed upload for each source UID, and clears the folder's journal, in one
+    /// durable transaction.
+    pub fn record_failed_batch(
+        &self,
+        folder: &str,
+        uids: &[u32],
+        error: &str,
+    ) -> Result<(), StateError> {
+        let mut known = self.attempts(folder)?;
+        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        {
+            let mut table = txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
+            for uid in uids {
+                let mut a = known.remove(uid).unwrap_or(Attempts {
+                    count: 0,
+                    last_error: String::new(),
+                });
+                a.count += 1;
+                a.last_error = error.to_string();
+                let bytes = serde_json::to_vec(&a).map_err(|e| self.corrupt(e))?;
+                table
+                    .insert((folder, *uid), bytes.as_slice())
+                    .map_err(|e| self.corrupt(e))?;
+            }
+            let mut journal = txn.open_table(JOURNAL).map_err(|e| self.corrupt(e))?;
+            journal.remove(folder).map_err(|e| self.corrupt(e))?;
+        }
+        txn.commit().map_err(|e| self.corrupt(e))
+    }
+
+    /// Forgets every instance of a folder and its journal (its UIDs no longer mean anything).
     pub fn clear_folder(&self, folder: &str) -> Result<(), StateError> {
         let uids: Vec<u32> = self.instances(folder)?.into_keys().collect();
         let changes: Vec<InstanceChange> = uids.into_iter().map(InstanceChange::Delete).collect();
-        self.commit(folder, None, &changes)
+        self.commit_with(folder, None, &changes, JournalOp::Clear)
+    }
+
+    /// Throws away everything synced (folders, instances, journal, attempts), keeping the pair
+    /// id: the next pass rebuilds the mapping by identity.
+    pub fn reset(&self) -> Result<(), StateError> {
+        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        txn.delete_table(FOLDERS).map_err(|e| self.corrupt(e))?;
+        txn.delete_table(INSTANCES).map_err(|e| self.corrupt(e))?;
+        txn.delete_table(JOURNAL).map_err(|e| self.corrupt(e))?;
+        txn.delete_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
+        txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
+        txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
+        txn.open_table(JOURNAL).map_err(|e| self.corrupt(e))?;
+        txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
+        txn.commit().map_err(|e| self.corrupt(e))
     }
 
     /// Stores a small value in the meta table (e.g. the last pass summary).

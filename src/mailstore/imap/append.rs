@@ -65,7 +65,10 @@ fn classify(
     result: Result<Completion, StoreError>,
 ) -> Result<Result<Option<u32>, StoreError>, StoreError> {
     match result {
-        Ok(done) => Ok(Ok(append_uid(&done))),
+        Ok(done) => {
+            crate::crashpoint::hit("after_append_ok");
+            Ok(Ok(append_uid(&done)))
+        }
         Err(e @ StoreError::No { .. }) => Ok(Err(e)),
         Err(e) => Err(e),
     }

@@ -204,14 +204,14 @@ impl Connection {
                         line.extend_from_slice(format!("{{{}+}}\r\n", bytes.len()).as_bytes());
                         self.write(&line, ctx).await?;
                         line.clear();
-                        self.write(bytes, ctx).await?;
+                        self.write_literal(bytes, ctx).await?;
                     } else {
                         line.extend_from_slice(format!("{{{}}}\r\n", bytes.len()).as_bytes());
                         self.write(&line, ctx).await?;
                         line.clear();
                         self.flush(ctx).await?;
                         self.await_continuation(&tag, ctx).await?;
-                        self.write(bytes, ctx).await?;
+                        self.write_literal(bytes, ctx).await?;
                     }
                 }
             }
@@ -369,6 +369,17 @@ impl Connection {
                 })
             }
         }
+    }
+
+    /// Writes a literal's bytes; the crash tests can stop the process half way through.
+    async fn write_literal(&mut self, bytes: &[u8], ctx: Ctx<'_>) -> Result<(), StoreError> {
+        let half = bytes.len() / 2;
+        self.write(&bytes[..half], ctx).await?;
+        if half > 0 {
+            self.flush(ctx).await?;
+            crate::crashpoint::hit("mid_literal");
+        }
+        self.write(&bytes[half..], ctx).await
     }
 
     async fn flush(&mut self, ctx: Ctx<'_>) -> Result<(), StoreError> {
