@@ -256,3 +256,59 @@ async fn large_removals_are_held_until_allowed() {
     );
     assert_eq!(r.messages("INBOX").await.len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rebuilding_the_state_reads_bodies_only_for_ambiguous_messages() {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    let (src_user, dst_user) = (fresh_user("rbsrc"), fresh_user("rbdst"));
+    let mut p = TestImap::connect(&primary, &src_user).await;
+    let corpus = Corpus::load();
+    corpus.seed(&mut p).await;
+    let corpus_bytes: u64 = corpus.messages.iter().map(|m| m.bytes.len() as u64).sum();
+
+    // Both sides through proxies in plaintext, so bytes and commands can be counted.
+    let src_proxy = Proxy::start(primary.addr(), FaultPlan::None);
+    let dst_proxy = Proxy::start(recovery.addr(), FaultPlan::None);
+    let source = format!("imap+plain://{src_user}@127.0.0.1:{}", src_proxy.port());
+    let target = format!("imap+plain://{dst_user}@127.0.0.1:{}", dst_proxy.port());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.redb");
+    assert_eq!(sync(&source, &target, &state, &[]).await.code, 0);
+
+    src_proxy.reset_counts();
+    dst_proxy.reset_counts();
+    let rebuilt = sync(&source, &target, &state, &["--rebuild-state"]).await;
+    assert_eq!(rebuilt.code, 0, "{rebuilt:?}");
+    assert_eq!(rebuilt.count("copied"), 0, "{}", rebuilt.stdout);
+    assert_eq!(
+        rebuilt.count("adopted"),
+        corpus.messages.len() as u64,
+        "{}",
+        rebuilt.stdout
+    );
+    assert_eq!(dst_proxy.count("APPEND"), 0);
+    // Unambiguous messages (unique size and INTERNALDATE, same Message-ID) are matched from
+    // headers; only the ambiguous ones (identical copies, no Message-ID) are read whole.
+    let (from_source, _) = src_proxy.bytes();
+    let (from_target, _) = dst_proxy.bytes();
+    assert!(
+        from_source < corpus_bytes / 10,
+        "read {from_source} bytes from the source for a {corpus_bytes}-byte corpus"
+    );
+    assert!(
+        from_target < corpus_bytes / 10,
+        "read {from_target} bytes from the target for a {corpus_bytes}-byte corpus"
+    );
+
+    // The rebuilt state is complete: the next pass does nothing.
+    dst_proxy.reset_counts();
+    let again = sync(&source, &target, &state, &[]).await;
+    assert_eq!(
+        (again.code, again.count("copied"), again.count("adopted")),
+        (0, 0, 0),
+        "{again:?}"
+    );
+    let mut r = TestImap::connect(&recovery, &dst_user).await;
+    assert_same_accounts(&account(&mut p).await, &account(&mut r).await);
+}

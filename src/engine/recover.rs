@@ -83,8 +83,8 @@ pub async fn resolve_journal<T: MailStore>(
     let matches = adopt(&sources, &cands);
 
     let mut ordinals: HashMap<Fingerprint, u32> = HashMap::new();
-    for inst in base.values() {
-        *ordinals.entry(inst.fingerprint).or_default() += 1;
+    for fp in base.values().filter_map(|i| i.fingerprint) {
+        *ordinals.entry(fp).or_default() += 1;
     }
     let mut changes = Vec::new();
     let mut missing = Vec::new();
@@ -93,7 +93,7 @@ pub async fn resolve_journal<T: MailStore>(
             Some(tuid) => {
                 let ordinal = ordinals.entry(intent.fingerprint).or_default();
                 let rec = InstanceRecord {
-                    fingerprint: intent.fingerprint,
+                    fingerprint: Some(intent.fingerprint),
                     ordinal: *ordinal,
                     target_uid: Some(tuid),
                     flags: intent.flags.clone(),

@@ -19,7 +19,7 @@ use crate::mailstore::{
 use crate::model::fingerprint::normalize_line_endings;
 use crate::model::{Fingerprint, FlagSet, FolderPath};
 use crate::reconcile::identity::{adopt, Identified};
-use crate::reconcile::{plan_folder, FolderInput, FolderPlan, Policy};
+use crate::reconcile::{plan_folder, FolderInput, FolderPlan, Placement, Policy};
 use crate::state::store::InstanceChange;
 use crate::state::{FolderRecord, InstanceRecord, Intent, JournalOp, StateFile};
 
@@ -445,25 +445,36 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             bytes: total_bytes,
         });
 
-        let mut candidates = self.adoption_candidates(plan, target_msgs).await?;
+        let (placements, unmapped) = self
+            .adopt_by_cheap_keys(
+                &plan.placements,
+                &plan.unmapped_target,
+                target_msgs,
+                target_status,
+            )
+            .await?;
+        adopted += plan.placements.len() - placements.len();
+        let mut candidates = self
+            .adoption_candidates(&placements, &unmapped, target_msgs)
+            .await?;
         let mut ordinals: HashMap<Fingerprint, u32> = HashMap::new();
-        for inst in base.values() {
-            *ordinals.entry(inst.fingerprint).or_default() += 1;
+        for fp in base.values().filter_map(|i| i.fingerprint) {
+            *ordinals.entry(fp).or_default() += 1;
         }
 
         let mut start = 0;
-        while start < plan.placements.len() {
+        while start < placements.len() {
             let mut end = start;
             let mut bytes = 0u64;
-            while end < plan.placements.len()
+            while end < placements.len()
                 && end - start < self.options.batch_messages
                 && (end == start
-                    || bytes + plan.placements[end].source.size as u64 <= self.options.batch_bytes)
+                    || bytes + placements[end].source.size as u64 <= self.options.batch_bytes)
             {
-                bytes += plan.placements[end].source.size as u64;
+                bytes += placements[end].source.size as u64;
                 end += 1;
             }
-            let batch = &plan.placements[start..end];
+            let batch = &placements[start..end];
             start = end;
             let uids: Vec<u32> = batch.iter().map(|p| p.source.uid).collect();
             let bodies = self.source.fetch_bodies(&uids).await?;
@@ -588,9 +599,11 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
     /// can find the copy.
     async fn learn_unknown_uids(&mut self) -> Result<(), EngineError> {
         let instances = self.state.instances(self.name)?;
-        let unknown: Vec<(&u32, &InstanceRecord)> = instances
+        // Instances appended in this pass without APPENDUID (they always have a fingerprint).
+        let unknown: Vec<(&u32, &InstanceRecord, Fingerprint)> = instances
             .iter()
             .filter(|(_, i)| i.target_uid.is_none())
+            .filter_map(|(u, i)| Some((u, i, i.fingerprint?)))
             .collect();
         if unknown.is_empty() {
             return Ok(());
@@ -600,7 +613,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         self.target.open_folder(self.path).await?;
         let dates: HashSet<i64> = unknown
             .iter()
-            .map(|(_, i)| i.internaldate.epoch())
+            .map(|(_, i, _)| i.internaldate.epoch())
             .collect();
         let wanted: Vec<MessageMeta> = self
             .target
@@ -620,9 +633,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         }
         let sources: Vec<Identified<'_>> = unknown
             .iter()
-            .map(|(uid, i)| Identified {
+            .map(|(uid, i, fingerprint)| Identified {
                 uid: **uid,
-                fingerprint: i.fingerprint,
+                fingerprint: *fingerprint,
                 internaldate: &i.internaldate,
             })
             .collect();
@@ -637,7 +650,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         let changes: Vec<InstanceChange> = adopt(&sources, &cands)
             .into_iter()
             .zip(&unknown)
-            .filter_map(|(tuid, (suid, inst))| {
+            .filter_map(|(tuid, (suid, inst, _))| {
                 let mut rec = (*inst).clone();
                 rec.target_uid = Some(tuid?);
                 Some(InstanceChange::Put(**suid, rec))
@@ -647,26 +660,126 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         Ok(())
     }
 
+    /// Rebuilding (a lost state, a target filled by an earlier tool): a source message and an
+    /// unmapped target message that are the only ones with their size and INTERNALDATE, and
+    /// carry the same Message-ID, are the same message. They are mapped from one header fetch
+    /// per side, without reading either body; ambiguous keys and messages without a Message-ID
+    /// go on to the fingerprint. Returns what is left to place and the unmapped rest.
+    async fn adopt_by_cheap_keys(
+        &mut self,
+        placements: &[Placement],
+        unmapped: &[u32],
+        target_msgs: &[MessageMeta],
+        target_status: &FolderStatus,
+    ) -> Result<(Vec<Placement>, Vec<u32>), EngineError> {
+        let key = |m: &MessageMeta| (m.size, m.internaldate.epoch());
+        let unmapped_set: HashSet<u32> = unmapped.iter().copied().collect();
+        let mut sources: HashMap<(u32, i64), Vec<&Placement>> = HashMap::new();
+        for p in placements {
+            sources.entry(key(&p.source)).or_default().push(p);
+        }
+        let mut targets: HashMap<(u32, i64), Vec<&MessageMeta>> = HashMap::new();
+        for m in target_msgs.iter().filter(|m| unmapped_set.contains(&m.uid)) {
+            targets.entry(key(m)).or_default().push(m);
+        }
+        let pairs: Vec<(&Placement, &MessageMeta)> = sources
+            .iter()
+            .filter_map(
+                |(k, ps)| match (ps.as_slice(), targets.get(k).map(Vec::as_slice)) {
+                    ([p], Some([t])) => Some((*p, *t)),
+                    _ => None,
+                },
+            )
+            .collect();
+        if pairs.is_empty() {
+            return Ok((placements.to_vec(), unmapped.to_vec()));
+        }
+        let src_uids: Vec<u32> = pairs.iter().map(|(p, _)| p.source.uid).collect();
+        let tgt_uids: Vec<u32> = pairs.iter().map(|(_, t)| t.uid).collect();
+        let src_ids: HashMap<u32, Option<String>> = self
+            .source
+            .fetch_message_ids(&src_uids)
+            .await?
+            .into_iter()
+            .collect();
+        let tgt_ids: HashMap<u32, Option<String>> = self
+            .target
+            .fetch_message_ids(&tgt_uids)
+            .await?
+            .into_iter()
+            .collect();
+        let mut changes = Vec::new();
+        let mut taken_src: HashSet<u32> = HashSet::new();
+        let mut taken_tgt: HashSet<u32> = HashSet::new();
+        for (p, t) in pairs {
+            let (Some(Some(a)), Some(Some(b))) = (src_ids.get(&p.source.uid), tgt_ids.get(&t.uid))
+            else {
+                continue;
+            };
+            if a != b {
+                continue;
+            }
+            self.fix_flags(t, &p.source.flags, target_status).await?;
+            changes.push(InstanceChange::Put(
+                p.source.uid,
+                InstanceRecord {
+                    fingerprint: None,
+                    ordinal: 0,
+                    target_uid: Some(t.uid),
+                    flags: p.source.flags.clone(),
+                    internaldate: p.source.internaldate.clone(),
+                    size: p.source.size,
+                },
+            ));
+            taken_src.insert(p.source.uid);
+            taken_tgt.insert(t.uid);
+        }
+        self.state.commit(self.name, None, &changes)?;
+        self.summary.adopted += changes.len() as u64;
+        self.events.event(Event::Placed {
+            folder: self.path.clone(),
+            messages: changes.len() as u64,
+            bytes: placements
+                .iter()
+                .filter(|p| taken_src.contains(&p.source.uid))
+                .map(|p| p.source.size as u64)
+                .sum(),
+        });
+        Ok((
+            placements
+                .iter()
+                .filter(|p| !taken_src.contains(&p.source.uid))
+                .cloned()
+                .collect(),
+            unmapped
+                .iter()
+                .copied()
+                .filter(|u| !taken_tgt.contains(u))
+                .collect(),
+        ))
+    }
+
     /// Unmapped target messages that could be copies of what is to be placed: same size and
     /// INTERNALDATE (cheap keys), then fingerprinted. Bodies are fetched only for these.
     async fn adoption_candidates(
         &mut self,
-        plan: &FolderPlan,
+        placements: &[Placement],
+        unmapped: &[u32],
         target_msgs: &[MessageMeta],
     ) -> Result<Vec<(MessageMeta, Fingerprint)>, EngineError> {
-        if plan.unmapped_target.is_empty() {
+        if unmapped.is_empty() {
             return Ok(Vec::new());
         }
         // Keyed by INTERNALDATE and a lower bound of the size: the copy may be larger than
         // the source served it, since bare LFs were sent as CRLF.
         let mut keys: HashMap<i64, u32> = HashMap::new();
-        for p in &plan.placements {
+        for p in placements {
             let min = keys
                 .entry(p.source.internaldate.epoch())
                 .or_insert(u32::MAX);
             *min = (*min).min(p.source.size);
         }
-        let unmapped: HashSet<u32> = plan.unmapped_target.iter().copied().collect();
+        let unmapped: HashSet<u32> = unmapped.iter().copied().collect();
         let wanted: Vec<&MessageMeta> = target_msgs
             .iter()
             .filter(|m| {
@@ -721,7 +834,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
     ) -> InstanceChange {
         let ordinal = ordinals.entry(fingerprint).or_default();
         let rec = InstanceRecord {
-            fingerprint,
+            fingerprint: Some(fingerprint),
             ordinal: *ordinal,
             target_uid,
             flags: src.flags,

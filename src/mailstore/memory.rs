@@ -652,6 +652,29 @@ impl MailStore for MemoryStore {
         })
     }
 
+    async fn fetch_message_ids(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Option<String>)>, StoreError> {
+        self.run(OpKind::FetchBodies, None, |s| {
+            let wanted: BTreeSet<u32> = uids.iter().copied().collect();
+            let f = s.selected_folder(OpKind::FetchBodies)?;
+            Ok(wanted
+                .iter()
+                .filter_map(|uid| {
+                    f.messages.get(uid).map(|m| {
+                        let end = m
+                            .bytes
+                            .windows(4)
+                            .position(|w| w == b"\r\n\r\n")
+                            .unwrap_or(m.bytes.len());
+                        (*uid, crate::model::message_id::message_id(&m.bytes[..end]))
+                    })
+                })
+                .collect())
+        })
+    }
+
     async fn append(
         &mut self,
         path: &FolderPath,

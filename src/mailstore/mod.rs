@@ -184,6 +184,12 @@ pub trait MailStore {
     /// Bodies of the given UIDs of the open folder (missing ones are simply absent), without
     /// setting `\Seen`.
     async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<Vec<FetchedBody>, StoreError>;
+    /// The Message-ID of the given UIDs of the open folder (a header fetch, no bodies), for
+    /// matching by cheap keys. Missing UIDs are absent; a message without one gives `None`.
+    async fn fetch_message_ids(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Option<String>)>, StoreError>;
     /// Appends messages to a folder, in order. The outer error means the connection failed (the
     /// outcome of the batch is unknown); inner errors are per-message refusals.
     async fn append(

@@ -4,6 +4,7 @@ pub mod date;
 pub mod fingerprint;
 pub mod flags;
 pub mod folder;
+pub mod message_id;
 pub mod side;
 
 pub use date::InternalDate;

@@ -197,7 +197,7 @@ mod tests {
 
     fn base(target_uid: Option<u32>, flags: &[&str]) -> InstanceRecord {
         InstanceRecord {
-            fingerprint: Fingerprint::of(b"x"),
+            fingerprint: Some(Fingerprint::of(b"x")),
             ordinal: 0,
             target_uid,
             flags: FlagSet::from_raw(flags.iter().copied()),

@@ -57,7 +57,9 @@ pub struct FolderRecord {
 /// One synced message instance.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceRecord {
-    pub fingerprint: Fingerprint,
+    /// `None` when the copy was matched by cheap keys (size, INTERNALDATE, Message-ID) while
+    /// rebuilding, without reading the body.
+    pub fingerprint: Option<Fingerprint>,
     /// Rank among instances with the same fingerprint in this folder, by source UID.
     pub ordinal: u32,
     /// The target's UID, when known (APPENDUID, or adopted by identity).

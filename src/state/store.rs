@@ -401,7 +401,7 @@ mod tests {
 
     fn rec(uid: u32) -> InstanceRecord {
         InstanceRecord {
-            fingerprint: Fingerprint::of(format!("m{uid}").as_bytes()),
+            fingerprint: Some(Fingerprint::of(format!("m{uid}").as_bytes())),
             ordinal: 0,
             target_uid: Some(uid + 100),
             flags: FlagSet::from_raw(["\\Seen"]),

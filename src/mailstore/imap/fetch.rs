@@ -7,6 +7,7 @@ use imap_proto::{AttributeValue, Response};
 use super::connection::{Ctx, ImapResponse};
 use super::ImapStore;
 use crate::mailstore::{uid_set, FetchedBody, MessageMeta, StoreError};
+use crate::model::message_id::message_id;
 use crate::model::{FlagSet, InternalDate};
 
 impl ImapStore {
@@ -119,6 +120,56 @@ impl ImapStore {
         bodies.sort_by_key(|b| b.uid);
         bodies.dedup_by_key(|b| b.uid);
         Ok(bodies)
+    }
+}
+
+impl ImapStore {
+    /// Message-IDs by UID with one header-field fetch (never sets `\Seen`).
+    pub(super) async fn fetch_message_id_batch(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Option<String>)>, StoreError> {
+        self.selected_name("UID FETCH")?;
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let display = self.selected_display();
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let cmd = format!(
+            "UID FETCH {} (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+            uid_set(uids)
+        );
+        let done = self
+            .conn
+            .run_text(&cmd, Ctx::on("UID FETCH", &display))
+            .await?;
+        let mut out = Vec::with_capacity(uids.len());
+        for r in &done.untagged {
+            let Response::Fetch(_, attrs) = r.parsed() else {
+                continue;
+            };
+            let mut uid = None;
+            let mut header = None;
+            for a in attrs {
+                match a {
+                    AttributeValue::Uid(u) => uid = Some(*u),
+                    AttributeValue::BodySection {
+                        section: Some(_),
+                        data,
+                        ..
+                    } => header = Some(data.as_deref().unwrap_or(&[])),
+                    _ => {}
+                }
+            }
+            if let (Some(uid), Some(header)) = (uid, header) {
+                if wanted.contains(&uid) {
+                    out.push((uid, message_id(header)));
+                }
+            }
+        }
+        out.sort();
+        out.dedup_by_key(|(u, _)| *u);
+        Ok(out)
     }
 }
 

@@ -126,6 +126,13 @@ impl MailStore for ImapStore {
         self.fetch_body_batch(uids).await
     }
 
+    async fn fetch_message_ids(
+        &mut self,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, Option<String>)>, StoreError> {
+        self.fetch_message_id_batch(uids).await
+    }
+
     async fn append(
         &mut self,
         path: &FolderPath,
