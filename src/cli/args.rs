@@ -32,6 +32,10 @@ pub enum Command {
     Sync(SyncArgs),
     /// Compare two accounts folder by folder and message by message
     Verify(VerifyArgs),
+    /// Show what the state knows: last pass, held removals, given-up messages
+    Status(StatusArgs),
+    /// Release held removals so that the next sync applies them
+    Release(ReleaseArgs),
 }
 
 /// The two accounts of a pair and how to reach them.
@@ -118,4 +122,26 @@ pub struct VerifyArgs {
     /// Print the report as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// State file (default: every state file in $XDG_STATE_HOME/mailreplica/)
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Print the status as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// State file of the pair
+    #[arg(long, value_name = "FILE")]
+    pub state: PathBuf,
+
+    /// Release only the removals held in this folder (path with `/`, e.g. `Archive/2024`)
+    #[arg(long, value_name = "FOLDER")]
+    pub folder: Option<String>,
 }

@@ -6,6 +6,8 @@ pub mod exit;
 pub mod man;
 pub mod pair;
 pub mod progress;
+pub mod release;
+pub mod status;
 pub mod sync;
 pub mod verify;
 
@@ -17,5 +19,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Sync(args) => sync::SyncCommand { args }.execute().await,
         Command::Verify(args) => verify::VerifyCommand { args }.execute().await,
+        Command::Status(args) => status::StatusCommand { args }.execute(),
+        Command::Release(args) => release::ReleaseCommand { args }.execute(),
     }
 }

@@ -85,6 +85,10 @@ impl SyncCommand {
                 }
             }
         }
+        summary.finished_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         if let Ok(json) = serde_json::to_vec(&summary) {
             let _ = state.set_meta("last_pass", &json);
         }

@@ -28,6 +28,8 @@ pub struct SyncSummary {
     pub target_only: u64,
     pub bytes_uploaded: u64,
     pub seconds: f64,
+    /// Unix seconds when the run ended.
+    pub finished_at: u64,
     /// Notices: UIDVALIDITY changes, folders gone from the source, ...
     pub notices: Vec<String>,
     /// With --dry-run: what would be done.

@@ -18,10 +18,11 @@ use crate::mailstore::{
 };
 use crate::model::fingerprint::normalize_line_endings;
 use crate::model::{Fingerprint, FlagSet, FolderPath};
+use crate::reconcile::budget::{decide, BudgetContext, FolderRemovals, HoldReason};
 use crate::reconcile::identity::{adopt, Identified};
-use crate::reconcile::{plan_folder, FolderInput, FolderPlan, Placement, Policy};
+use crate::reconcile::{plan_folder, Action, FolderInput, FolderPlan, Placement, Policy, Removal};
 use crate::state::store::InstanceChange;
-use crate::state::{FolderRecord, InstanceRecord, Intent, JournalOp, StateFile};
+use crate::state::{FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalOp, StateFile};
 
 /// Failed uploads of one message after which it is given up and reported.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -35,6 +36,9 @@ pub struct SyncOptions {
     pub batch_bytes: u64,
     /// Upper bound of messages per batch.
     pub batch_messages: usize,
+    /// Journal each upload batch (always, except to measure what the journal costs:
+    /// `MAILREPLICA_BENCH_NO_JOURNAL=1`, used by scripts/bench).
+    pub journal: bool,
 }
 
 impl Default for SyncOptions {
@@ -44,6 +48,7 @@ impl Default for SyncOptions {
             policy: Policy::default(),
             batch_bytes: 16 << 20,
             batch_messages: 200,
+            journal: std::env::var_os("MAILREPLICA_BENCH_NO_JOURNAL").is_none(),
         }
     }
 }
@@ -111,12 +116,22 @@ async fn sync_pass<S: MailStore, T: MailStore>(
         .map(|f| f.path.clone())
         .collect();
 
+    let mut pending: Vec<FolderRemovals> = Vec::new();
     for folder in source_folders.iter().filter(|f| f.selectable) {
         let path = &folder.path;
         summary.folders += 1;
         let exists = on_target.contains(path);
+        let exempt = matches!(folder.special_use.as_deref(), Some("\\Trash" | "\\Junk"));
         let result = sync_or_create(
-            source, target, state, options, events, path, exists, summary,
+            source,
+            target,
+            state,
+            options,
+            events,
+            path,
+            exists,
+            summary,
+            &mut |r: FolderRemovals| pending.push(FolderRemovals { exempt, ..r }),
         )
         .await;
         match result {
@@ -132,6 +147,8 @@ async fn sync_pass<S: MailStore, T: MailStore>(
             Err(e) => return Err(e),
         }
     }
+
+    apply_removal_budget(target, state, options, events, summary, &pending).await?;
 
     for (name, _) in state.folders()? {
         let path = FolderPath::from_display(&name);
@@ -163,6 +180,7 @@ async fn sync_or_create<S: MailStore, T: MailStore>(
     path: &FolderPath,
     exists: bool,
     summary: &mut SyncSummary,
+    removals: &mut dyn FnMut(FolderRemovals),
 ) -> Result<(), EngineError> {
     if !exists {
         if options.dry_run {
@@ -173,7 +191,7 @@ async fn sync_or_create<S: MailStore, T: MailStore>(
         summary.folders_created += 1;
     }
     sync_folder(
-        source, target, state, options, events, path, exists, summary,
+        source, target, state, options, events, path, exists, summary, removals,
     )
     .await
 }
@@ -188,6 +206,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     path: &FolderPath,
     target_exists: bool,
     summary: &mut SyncSummary,
+    removals: &mut dyn FnMut(FolderRemovals),
 ) -> Result<(), EngineError> {
     let name = path.to_string();
     let source_status = source.open_folder(path).await?;
@@ -262,7 +281,6 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         source: &source_msgs,
         target: &target_msgs,
         storable: &storable,
-        policy: options.policy,
     });
     let attempts = state.attempts(&name)?;
     plan.placements.retain(|p| match attempts.get(&p.source.uid) {
@@ -275,13 +293,14 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         }
         _ => true,
     });
-    summary.removals_held += plan.held_removals.len() as u64;
-    if !plan.held_removals.is_empty() {
-        notice(events, summary, format!(
-            "{name}: {} removal(s) held (5 % or more of the folder); nothing was removed. Check the source, then run with --allow-deletions",
-            plan.held_removals.len()
-        ));
-    }
+    // Removals are decided for the whole pass by the removal budget, after every folder.
+    removals(FolderRemovals {
+        folder: path.clone(),
+        exempt: false,
+        base_count: base.len(),
+        source_count: source_msgs.len(),
+        removals: plan.removals.clone(),
+    });
 
     if options.dry_run {
         summary
@@ -293,7 +312,6 @@ async fn sync_folder<S: MailStore, T: MailStore>(
             .iter()
             .filter(|u| !u.add.is_empty() || !u.remove.is_empty())
             .count() as u64;
-        summary.removed += plan.removals.len() as u64;
         return Ok(());
     }
     let Some(target_status) = target_status else {
@@ -301,7 +319,6 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     };
 
     apply_flag_updates(target, state, &name, &base, &plan, summary).await?;
-    apply_removals(target, state, &name, &plan, summary).await?;
     if !plan.forget.is_empty() {
         let changes: Vec<InstanceChange> = plan
             .forget
@@ -389,27 +406,118 @@ async fn apply_flag_updates<T: MailStore>(
     Ok(())
 }
 
-/// Expunges exactly the target copies of messages the source removed.
-async fn apply_removals<T: MailStore>(
+/// Decides the pass's removals with the removal budget, expunges exactly the target copies of
+/// the removals it applies, and records the ones it holds (they stay in the base and on the
+/// target until the user releases them).
+async fn apply_removal_budget<T: MailStore>(
     target: &mut T,
     state: &StateFile,
-    name: &str,
-    plan: &FolderPlan,
+    options: &SyncOptions,
+    events: &dyn EventSink,
     summary: &mut SyncSummary,
+    pending: &[FolderRemovals],
 ) -> Result<(), EngineError> {
-    if plan.removals.is_empty() {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let held_before = state.held()?;
+    let ctx = BudgetContext {
+        account_size: pending.iter().map(|f| f.base_count).sum(),
+        removed_in_window: state.removed_since(now_ms.saturating_sub(24 * 3600 * 1000))?,
+        held: held_before
+            .iter()
+            .filter(|(_, h)| !h.released)
+            .map(|(k, _)| k.clone())
+            .collect(),
+        released: held_before
+            .iter()
+            .filter(|(_, h)| h.released)
+            .map(|(k, _)| k.clone())
+            .collect(),
+        allow_deletions: options.policy.allow_deletions,
+    };
+    let decision = decide(pending, &ctx);
+    summary.removals_held = decision.held_count() as u64;
+    // A removal held again keeps the reason it was first held for.
+    let reason_of = |folder: &FolderPath, r: &Removal, reason: &HoldReason| match reason {
+        HoldReason::StillHeld => held_before
+            .get(&(folder.to_string(), r.source_uid))
+            .map_or_else(
+                || reason.to_string(),
+                |h| format!("{} (held by an earlier pass)", h.reason),
+            ),
+        other => other.to_string(),
+    };
+    for (folder, removals, reason) in &decision.hold {
+        let first = removals
+            .first()
+            .map(|r| reason_of(folder, r, reason))
+            .unwrap_or_default();
+        let action = Action::HoldRemovals {
+            folder: folder.clone(),
+            count: removals.len(),
+            reason: first,
+        };
+        notice(events, summary, action.to_string());
+    }
+    if options.dry_run {
+        for (folder, removals) in &decision.apply {
+            for r in removals {
+                let action = Action::Remove {
+                    folder: folder.clone(),
+                    source_uid: r.source_uid,
+                    target_uid: r.target_uid,
+                };
+                summary.actions.push(action.to_string());
+            }
+            summary.removed += removals.len() as u64;
+        }
         return Ok(());
     }
-    let uids: Vec<u32> = plan.removals.iter().map(|r| r.target_uid).collect();
-    target.expunge(&uids).await?;
-    crashpoint::hit("after_expunge");
-    let changes: Vec<InstanceChange> = plan
-        .removals
-        .iter()
-        .map(|r| InstanceChange::Delete(r.source_uid))
-        .collect();
-    state.commit(name, None, &changes)?;
-    summary.removed += uids.len() as u64;
+    for (folder, removals) in &decision.apply {
+        let name = folder.to_string();
+        let uids: Vec<u32> = removals.iter().map(|r| r.target_uid).collect();
+        target.open_folder(folder).await?;
+        target.expunge(&uids).await?;
+        crashpoint::hit("after_expunge");
+        let changes: Vec<InstanceChange> = removals
+            .iter()
+            .map(|r| InstanceChange::Delete(r.source_uid))
+            .collect();
+        state.commit(&name, None, &changes)?;
+        let exempt = pending.iter().any(|f| &f.folder == folder && f.exempt);
+        if !exempt {
+            state.log_removals(now_ms, uids.len() as u64)?;
+        }
+        summary.removed += uids.len() as u64;
+    }
+    // The held set of every folder this pass looked at is exactly what it holds now.
+    let now_s = now_ms / 1000;
+    for f in pending {
+        let name = f.folder.to_string();
+        let held: Vec<(u32, HeldRemoval)> = decision
+            .hold
+            .iter()
+            .filter(|(folder, _, _)| folder == &f.folder)
+            .flat_map(|(_, removals, reason)| removals.iter().map(move |r| (r, reason)))
+            .map(|(r, reason)| {
+                let before = held_before.get(&(name.clone(), r.source_uid));
+                let since = before.map_or(now_s, |h| h.since);
+                let reason = before.map_or_else(|| reason.to_string(), |h| h.reason.clone());
+                (
+                    r.source_uid,
+                    HeldRemoval {
+                        target_uid: r.target_uid,
+                        since,
+                        reason,
+                        released: false,
+                    },
+                )
+            })
+            .collect();
+        state.set_held(&name, &held)?;
+    }
     Ok(())
 }
 
@@ -550,10 +658,12 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                         }
                     })
                     .collect();
-                let entry = journal_entry(target_status, intents);
-                self.state
-                    .commit_with(self.name, None, &changes, JournalOp::Set(&entry))?;
-                changes.clear();
+                if self.options.journal {
+                    let entry = journal_entry(target_status, intents);
+                    self.state
+                        .commit_with(self.name, None, &changes, JournalOp::Set(&entry))?;
+                    changes.clear();
+                }
                 crashpoint::hit("after_journal");
                 let results = self.target.append(self.path, &requests).await?;
                 for ((i, bytes, fingerprint), result) in to_append.iter().zip(results) {

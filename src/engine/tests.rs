@@ -509,34 +509,44 @@ fn source_changes_are_applied_exactly() {
 }
 
 #[test]
-fn removals_of_five_percent_or_more_are_held_unless_allowed() {
+fn removals_within_the_budget_are_applied() {
     let mut h = Harness::new(sample_source());
     h.sync(&opts());
-    // 2 of 40 is 5 %: held.
     h.source.remove_message(BIG, 3);
     h.source.remove_message(BIG, 30);
+    h.reset_counters();
+    let s = h.sync(&opts());
+    assert_eq!((s.removed, s.removals_held), (2, 0));
+    assert_eq!(h.target.expunges(), 2);
+    h.assert_mirrored();
+    h.assert_verified();
+}
+
+#[test]
+fn held_removals_stay_held_until_released() {
+    let mut h = Harness::new(sample_source());
+    h.sync(&opts());
+    for (uid, _) in h.source.messages(BIG) {
+        h.source.remove_message(BIG, uid);
+    }
+    // Held, and still held by later passes: only the user releases them.
     for _ in 0..2 {
         h.reset_counters();
         let s = h.sync(&opts());
-        assert_eq!(s.removals_held, 2);
-        assert_eq!(s.removed, 0);
+        assert_eq!((s.removed, s.removals_held), (0, BIG_SIZE as u64));
         assert!(s.needs_attention());
         assert!(
-            s.notices.iter().any(|n| n.contains("held")),
+            s.notices.iter().any(|n| n.contains("reads empty")),
             "{:?}",
             s.notices
         );
         h.assert_target_untouched();
         assert_eq!(h.target.messages(BIG).len(), BIG_SIZE as usize);
-        let diffs = h.differences();
-        assert_eq!(diffs.len(), 2, "{diffs:#?}");
-        assert!(diffs.iter().all(|d| d.what.contains("only on the target")));
     }
-
+    assert_eq!(h.state().release(None).unwrap(), BIG_SIZE as usize);
     h.reset_counters();
-    let s = h.sync(&allow_deletions());
-    assert_eq!((s.removed, s.removals_held), (2, 0));
-    assert_eq!(h.target.expunges(), 2);
+    let s = h.sync(&opts());
+    assert_eq!((s.removed, s.removals_held), (BIG_SIZE as u64, 0));
     h.assert_mirrored();
     h.assert_verified();
 }
@@ -815,7 +825,7 @@ fn a_dry_run_changes_neither_the_target_nor_the_state() {
     assert_eq!(h.state_dump(), state_before);
     // Sent's message counts as a copy: a dry run cannot fetch bodies to see it would be adopted.
     assert!(
-        s.removed == 1 && s.removals_held == 2 && s.copied == 6,
+        s.removed == 3 && s.removals_held == 0 && s.copied == 6,
         "{s:?}"
     );
     assert!(!s.actions.is_empty());

@@ -32,6 +32,7 @@ pub enum Action {
     HoldRemovals {
         folder: FolderPath,
         count: usize,
+        reason: String,
     },
 }
 
@@ -57,16 +58,17 @@ impl fmt::Display for Action {
             Action::Remove { folder, source_uid, target_uid } => {
                 write!(f, "remove {folder}: target uid {target_uid} (source uid {source_uid} was expunged)")
             }
-            Action::HoldRemovals { folder, count } => write!(
+            Action::HoldRemovals { folder, count, reason } => write!(
                 f,
-                "hold {count} removal(s) in {folder}: 5 % or more of the folder; run with --allow-deletions to apply"
+                "hold {count} removal(s) in {folder}: {reason}; check the source, then run with --allow-deletions or `mailreplica release` to apply them"
             ),
         }
     }
 }
 
 impl FolderPlan {
-    /// The plan as printable actions, in the order the engine applies them.
+    /// The plan as printable actions, in the order the engine applies them. Removals are
+    /// listed by the removal budget, which decides them for the whole pass.
     pub fn actions(&self, folder: &FolderPath) -> Vec<Action> {
         let mut out = Vec::new();
         for u in &self.flag_updates {
@@ -78,19 +80,6 @@ impl FolderPlan {
                     remove: u.remove.clone(),
                 });
             }
-        }
-        for r in &self.removals {
-            out.push(Action::Remove {
-                folder: folder.clone(),
-                source_uid: r.source_uid,
-                target_uid: r.target_uid,
-            });
-        }
-        if !self.held_removals.is_empty() {
-            out.push(Action::HoldRemovals {
-                folder: folder.clone(),
-                count: self.held_removals.len(),
-            });
         }
         for p in &self.placements {
             out.push(Action::Place {

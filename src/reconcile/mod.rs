@@ -2,6 +2,7 @@
 //! Nothing here touches a socket, a file or a terminal.
 
 pub mod action;
+pub mod budget;
 pub mod identity;
 pub mod plan;
 

@@ -13,8 +13,8 @@
 //! already holds it, else uploaded). A target message no base instance points to is
 //! target-only: never removed, reported, and a candidate for adoption.
 //!
-//! Removal guard (until the removal budget exists): a folder's removals are applied only when
-//! they are fewer than 5 % of its base instances, or when the user allows deletions.
+//! Whether a removal is applied or held is not decided here but for the whole pass, by the
+//! removal budget ([`super::budget`]).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -40,7 +40,6 @@ pub struct FolderInput<'a> {
     pub target: &'a [MessageMeta],
     /// Whether the target folder stores a flag (from PERMANENTFLAGS).
     pub storable: &'a dyn Fn(&Flag) -> bool,
-    pub policy: Policy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,10 +81,8 @@ pub struct Removal {
 pub struct FolderPlan {
     pub placements: Vec<Placement>,
     pub flag_updates: Vec<FlagUpdate>,
-    /// Removals to apply (empty when held).
+    /// Removals the source asks for (the removal budget decides which are applied).
     pub removals: Vec<Removal>,
-    /// Removals held by the guard: they stay in the base and on the target.
-    pub held_removals: Vec<Removal>,
     /// Base instances gone from both sides.
     pub forget: Vec<u32>,
     /// Target UIDs no base instance points to (target-only, or left by an interrupted pass).
@@ -149,12 +146,7 @@ pub fn plan_folder(input: &FolderInput<'_>) -> FolderPlan {
         .filter(|t| !mapped_target.contains(t))
         .collect();
 
-    let within_guard = removals.len() * 20 < input.base.len();
-    if input.policy.allow_deletions || within_guard {
-        plan.removals = removals;
-    } else {
-        plan.held_removals = removals;
-    }
+    plan.removals = removals;
     plan
 }
 
@@ -210,7 +202,7 @@ mod tests {
         base: &BTreeMap<u32, InstanceRecord>,
         source: &[MessageMeta],
         target: &[MessageMeta],
-        allow: bool,
+        _allow: bool,
     ) -> FolderPlan {
         let folder = FolderPath::inbox();
         let all = |_: &Flag| true;
@@ -220,9 +212,6 @@ mod tests {
             source,
             target,
             storable: &all,
-            policy: Policy {
-                allow_deletions: allow,
-            },
         })
     }
 
@@ -296,7 +285,6 @@ mod tests {
             source: &source,
             target: &target,
             storable: &only_system,
-            policy: Policy::default(),
         });
         assert!(plan.is_noop());
     }
@@ -332,27 +320,6 @@ mod tests {
                 target_uid: 107
             }]
         );
-        assert!(plan.held_removals.is_empty());
-    }
-
-    #[test]
-    fn removals_of_five_percent_or_more_are_held_unless_allowed() {
-        let b = BTreeMap::from([(1, base(Some(10), &[])), (2, base(Some(11), &[]))]);
-        let tgt = [meta(10, &[]), meta(11, &[])];
-        let plan = run(&b, &[meta(2, &[])], &tgt, false);
-        assert!(plan.removals.is_empty());
-        assert_eq!(plan.held_removals.len(), 1);
-        let plan = run(&b, &[meta(2, &[])], &tgt, true);
-        assert_eq!(plan.removals.len(), 1);
-    }
-
-    #[test]
-    fn an_empty_source_listing_never_removes_everything() {
-        let b: BTreeMap<u32, InstanceRecord> = (1..=100).map(|u| (u, base(Some(u), &[]))).collect();
-        let tgt: Vec<MessageMeta> = (1..=100).map(|u| meta(u, &[])).collect();
-        let plan = run(&b, &[], &tgt, false);
-        assert!(plan.removals.is_empty());
-        assert_eq!(plan.held_removals.len(), 100);
     }
 
     #[test]

@@ -17,9 +17,7 @@ pub struct StateLock {
 
 impl StateLock {
     pub fn acquire(state_path: &Path) -> Result<StateLock, StateError> {
-        let mut name = state_path.as_os_str().to_owned();
-        name.push(".lock");
-        let path = PathBuf::from(name);
+        let path = super::store::lock_path(state_path);
         let io = |detail: String| StateError::Io {
             path: path.clone(),
             detail,

@@ -18,6 +18,22 @@ pub const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal"
 /// Key: (folder path, source UID). Uploads of that message that did not complete.
 pub const ATTEMPTS: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("attempts");
 
+/// Key: (folder path, source UID). Removals held for the user.
+pub const HELD: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("held");
+/// Key: unix time in milliseconds. Removals applied then (for the rolling 24 h budget).
+pub const REMOVAL_LOG: TableDefinition<u64, u64> = TableDefinition::new("removal_log");
+
+/// A removal the budget held: the target copy stays until the user releases it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldRemoval {
+    pub target_uid: u32,
+    /// Unix seconds when it was first held.
+    pub since: u64,
+    pub reason: String,
+    /// Released by `mailreplica release`: the next pass applies it.
+    pub released: bool,
+}
+
 /// A batch of uploads, journaled before the first APPEND is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntry {

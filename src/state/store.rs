@@ -7,16 +7,22 @@ use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, Readab
 
 use super::lock::StateLock;
 use super::schema::{
-    Attempts, FolderRecord, InstanceRecord, JournalEntry, ATTEMPTS, FOLDERS, INSTANCES, JOURNAL,
-    META, SCHEMA_VERSION,
+    Attempts, FolderRecord, HeldRemoval, InstanceRecord, JournalEntry, ATTEMPTS, FOLDERS, HELD,
+    INSTANCES, JOURNAL, META, REMOVAL_LOG, SCHEMA_VERSION,
 };
 use super::StateError;
 
 /// An open state file, bound to one pair.
 pub struct StateFile {
-    db: Database,
+    db: Db,
     path: PathBuf,
-    _lock: StateLock,
+    _lock: Option<StateLock>,
+}
+
+/// Writable for the one process that syncs; read-only for `status`.
+enum Db {
+    Writable(Database),
+    ReadOnly(ReadOnlyDatabase),
 }
 
 /// What a commit does to the folder's journal entry.
@@ -81,12 +87,12 @@ impl StateFile {
         })?;
         restrict_file(path).map_err(|e| io(format!("cannot set mode 0600: {e}")))?;
         let state = StateFile {
-            db,
+            db: Db::Writable(db),
             path: path.to_path_buf(),
-            _lock: lock,
+            _lock: Some(lock),
         };
         if existed {
-            let txn = state.db.begin_read().map_err(|e| corrupt(path, e))?;
+            let txn = state.begin_read()?;
             check_meta(path, &txn, pair_id)?;
         } else {
             state.init(pair_id)?;
@@ -94,8 +100,67 @@ impl StateFile {
         Ok(state)
     }
 
+    /// Opens an existing state file of any pair for reading only (`status`): no lock, no
+    /// writes. Fails while a sync holds the file.
+    pub fn open_read_only(path: &Path) -> Result<StateFile, StateError> {
+        if !path.is_file() {
+            return Err(StateError::Io {
+                path: path.to_path_buf(),
+                detail: "no such state file".into(),
+            });
+        }
+        let db = ReadOnlyDatabase::open(path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => {
+                let holder = std::fs::read_to_string(lock_path(path))
+                    .map(|pid| format!("mailreplica process {}", pid.trim()))
+                    .unwrap_or_else(|_| "another process".into());
+                StateError::Locked {
+                    path: path.to_path_buf(),
+                    holder,
+                }
+            }
+            redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                if e.kind() != std::io::ErrorKind::InvalidData =>
+            {
+                StateError::Io {
+                    path: path.to_path_buf(),
+                    detail: e.to_string(),
+                }
+            }
+            e => corrupt(path, e),
+        })?;
+        let state = StateFile {
+            db: Db::ReadOnly(db),
+            path: path.to_path_buf(),
+            _lock: None,
+        };
+        state
+            .begin_read()?
+            .open_table(META)
+            .map_err(|e| corrupt(path, format!("not a mailreplica state file: {e}")))?;
+        Ok(state)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn begin_read(&self) -> Result<ReadTransaction, StateError> {
+        match &self.db {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly(db) => db.begin_read(),
+        }
+        .map_err(|e| self.corrupt(e))
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction, StateError> {
+        match &self.db {
+            Db::Writable(db) => db.begin_write().map_err(|e| self.corrupt(e)),
+            Db::ReadOnly(_) => Err(StateError::Io {
+                path: self.path.clone(),
+                detail: "opened read-only (a mailreplica bug)".into(),
+            }),
+        }
     }
 
     fn corrupt(&self, detail: impl ToString) -> StateError {
@@ -103,7 +168,7 @@ impl StateFile {
     }
 
     fn init(&self, pair_id: &str) -> Result<(), StateError> {
-        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_write()?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.corrupt(e))?;
             meta.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice())
@@ -114,12 +179,14 @@ impl StateFile {
             txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
             txn.open_table(JOURNAL).map_err(|e| self.corrupt(e))?;
             txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
+            txn.open_table(HELD).map_err(|e| self.corrupt(e))?;
+            txn.open_table(REMOVAL_LOG).map_err(|e| self.corrupt(e))?;
         }
         txn.commit().map_err(|e| self.corrupt(e))
     }
 
     pub fn folder(&self, folder: &str) -> Result<Option<FolderRecord>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
         match table.get(folder).map_err(|e| self.corrupt(e))? {
             None => Ok(None),
@@ -131,7 +198,7 @@ impl StateFile {
 
     /// Every folder the state knows, by path.
     pub fn folders(&self) -> Result<BTreeMap<String, FolderRecord>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
         let mut out = BTreeMap::new();
         for entry in table.iter().map_err(|e| self.corrupt(e))? {
@@ -146,7 +213,7 @@ impl StateFile {
 
     /// The instances of one folder, by source UID (a range scan).
     pub fn instances(&self, folder: &str) -> Result<BTreeMap<u32, InstanceRecord>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_read()?;
         let table = txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
         let mut out = BTreeMap::new();
         for entry in table
@@ -181,7 +248,7 @@ impl StateFile {
         changes: &[InstanceChange],
         journal: JournalOp<'_>,
     ) -> Result<(), StateError> {
-        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_write()?;
         {
             let mut attempts = txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
             for change in changes {
@@ -236,7 +303,7 @@ impl StateFile {
 
     /// The batch under way in a folder, if a previous pass stopped inside one.
     pub fn journal(&self, folder: &str) -> Result<Option<JournalEntry>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_read()?;
         let table = match txn.open_table(JOURNAL) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
@@ -252,7 +319,7 @@ impl StateFile {
 
     /// Failed upload attempts of a folder's source messages.
     pub fn attempts(&self, folder: &str) -> Result<BTreeMap<u32, Attempts>, StateError> {
-        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_read()?;
         let table = match txn.open_table(ATTEMPTS) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
@@ -281,7 +348,7 @@ impl StateFile {
         error: &str,
     ) -> Result<(), StateError> {
         let mut known = self.attempts(folder)?;
-        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_write()?;
         {
             let mut table = txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
             for uid in uids {
@@ -312,11 +379,12 @@ impl StateFile {
     /// Throws away everything synced (folders, instances, journal, attempts), keeping the pair
     /// id: the next pass rebuilds the mapping by identity.
     pub fn reset(&self) -> Result<(), StateError> {
-        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_write()?;
         txn.delete_table(FOLDERS).map_err(|e| self.corrupt(e))?;
         txn.delete_table(INSTANCES).map_err(|e| self.corrupt(e))?;
         txn.delete_table(JOURNAL).map_err(|e| self.corrupt(e))?;
         txn.delete_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
+        txn.delete_table(HELD).map_err(|e| self.corrupt(e))?;
         txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
         txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
         txn.open_table(JOURNAL).map_err(|e| self.corrupt(e))?;
@@ -324,15 +392,172 @@ impl StateFile {
         txn.commit().map_err(|e| self.corrupt(e))
     }
 
+    /// Every held removal, by (folder, source UID).
+    pub fn held(&self) -> Result<BTreeMap<(String, u32), HeldRemoval>, StateError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(HELD) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(self.corrupt(e)),
+        };
+        let mut out = BTreeMap::new();
+        for entry in table.iter().map_err(|e| self.corrupt(e))? {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            let (folder, uid) = k.value();
+            out.insert(
+                (folder.to_string(), uid),
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Replaces the held removals of a folder.
+    pub fn set_held(&self, folder: &str, held: &[(u32, HeldRemoval)]) -> Result<(), StateError> {
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn.open_table(HELD).map_err(|e| self.corrupt(e))?;
+            let old: Vec<u32> = table
+                .range((folder, 0u32)..=(folder, u32::MAX))
+                .map_err(|e| self.corrupt(e))?
+                .filter_map(|e| e.ok().map(|(k, _)| k.value().1))
+                .collect();
+            for uid in old {
+                table.remove((folder, uid)).map_err(|e| self.corrupt(e))?;
+            }
+            for (uid, h) in held {
+                let bytes = serde_json::to_vec(h).map_err(|e| self.corrupt(e))?;
+                table
+                    .insert((folder, *uid), bytes.as_slice())
+                    .map_err(|e| self.corrupt(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.corrupt(e))
+    }
+
+    /// Marks held removals released (all, or one folder's); the next pass applies them.
+    pub fn release(&self, folder: Option<&str>) -> Result<usize, StateError> {
+        let held = self.held()?;
+        let txn = self.begin_write()?;
+        let mut n = 0;
+        {
+            let mut table = txn.open_table(HELD).map_err(|e| self.corrupt(e))?;
+            for ((f, uid), mut h) in held {
+                if folder.is_some_and(|want| want != f) || h.released {
+                    continue;
+                }
+                h.released = true;
+                n += 1;
+                let bytes = serde_json::to_vec(&h).map_err(|e| self.corrupt(e))?;
+                table
+                    .insert((f.as_str(), uid), bytes.as_slice())
+                    .map_err(|e| self.corrupt(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.corrupt(e))?;
+        Ok(n)
+    }
+
+    /// Records `count` removals applied at `now_ms`.
+    pub fn log_removals(&self, now_ms: u64, count: u64) -> Result<(), StateError> {
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn.open_table(REMOVAL_LOG).map_err(|e| self.corrupt(e))?;
+            let before = table
+                .get(now_ms)
+                .map_err(|e| self.corrupt(e))?
+                .map(|v| v.value())
+                .unwrap_or(0);
+            table
+                .insert(now_ms, before + count)
+                .map_err(|e| self.corrupt(e))?;
+        }
+        txn.commit().map_err(|e| self.corrupt(e))
+    }
+
+    /// Removals applied in the 24 hours before `now_ms`.
+    pub fn removed_since(&self, since_ms: u64) -> Result<u64, StateError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(REMOVAL_LOG) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
+            Err(e) => return Err(self.corrupt(e)),
+        };
+        let mut sum = 0;
+        for entry in table.range(since_ms..).map_err(|e| self.corrupt(e))? {
+            let (_, v) = entry.map_err(|e| self.corrupt(e))?;
+            sum += v.value();
+        }
+        Ok(sum)
+    }
+
+    /// Folders with an unfinished upload batch.
+    pub fn journaled_folders(&self) -> Result<Vec<String>, StateError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(JOURNAL) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.corrupt(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.corrupt(e))? {
+            out.push(entry.map_err(|e| self.corrupt(e))?.0.value().to_string());
+        }
+        Ok(out)
+    }
+
+    /// Failed uploads of every folder, by (folder, source UID).
+    pub fn all_attempts(&self) -> Result<BTreeMap<(String, u32), Attempts>, StateError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(ATTEMPTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(self.corrupt(e)),
+        };
+        let mut out = BTreeMap::new();
+        for entry in table.iter().map_err(|e| self.corrupt(e))? {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            let (folder, uid) = k.value();
+            out.insert(
+                (folder.to_string(), uid),
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The pair id this file belongs to.
+    pub fn pair_id(&self) -> Result<String, StateError> {
+        let raw = self.meta("pair_id")?.unwrap_or_default();
+        String::from_utf8(raw).map_err(|e| self.corrupt(e))
+    }
+
+    /// Reads a small value from the meta table.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, StateError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(META).map_err(|e| self.corrupt(e))?;
+        Ok(table
+            .get(key)
+            .map_err(|e| self.corrupt(e))?
+            .map(|v| v.value().to_vec()))
+    }
+
     /// Stores a small value in the meta table (e.g. the last pass summary).
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
-        let txn = self.db.begin_write().map_err(|e| self.corrupt(e))?;
+        let txn = self.begin_write()?;
         {
             let mut meta = txn.open_table(META).map_err(|e| self.corrupt(e))?;
             meta.insert(key, value).map_err(|e| self.corrupt(e))?;
         }
         txn.commit().map_err(|e| self.corrupt(e))
     }
+}
+
+/// `<state>.lock`, beside the state file.
+pub fn lock_path(state: &Path) -> PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 fn corrupt(path: &Path, detail: impl ToString) -> StateError {
