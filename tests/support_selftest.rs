@@ -14,7 +14,7 @@ use tokio::time::timeout;
 use crate::support::corpus::{big_message, Corpus};
 use crate::support::imap_client::{internaldate_timestamp, sha256_hex, TestImap};
 use crate::support::mutf7;
-use crate::support::proxy::{FaultPlan, Proxy};
+use crate::support::proxy::{random_drop_threshold, FaultPlan, Proxy};
 use crate::support::scripted_server::{After, Script, ScriptedServer, Step};
 use crate::support::servers::{fresh_user, TestServer};
 
@@ -397,6 +397,58 @@ async fn proxy_drop_after_server_bytes() {
     assert_eq!(got, b"* OK 01234");
     assert_eq!(proxy.faults_fired(), 1);
     assert_eq!(proxy.bytes().0, 10);
+}
+
+#[tokio::test]
+async fn proxy_drop_randomly_cuts_each_connection_at_its_own_threshold() {
+    let (up, _seen) = echo_ok_upstream().await;
+    let proxy = Proxy::start(up, FaultPlan::None);
+    let (mean, seed) = (3000, 99);
+    proxy.set_plan_always(FaultPlan::DropRandomly {
+        mean_bytes: mean,
+        seed,
+    });
+    let mut thresholds = Vec::new();
+    for conn in 1..=3 {
+        proxy.reset_counts();
+        let want = random_drop_threshold(seed, conn, mean);
+        thresholds.push(want);
+        let mut c = TcpStream::connect(proxy.addr()).await.unwrap();
+        let mut buf = [0u8; 256];
+        // Greeting, then NOOP after NOOP until the proxy cuts the connection.
+        let mut i = 0;
+        'conn: loop {
+            loop {
+                match timeout(Duration::from_secs(5), c.read(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break 'conn,
+                    Ok(Ok(n)) if buf[..n].ends_with(b"\n") => break,
+                    Ok(Ok(_)) => {}
+                    Err(_) => panic!("connection {conn}: no answer and not closed"),
+                }
+            }
+            i += 1;
+            if c.write_all(format!("a{i} NOOP\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        // Both directions together carry exactly the threshold (the last piece is cut).
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while {
+            let (s, c) = proxy.bytes();
+            s + c != want && std::time::Instant::now() < end
+        } {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (s, c) = proxy.bytes();
+        assert_eq!(s + c, want, "connection {conn}: {s} + {c} bytes");
+    }
+    assert_eq!(proxy.faults_fired(), 3);
+    assert_eq!(proxy.connections(), 3);
+    thresholds.dedup();
+    assert_eq!(thresholds.len(), 3, "{thresholds:?}");
 }
 
 #[tokio::test]

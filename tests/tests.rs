@@ -1,9 +1,11 @@
 //! The single integration-test binary: every test module is a `mod` here.
 
 mod bad_input;
+mod imap_copy;
 mod imap_guarantees;
 mod mr;
 mod support;
 mod support_selftest;
 mod sync_cyrus;
 mod sync_dovecot;
+mod validation;

@@ -108,6 +108,20 @@ pub struct SyncArgs {
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
 
+    /// Block messages that are broken as stored on the source (cut MIME parts, broken base64)
+    /// instead of replicating them once they have settled
+    #[arg(long)]
+    pub strict_validation: bool,
+
+    /// Upload messages that fail validation anyway (migrations of old, odd mail); the summary
+    /// says how many
+    #[arg(long)]
+    pub accept_invalid: bool,
+
+    /// Seconds a message broken as stored must stay unchanged before it is replicated as it is
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub settle: u64,
+
     /// Throw away this pair's state and rebuild it by matching messages by identity (nothing
     /// the target already holds is uploaded again). A damaged state file is moved aside.
     #[arg(long)]

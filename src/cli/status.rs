@@ -21,6 +21,7 @@ struct PairStatus {
     last_pass: Option<serde_json::Value>,
     held_removals: Vec<Held>,
     gave_up: Vec<GaveUp>,
+    quarantined: Vec<QuarantineEntry>,
     /// Folders with an upload batch a run left unfinished (the next run resolves it).
     interrupted_batches: Vec<String>,
 }
@@ -33,6 +34,18 @@ struct Held {
     since: u64,
     reason: String,
     released: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct QuarantineEntry {
+    folder: String,
+    source_uid: u32,
+    message_id: Option<String>,
+    size: u32,
+    class: String,
+    reason: String,
+    first_seen: u64,
+    attempts: u32,
 }
 
 #[derive(Debug, Serialize)]
@@ -63,9 +76,9 @@ impl StatusCommand {
                 }
             }
         }
-        let attention = all
-            .iter()
-            .any(|s| !s.held_removals.is_empty() || !s.gave_up.is_empty());
+        let attention = all.iter().any(|s| {
+            !s.held_removals.is_empty() || !s.gave_up.is_empty() || !s.quarantined.is_empty()
+        });
         if self.args.json {
             let out = if all.len() == 1 {
                 serde_json::to_string(&all[0])
@@ -120,6 +133,20 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
         last_pass,
         held_removals,
         gave_up,
+        quarantined: state
+            .quarantine(None)?
+            .into_iter()
+            .map(|((folder, source_uid), q)| QuarantineEntry {
+                folder,
+                source_uid,
+                message_id: q.message_id,
+                size: q.size,
+                class: q.class,
+                reason: q.reason,
+                first_seen: q.first_seen,
+                attempts: q.attempts,
+            })
+            .collect(),
         interrupted_batches: state.journaled_folders()?,
     })
 }
@@ -182,6 +209,19 @@ fn print_status(s: &PairStatus) {
         println!(
             "  gave up: {} source uid {} after {} attempts: {}",
             g.folder, g.source_uid, g.attempts, g.last_error
+        );
+    }
+    for q in &s.quarantined {
+        println!(
+            "  quarantined: {} source uid {} ({} bytes, Message-ID {}): {} damage: {} (seen {} time(s) since {})",
+            q.folder,
+            q.source_uid,
+            q.size,
+            q.message_id.as_deref().unwrap_or("none"),
+            q.class,
+            q.reason,
+            q.attempts,
+            q.first_seen
         );
     }
     for f in &s.interrupted_batches {

@@ -49,12 +49,22 @@ impl SyncCommand {
             policy: Policy {
                 allow_deletions: args.allow_deletions,
             },
+            strict_validation: args.strict_validation,
+            accept_invalid: args.accept_invalid,
+            settle_secs: args.settle,
             ..SyncOptions::default()
         };
         let mut summary = SyncSummary::default();
+        // Retries count consecutive failed passes that made no progress: a flaky link that
+        // drops every few hundred kilobytes still converges, a dead one gives up.
         let mut attempt = 0;
         loop {
-            match run_pass(&pair, &state, &options, &progress, &mut summary).await {
+            let before = progress_marker(&summary);
+            let result = run_pass(&pair, &state, &options, &progress, &mut summary).await;
+            if result.is_err() && progress_marker(&summary) > before {
+                attempt = 0;
+            }
+            match result {
                 Ok(()) => break,
                 Err(Failure::Connect(code))
                     if !matches!(code, ExitCode::Unavailable | ExitCode::TempFail)
@@ -106,6 +116,10 @@ impl SyncCommand {
             ExitCode::InSync
         }
     }
+}
+
+fn progress_marker(s: &SyncSummary) -> u64 {
+    s.copied + s.adopted + s.flags_updated + s.removed + s.folders_created
 }
 
 enum Failure {
@@ -225,6 +239,15 @@ fn print_summary(s: &SyncSummary) {
     }
     for g in &s.gave_up {
         println!("gave up: {g}");
+    }
+    for q in &s.quarantined {
+        println!("quarantined: {q}");
+    }
+    if s.accepted_invalid > 0 {
+        println!(
+            "{} message(s) failed validation and were uploaded anyway (--accept-invalid)",
+            s.accepted_invalid
+        );
     }
     if s.removals_held > 0 {
         println!("attention: removals were held; check the source, then run again with --allow-deletions to apply them");

@@ -4,8 +4,9 @@
 //! it. Copies that reached the target have a UID at or above that UIDNEXT, no instance points to
 //! them, and their size and INTERNALDATE match an intent: only those candidates' bodies are
 //! fetched, and a copy is taken when its fingerprint matches. Nothing depends on Message-ID.
-//! Intents without a copy count one failed attempt; the message is uploaded again by this pass
-//! (until it has failed too often, then it is given up and reported).
+//! The first intent without a copy (the one the interruption hit) counts one failed attempt; all
+//! of them are uploaded again by this pass. A message that keeps failing (too large for a flaky
+//! link, refused in ways that break the connection) is given up after a few and reported.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -114,8 +115,10 @@ pub async fn resolve_journal<T: MailStore>(
     if missing.is_empty() {
         state.commit_with(name, None, &changes, JournalOp::Clear)?;
     } else {
+        // The server stores a batch in order: the first missing intent is the one the
+        // interruption hit; those after it were never reached and are not held against.
         state.commit(name, None, &changes)?;
-        state.record_failed_batch(name, &missing, "the upload was interrupted")?;
+        state.record_failed_batch(name, &missing[..1], "the upload was interrupted")?;
     }
     Ok(recovered)
 }

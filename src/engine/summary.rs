@@ -20,6 +20,10 @@ pub struct SyncSummary {
     pub removals_held: u64,
     /// Messages the target refused, with the server's words.
     pub refused: Vec<String>,
+    /// Messages not uploaded because validation failed (see `status`).
+    pub quarantined: Vec<String>,
+    /// Messages that failed validation and were uploaded because of --accept-invalid.
+    pub accepted_invalid: u64,
     /// Messages whose upload failed too often; not tried again until the state is rebuilt.
     pub gave_up: Vec<String>,
     /// Folders skipped because a server refused something about them.
@@ -43,5 +47,6 @@ impl SyncSummary {
             || !self.refused.is_empty()
             || !self.folder_errors.is_empty()
             || !self.gave_up.is_empty()
+            || !self.quarantined.is_empty()
     }
 }

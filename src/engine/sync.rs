@@ -17,12 +17,16 @@ use crate::mailstore::{
     AppendRequest, FlagChange, FolderStatus, MailStore, MessageMeta, StoreError,
 };
 use crate::model::fingerprint::normalize_line_endings;
+use crate::model::message_id::message_id;
 use crate::model::{Fingerprint, FlagSet, FolderPath};
 use crate::reconcile::budget::{decide, BudgetContext, FolderRemovals, HoldReason};
 use crate::reconcile::identity::{adopt, Identified};
+use crate::reconcile::validate::{validate, Expectation, Verdict};
 use crate::reconcile::{plan_folder, Action, FolderInput, FolderPlan, Placement, Policy, Removal};
 use crate::state::store::InstanceChange;
-use crate::state::{FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalOp, StateFile};
+use crate::state::{
+    FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalOp, Quarantined, StateFile,
+};
 
 /// Failed uploads of one message after which it is given up and reported.
 pub const MAX_ATTEMPTS: u32 = 3;
@@ -36,6 +40,12 @@ pub struct SyncOptions {
     pub batch_bytes: u64,
     /// Upper bound of messages per batch.
     pub batch_messages: usize,
+    /// Block structurally damaged messages instead of replicating them once they settled.
+    pub strict_validation: bool,
+    /// Upload messages that fail validation anyway (migrations of old, odd mail).
+    pub accept_invalid: bool,
+    /// How long a structurally damaged message must stay unchanged before it is replicated.
+    pub settle_secs: u64,
     /// Journal each upload batch (always, except to measure what the journal costs:
     /// `MAILREPLICA_BENCH_NO_JOURNAL=1`, used by scripts/bench).
     pub journal: bool,
@@ -48,6 +58,9 @@ impl Default for SyncOptions {
             policy: Policy::default(),
             batch_bytes: 16 << 20,
             batch_messages: 200,
+            strict_validation: false,
+            accept_invalid: false,
+            settle_secs: 600,
             journal: std::env::var_os("MAILREPLICA_BENCH_NO_JOURNAL").is_none(),
         }
     }
@@ -88,6 +101,7 @@ pub async fn sync_into<S: MailStore, T: MailStore>(
     summary.notices.clear();
     summary.refused.clear();
     summary.gave_up.clear();
+    summary.quarantined.clear();
     summary.folder_errors.clear();
     summary.actions.clear();
     let result = sync_pass(source, target, state, options, events, summary).await;
@@ -293,6 +307,18 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         }
         _ => true,
     });
+    if !options.dry_run {
+        // Quarantine records of messages the source no longer has are dropped.
+        let present: HashSet<u32> = source_msgs.iter().map(|m| m.uid).collect();
+        let stale: Vec<u32> = state
+            .quarantine(Some(&name))?
+            .into_keys()
+            .map(|(_, uid)| uid)
+            .filter(|uid| !present.contains(uid))
+            .collect();
+        state.update_quarantine(&name, &[], &stale)?;
+    }
+
     // Removals are decided for the whole pass by the removal budget, after every folder.
     removals(FolderRemovals {
         folder: path.clone(),
@@ -349,6 +375,20 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         folder: path.clone(),
     });
     Ok(())
+}
+
+/// Quarantine changes of a folder, committed with each batch.
+struct QuarantineUpdate {
+    known: BTreeMap<(String, u32), Quarantined>,
+    put: Vec<(u32, Quarantined)>,
+    remove: Vec<u32>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Errors that concern one folder only, after which the connection is still in step.
@@ -570,6 +610,11 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             *ordinals.entry(fp).or_default() += 1;
         }
 
+        let mut quarantine = QuarantineUpdate {
+            known: self.state.quarantine(Some(self.name))?,
+            put: Vec::new(),
+            remove: Vec::new(),
+        };
         let mut start = 0;
         while start < placements.len() {
             let mut end = start;
@@ -629,7 +674,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                     adopted += 1;
                     placed += 1;
                     placed_bytes += p.source.size as u64;
-                } else {
+                } else if self.admit(p, body.bytes(), fingerprint, &mut quarantine) {
                     to_append.push((i, bytes, fingerprint));
                 }
             }
@@ -693,6 +738,10 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             }
             self.state
                 .commit_with(self.name, None, &changes, JournalOp::Clear)?;
+            self.state
+                .update_quarantine(self.name, &quarantine.put, &quarantine.remove)?;
+            quarantine.put.clear();
+            quarantine.remove.clear();
             crashpoint::hit("after_commit");
             self.events.event(Event::Placed {
                 folder: self.path.clone(),
@@ -910,6 +959,85 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             }
         }
         Ok(out)
+    }
+
+    /// Validation gate before an upload (DESIGN.md "Validation, quarantine"): transport damage
+    /// is quarantined and retried by later passes; structural damage is replicated as it is once
+    /// it has been seen unchanged for `settle` (or blocked with --strict-validation); with
+    /// --accept-invalid everything goes through, counted.
+    fn admit(
+        &mut self,
+        p: &Placement,
+        raw: &[u8],
+        fingerprint: Fingerprint,
+        q: &mut QuarantineUpdate,
+    ) -> bool {
+        let uid = p.source.uid;
+        let key = (self.name.to_string(), uid);
+        let verdict = validate(raw, &Expectation::exact(p.source.size));
+        let (class, reason) = match &verdict {
+            Verdict::Valid => {
+                if q.known.contains_key(&key) {
+                    q.remove.push(uid);
+                }
+                return true;
+            }
+            Verdict::Transport(r) => ("transport", r.clone()),
+            Verdict::Structural(r) => ("structural", r.clone()),
+        };
+        let what = format!(
+            "{}: source uid {} ({} bytes): {reason}",
+            self.name, uid, p.source.size
+        );
+        if self.options.accept_invalid {
+            self.summary.accepted_invalid += 1;
+            self.summary
+                .notices
+                .push(format!("{what}; uploaded anyway (--accept-invalid)"));
+            q.remove.push(uid);
+            return true;
+        }
+        let now = unix_now();
+        let known = q
+            .known
+            .get(&key)
+            .filter(|k| k.fingerprint == fingerprint && k.class == class);
+        if class == "structural" && !self.options.strict_validation {
+            if let Some(k) = known {
+                if now.saturating_sub(k.first_seen) >= self.options.settle_secs {
+                    self.summary.notices.push(format!(
+                        "{what}; unchanged since it was first seen, replicated as it is"
+                    ));
+                    q.remove.push(uid);
+                    return true;
+                }
+            }
+        }
+        let header_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(raw.len());
+        let record = Quarantined {
+            message_id: message_id(&raw[..header_end]),
+            size: p.source.size,
+            class: class.to_string(),
+            reason: reason.clone(),
+            fingerprint,
+            first_seen: known.map_or(now, |k| k.first_seen),
+            last_seen: now,
+            attempts: known.map_or(1, |k| k.attempts + 1),
+        };
+        let why = match (class, self.options.strict_validation) {
+            ("transport", _) => "damaged in transit, fetched again next run".to_string(),
+            (_, true) => "blocked by --strict-validation".to_string(),
+            _ => format!(
+                "held until it has been seen unchanged for {} s, then replicated as it is",
+                self.options.settle_secs
+            ),
+        };
+        self.summary.quarantined.push(format!("{what} ({why})"));
+        q.put.push((uid, record));
+        false
     }
 
     async fn fix_flags(

@@ -2,18 +2,21 @@
 //!
 //! [`MemoryStore`] behaves like one IMAP account seen through the adapter: folders with
 //! UIDVALIDITY and UIDNEXT, UIDs that only grow, an open folder that message calls act on, APPEND
-//! that answers APPENDUID only with UIDPLUS, STORE and EXPUNGE that refuse on a read-only side
-//! exactly like [`super::imap::ImapStore`], and an EXPUNGE that removes exactly the given UIDs.
+//! that answers APPENDUID only with UIDPLUS, a COPY that keeps flags and INTERNALDATE and answers
+//! COPYUID only with UIDPLUS, STORE, COPY and EXPUNGE that refuse on a read-only side exactly like
+//! [`super::imap::ImapStore`], and an EXPUNGE that removes exactly the given UIDs.
 //!
 //! Tests set it up and inspect it with plain methods ([`MemoryStore::add_message`],
 //! [`MemoryStore::messages`], [`MemoryStore::reset_uidvalidity`], ...), count what the engine
-//! did ([`MemoryStore::appends`], [`MemoryStore::stores`], [`MemoryStore::expunges`]), and make
-//! an operation fail ([`MemoryStore::fail_after`], [`MemoryStore::fail_next`]).
+//! did ([`MemoryStore::appends`], [`MemoryStore::stores`], [`MemoryStore::copies`],
+//! [`MemoryStore::expunges`]), and make an operation fail ([`MemoryStore::fail_after`],
+//! [`MemoryStore::fail_next`]).
 //!
 //! What counts as an *operation* is what would reach the wire: every trait call except
 //! `endpoint`, `capabilities` and `logout`, with one operation per message of an APPEND batch
 //! (IMAP sends one APPEND command each), and nothing for calls the adapter answers without the
-//! server (a STORE of no flags or no UIDs, an EXPUNGE of no UIDs, a write on a read-only side).
+//! server (a STORE of no flags or no UIDs, a COPY or an EXPUNGE of no UIDs, a write on a read-only
+//! side). A COPY is one operation whatever the number of messages (one `UID COPY` command).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -55,6 +58,7 @@ pub enum OpKind {
     FetchBodies,
     Append,
     StoreFlags,
+    Copy,
     Expunge,
 }
 
@@ -68,6 +72,7 @@ impl OpKind {
             OpKind::FetchBodies => "UID FETCH",
             OpKind::Append => "APPEND",
             OpKind::StoreFlags => "UID STORE",
+            OpKind::Copy => "UID COPY",
             OpKind::Expunge => "UID EXPUNGE",
         }
     }
@@ -117,6 +122,10 @@ pub struct Counters {
     pub stores: u64,
     /// Messages whose flags a STORE touched (UIDs per STORE, summed).
     pub stored_messages: u64,
+    /// COPY commands carried out (one per `copy` call with UIDs).
+    pub copy_commands: u64,
+    /// Messages copied (copies made, over all COPY commands).
+    pub copies: u64,
     /// Messages expunged.
     pub expunges: u64,
     /// Folders created.
@@ -402,6 +411,11 @@ impl MemoryStore {
 
     pub fn stores(&self) -> u64 {
         self.counters.stores
+    }
+
+    /// Messages copied by COPY (see [`Counters::copies`]).
+    pub fn copies(&self) -> u64 {
+        self.counters.copies
     }
 
     pub fn expunges(&self) -> u64 {
@@ -742,6 +756,56 @@ impl MailStore for MemoryStore {
         })
     }
 
+    async fn copy(
+        &mut self,
+        uids: &[u32],
+        to: &FolderPath,
+    ) -> Result<Vec<(u32, Option<u32>)>, StoreError> {
+        self.require_write("COPY")?;
+        if uids.is_empty() {
+            // Like the adapter: answered without the server, but never by a dead connection.
+            if self.dead {
+                return Err(self.lost(OpKind::Copy, "the connection was lost earlier"));
+            }
+            self.selected_folder(OpKind::Copy)?;
+            return Ok(Vec::new());
+        }
+        self.run(OpKind::Copy, Some(to), |s| {
+            // The server copies each message once, in UID order; vanished UIDs are skipped.
+            let wanted: BTreeSet<u32> = uids.iter().copied().collect();
+            let source = s.selected_folder(OpKind::Copy)?;
+            let originals: Vec<(u32, StoredMessage)> = wanted
+                .iter()
+                .filter_map(|uid| source.messages.get(uid).map(|m| (*uid, m.clone())))
+                .collect();
+            let uidplus = s.caps.uidplus;
+            let Some(dest) = s.folders.get_mut(to) else {
+                return Err(s.no("COPY", to, "Mailbox doesn't exist", Some("TRYCREATE")));
+            };
+            let mut new_uids = BTreeMap::new();
+            for (uid, m) in originals {
+                let new_uid = dest.uidnext;
+                dest.uidnext += 1;
+                let flags = storable(&m.flags, &dest.permanent_flags);
+                dest.messages.insert(
+                    new_uid,
+                    StoredMessage {
+                        flags,
+                        internaldate: m.internaldate,
+                        bytes: m.bytes,
+                    },
+                );
+                new_uids.insert(uid, new_uid);
+            }
+            s.counters.copy_commands += 1;
+            s.counters.copies += new_uids.len() as u64;
+            Ok(uids
+                .iter()
+                .map(|u| (*u, new_uids.get(u).copied().filter(|_| uidplus)))
+                .collect())
+        })
+    }
+
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError> {
         self.require_write("EXPUNGE")?;
         if uids.is_empty() {
@@ -837,6 +901,10 @@ mod tests {
                 .map(|_| ())));
             assert!(ro(s.store_flags(&[uid], FlagChange::Add, &flags).await));
             assert!(ro(s.expunge(&[uid]).await));
+            assert!(ro(s
+                .copy(&[uid], &FolderPath::from_display("X"))
+                .await
+                .map(|_| ())));
             assert_eq!(s.operations(), before);
             assert_eq!(s.messages("INBOX").len(), 1);
         });
@@ -938,6 +1006,115 @@ mod tests {
                 s.list_messages().await,
                 Err(StoreError::Timeout { .. })
             ));
+        });
+    }
+
+    #[test]
+    fn copy_keeps_flags_and_date_and_answers_uids_only_with_uidplus() {
+        block(async {
+            let mut s = MemoryStore::new("t", Access::ReadWrite);
+            s.add_folder("Archive");
+            s.add_message("Archive", &[], DATE, b"already there");
+            let a = s.add_message("INBOX", &["\\Seen", "$Work"], DATE, b"a");
+            let b = s.add_message("INBOX", &[], "02-Feb-2023 08:30:00 -0500", b"b");
+            s.open_folder(&FolderPath::inbox()).await.unwrap();
+            let archive = FolderPath::from_display("Archive");
+            let before = s.operations();
+            let r = s.copy(&[b, 99, a], &archive).await.unwrap();
+            assert_eq!(r, [(b, Some(3)), (99, None), (a, Some(2))]);
+            assert_eq!(s.operations(), before + 1);
+            assert_eq!((s.copies(), s.counters().copy_commands), (2, 1));
+            let inbox = s.messages("INBOX");
+            let archived = s.messages("Archive");
+            assert_eq!(archived.len(), 3);
+            assert_eq!(archived[1].1, inbox[0].1);
+            assert_eq!(archived[2].1, inbox[1].1);
+            assert_eq!(inbox.len(), 2, "the source is untouched");
+
+            s.capabilities_mut().uidplus = false;
+            let r = s.copy(&[a], &archive).await.unwrap();
+            assert_eq!(r, [(a, None)]);
+            assert_eq!(s.messages("Archive").len(), 4);
+
+            // Nothing to copy: no operation.
+            let before = s.operations();
+            assert!(s.copy(&[], &archive).await.unwrap().is_empty());
+            assert_eq!(s.operations(), before);
+
+            let missing = FolderPath::from_display("Nope");
+            let r = s.copy(&[a], &missing).await;
+            assert!(matches!(&r, Err(StoreError::No { code: Some(c), .. }) if c == "TRYCREATE"));
+            assert_eq!(s.copies(), 3);
+        });
+    }
+
+    #[test]
+    fn copy_keeps_only_permanent_flags_of_the_destination() {
+        block(async {
+            let mut s = MemoryStore::new("t", Access::ReadWrite);
+            s.add_folder("Strict");
+            s.set_permanent_flags(
+                "Strict",
+                Some(PermanentFlags {
+                    flags: FlagSet::from_raw(["\\Seen"]),
+                    any_keyword: false,
+                }),
+            );
+            let uid = s.add_message("INBOX", &["\\Seen", "Work"], DATE, b"x");
+            s.open_folder(&FolderPath::inbox()).await.unwrap();
+            s.copy(&[uid], &FolderPath::from_display("Strict"))
+                .await
+                .unwrap();
+            assert_eq!(
+                s.messages("Strict")[0].1.flags,
+                FlagSet::from_raw(["\\Seen"])
+            );
+        });
+    }
+
+    #[test]
+    fn copy_honours_injected_faults() {
+        block(async {
+            let mut s = MemoryStore::new("t", Access::ReadWrite);
+            s.add_folder("Archive");
+            let uid = s.add_message("INBOX", &[], DATE, b"x");
+            let archive = FolderPath::from_display("Archive");
+            s.open_folder(&FolderPath::inbox()).await.unwrap();
+
+            s.fail_next(OpKind::Copy, Fault::No);
+            assert!(matches!(
+                s.copy(&[uid], &archive).await,
+                Err(StoreError::No { .. })
+            ));
+            assert!(!s.is_dead());
+            assert!(s.messages("Archive").is_empty());
+
+            s.fail_next(OpKind::Copy, Fault::LostBefore);
+            assert!(s
+                .copy(&[uid], &archive)
+                .await
+                .unwrap_err()
+                .is_connection_lost());
+            assert!(s.messages("Archive").is_empty());
+            // Dead: even an empty copy fails rather than answering "nothing".
+            assert!(s.copy(&[], &archive).await.is_err());
+            s.reconnect();
+
+            s.open_folder(&FolderPath::inbox()).await.unwrap();
+            s.fail_next(OpKind::Copy, Fault::LostAfter);
+            assert!(s.copy(&[uid], &archive).await.is_err());
+            assert_eq!(s.messages("Archive").len(), 1, "the copy happened");
+            assert!(s.is_dead());
+            s.reconnect();
+
+            s.open_folder(&FolderPath::inbox()).await.unwrap();
+            s.fail_next(OpKind::Copy, Fault::Timeout);
+            assert!(matches!(
+                s.copy(&[uid], &archive).await,
+                Err(StoreError::Timeout { .. })
+            ));
+            assert_eq!(s.messages("Archive").len(), 1);
+            assert_eq!(s.copies(), 1);
         });
     }
 

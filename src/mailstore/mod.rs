@@ -204,6 +204,15 @@ pub trait MailStore {
         change: FlagChange,
         flags: &FlagSet,
     ) -> Result<(), StoreError>;
+    /// Copies messages of the open folder into another folder of the same side (UID COPY), in
+    /// one command. Returns, per source UID in input order, the new UID when the server says
+    /// (COPYUID, UIDPLUS), else `None` (also for a UID the folder no longer holds). A read-only
+    /// side refuses with [`StoreError::ReadOnly`] before the wire.
+    async fn copy(
+        &mut self,
+        uids: &[u32],
+        to: &FolderPath,
+    ) -> Result<Vec<(u32, Option<u32>)>, StoreError>;
     /// Removes exactly these UIDs from the open folder, never others.
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError>;
     /// Ends the session politely; errors are ignored.

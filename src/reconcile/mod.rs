@@ -5,6 +5,7 @@ pub mod action;
 pub mod budget;
 pub mod identity;
 pub mod plan;
+pub mod validate;
 
 pub use action::Action;
 pub use plan::{

@@ -44,6 +44,8 @@ pub mod schema;
 pub mod store;
 
 pub use error::StateError;
-pub use schema::{Attempts, FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalEntry};
+pub use schema::{
+    Attempts, FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalEntry, Quarantined,
+};
 pub use store::StateFile;
 pub use store::{InstanceChange, JournalOp};

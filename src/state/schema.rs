@@ -23,6 +23,25 @@ pub const HELD: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("held
 /// Key: unix time in milliseconds. Removals applied then (for the rolling 24 h budget).
 pub const REMOVAL_LOG: TableDefinition<u64, u64> = TableDefinition::new("removal_log");
 
+/// Key: (folder path, source UID). Messages not uploaded because validation failed.
+pub const QUARANTINE: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("quarantine");
+
+/// A quarantined message: why, since when, and how often it was seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quarantined {
+    pub message_id: Option<String>,
+    pub size: u32,
+    /// `transport` (damaged in transit, retried), `structural` (broken as stored: replicated
+    /// after it settles, unless --strict-validation) .
+    pub class: String,
+    pub reason: String,
+    pub fingerprint: Fingerprint,
+    /// Unix seconds.
+    pub first_seen: u64,
+    pub last_seen: u64,
+    pub attempts: u32,
+}
+
 /// A removal the budget held: the target copy stays until the user releases it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeldRemoval {

@@ -7,8 +7,8 @@ use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, Readab
 
 use super::lock::StateLock;
 use super::schema::{
-    Attempts, FolderRecord, HeldRemoval, InstanceRecord, JournalEntry, ATTEMPTS, FOLDERS, HELD,
-    INSTANCES, JOURNAL, META, REMOVAL_LOG, SCHEMA_VERSION,
+    Attempts, FolderRecord, HeldRemoval, InstanceRecord, JournalEntry, Quarantined, ATTEMPTS,
+    FOLDERS, HELD, INSTANCES, JOURNAL, META, QUARANTINE, REMOVAL_LOG, SCHEMA_VERSION,
 };
 use super::StateError;
 
@@ -181,6 +181,7 @@ impl StateFile {
             txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
             txn.open_table(HELD).map_err(|e| self.corrupt(e))?;
             txn.open_table(REMOVAL_LOG).map_err(|e| self.corrupt(e))?;
+            txn.open_table(QUARANTINE).map_err(|e| self.corrupt(e))?;
         }
         txn.commit().map_err(|e| self.corrupt(e))
     }
@@ -385,6 +386,7 @@ impl StateFile {
         txn.delete_table(JOURNAL).map_err(|e| self.corrupt(e))?;
         txn.delete_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
         txn.delete_table(HELD).map_err(|e| self.corrupt(e))?;
+        txn.delete_table(QUARANTINE).map_err(|e| self.corrupt(e))?;
         txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
         txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
         txn.open_table(JOURNAL).map_err(|e| self.corrupt(e))?;
@@ -489,6 +491,59 @@ impl StateFile {
             sum += v.value();
         }
         Ok(sum)
+    }
+
+    /// Quarantined messages: of one folder, or of all (by (folder, source UID)).
+    pub fn quarantine(
+        &self,
+        folder: Option<&str>,
+    ) -> Result<BTreeMap<(String, u32), Quarantined>, StateError> {
+        let txn = self.begin_read()?;
+        let table = match txn.open_table(QUARANTINE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+            Err(e) => return Err(self.corrupt(e)),
+        };
+        let mut out = BTreeMap::new();
+        let range = match folder {
+            Some(f) => table.range((f, 0u32)..=(f, u32::MAX)),
+            None => table.range::<(&str, u32)>(..),
+        };
+        for entry in range.map_err(|e| self.corrupt(e))? {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            let (f, uid) = k.value();
+            out.insert(
+                (f.to_string(), uid),
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Records (or updates) quarantined messages and removes released ones, in one commit.
+    pub fn update_quarantine(
+        &self,
+        folder: &str,
+        put: &[(u32, Quarantined)],
+        remove: &[u32],
+    ) -> Result<(), StateError> {
+        if put.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        {
+            let mut table = txn.open_table(QUARANTINE).map_err(|e| self.corrupt(e))?;
+            for uid in remove {
+                table.remove((folder, *uid)).map_err(|e| self.corrupt(e))?;
+            }
+            for (uid, q) in put {
+                let bytes = serde_json::to_vec(q).map_err(|e| self.corrupt(e))?;
+                table
+                    .insert((folder, *uid), bytes.as_slice())
+                    .map_err(|e| self.corrupt(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.corrupt(e))
     }
 
     /// Folders with an unfinished upload batch.

@@ -17,7 +17,8 @@
 //! plain, uncompressed IMAP.
 //!
 //! Faults fire once and disarm (the plan becomes `FaultPlan::None`) unless
-//! set with [`Proxy::set_plan_always`]. `nth` counts matching commands over
+//! set with [`Proxy::set_plan_always`] (for `DropRandomly`: on every
+//! connection, each with its own threshold). `nth` counts matching commands over
 //! all connections since the plan was set. Commands the proxy refused to
 //! forward (the one that triggered a drop or stall) are not in
 //! [`Proxy::commands`]/[`Proxy::count`] but in [`Proxy::faulted_commands`].
@@ -48,6 +49,18 @@ pub enum FaultPlan {
     /// both sockets open (until the proxy is dropped or
     /// [`Proxy::close_connections`]).
     StallOnCommand { verb: String, nth: usize },
+    /// Close both directions of a connection once a random number of bytes
+    /// has flowed on it, both directions counted (exactly that many are
+    /// forwarded, so the cut can fall inside a line or a literal). Each
+    /// connection draws its own threshold from an exponential distribution
+    /// of mean `mean_bytes`, with a generator seeded from `seed` and the
+    /// connection number (deterministic for the same accept order), when
+    /// its first bytes flow under this plan. Bytes that flowed before the
+    /// plan was set do not count. Drawing per connection approximates
+    /// "never twice within one command": a command retried on a new
+    /// connection gets a new threshold. The command being cut is recorded
+    /// as forwarded. See [`random_drop_threshold`].
+    DropRandomly { mean_bytes: u64, seed: u64 },
 }
 
 impl FaultPlan {
@@ -98,6 +111,10 @@ struct Shared {
     states: Vec<watch::Sender<ConnState>>,
     server_bytes: u64,
     client_bytes: u64,
+    /// Per connection (index conn - 1): bytes forwarded in both directions.
+    flowed: Vec<u64>,
+    /// Per connection: the `DropRandomly` limit (on `flowed`), once drawn.
+    limits: Vec<Option<u64>>,
 }
 
 impl Shared {
@@ -105,14 +122,56 @@ impl Shared {
         self.plan = plan;
         self.always = always;
         self.matched = 0;
+        // Thresholds are drawn again under the new plan, from the bytes flowed so far.
+        self.limits.iter_mut().for_each(|l| *l = None);
     }
 
+    /// How many of the `n` bytes about to flow (either direction) on
+    /// connection `conn` may be forwarded, and whether the connection is to
+    /// be closed after them. Counts the allowed bytes as flowed.
+    fn budget(&mut self, conn: usize, n: usize) -> (usize, bool) {
+        let i = conn - 1;
+        let flowed = self.flowed[i];
+        let FaultPlan::DropRandomly { mean_bytes, seed } = self.plan else {
+            self.flowed[i] += n as u64;
+            return (n, false);
+        };
+        let limit = *self.limits[i].get_or_insert_with(|| {
+            flowed.saturating_add(random_drop_threshold(seed, conn, mean_bytes))
+        });
+        if flowed >= limit {
+            // Already cut (the other direction got there first).
+            return (0, true);
+        }
+        if flowed + n as u64 >= limit {
+            let allowed = limit.saturating_sub(flowed) as usize;
+            self.flowed[i] += allowed as u64;
+            self.fire();
+            (allowed, true)
+        } else {
+            self.flowed[i] += n as u64;
+            (n, false)
+        }
+    }
     fn fire(&mut self) {
         self.fired += 1;
         if !self.always {
             self.plan = FaultPlan::None;
         }
     }
+}
+
+/// A draw (at least 1) from the exponential distribution of mean `mean`,
+/// determined by `seed` and the connection number (splitmix64, inverse CDF).
+pub fn random_drop_threshold(seed: u64, conn: usize, mean: u64) -> u64 {
+    let mut z = seed ^ (conn as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    // Uniform in (0, 1].
+    let u = ((z >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+    ((-u.ln() * mean as f64) as u64).max(1)
 }
 
 /// Whether `pattern` (`FETCH`, or `UID FETCH` for the UID form only) names
@@ -158,6 +217,8 @@ impl Proxy {
             states: Vec::new(),
             server_bytes: 0,
             client_bytes: 0,
+            flowed: Vec::new(),
+            limits: Vec::new(),
         }));
         let sh = shared.clone();
         runtime.spawn(async move {
@@ -171,6 +232,8 @@ impl Proxy {
                     let mut s = lock(&sh);
                     s.connections += 1;
                     s.states.push(tx.clone());
+                    s.flowed.push(0);
+                    s.limits.push(None);
                     s.connections
                 };
                 tokio::spawn(handle_conn(client, upstream, conn, sh.clone(), tx));
@@ -207,8 +270,9 @@ impl Proxy {
         lock(&self.shared).arm(plan, false);
     }
 
-    /// Replaces the plan; it keeps firing: `DropAfterServerBytes` on every
-    /// connection, command faults on the nth and every later match.
+    /// Replaces the plan; it keeps firing: `DropAfterServerBytes` and
+    /// `DropRandomly` on every connection, command faults on the nth and
+    /// every later match.
     pub fn set_plan_always(&self, plan: FaultPlan) {
         lock(&self.shared).arm(plan, true);
     }
@@ -323,7 +387,7 @@ async fn handle_conn(
     let (srd, swr) = server.into_split();
     tokio::join!(
         client_to_server(crd, swr, conn, shared.clone(), state.clone()),
-        server_to_client(srd, cwr, shared, state.clone()),
+        server_to_client(srd, cwr, conn, shared, state.clone()),
     );
 }
 
@@ -377,11 +441,19 @@ async fn client_to_server(
                     bytes
                 }
             };
-            if wr.write_all(&bytes).await.is_err() {
+            let (forward, close) = lock(&shared).budget(conn, bytes.len());
+            if forward > 0 {
+                if wr.write_all(&bytes[..forward]).await.is_err() {
+                    state.send_replace(ConnState::Closed);
+                    return;
+                }
+                lock(&shared).client_bytes += forward as u64;
+            }
+            if close {
+                let _ = wr.flush().await;
                 state.send_replace(ConnState::Closed);
                 return;
             }
-            lock(&shared).client_bytes += bytes.len() as u64;
         }
     }
 }
@@ -421,6 +493,7 @@ fn record_command(shared: &Mutex<Shared>, cmd: ProxyCommand) -> Option<ConnState
 async fn server_to_client(
     mut rd: OwnedReadHalf,
     mut wr: OwnedWriteHalf,
+    conn: usize,
     shared: Arc<Mutex<Shared>>,
     state: watch::Sender<ConnState>,
 ) {
@@ -446,9 +519,10 @@ async fn server_to_client(
             match s.plan {
                 FaultPlan::DropAfterServerBytes(limit) if sent + n >= limit => {
                     s.fire();
+                    s.flowed[conn - 1] += limit.saturating_sub(sent) as u64;
                     (limit.saturating_sub(sent), true)
                 }
-                _ => (n, false),
+                _ => s.budget(conn, n),
             }
         };
         if forward > 0 {
@@ -657,6 +731,32 @@ mod tests {
         let (cmds1, all1) = commands(&bytes);
         assert_eq!(cmds1, cmds);
         assert_eq!(all1, stream);
+    }
+
+    #[test]
+    fn random_drop_thresholds_are_deterministic_with_the_right_mean() {
+        assert_eq!(
+            random_drop_threshold(7, 1, 1000),
+            random_drop_threshold(7, 1, 1000)
+        );
+        assert_ne!(
+            random_drop_threshold(7, 1, 1000),
+            random_drop_threshold(7, 2, 1000)
+        );
+        assert_ne!(
+            random_drop_threshold(7, 1, 1000),
+            random_drop_threshold(8, 1, 1000)
+        );
+        let n = 20_000;
+        let draws: Vec<u64> = (1..=n)
+            .map(|c| random_drop_threshold(42, c, 300_000))
+            .collect();
+        let mean = draws.iter().sum::<u64>() as f64 / n as f64;
+        assert!((mean - 300_000.0).abs() < 15_000.0, "mean {mean}");
+        // P(X > mean) = 1/e for an exponential distribution.
+        let above = draws.iter().filter(|&&d| d > 300_000).count() as f64 / n as f64;
+        assert!((above - (-1f64).exp()).abs() < 0.02, "{above}");
+        assert!(draws.iter().all(|&d| d >= 1));
     }
 
     #[test]

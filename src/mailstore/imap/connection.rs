@@ -271,7 +271,11 @@ impl Connection {
                         endpoint: self.endpoint.clone(),
                         command: ctx.command.to_string(),
                         folder: ctx.folder_suffix(),
-                        code: response_code_name(&text),
+                        code: outcome
+                            .code
+                            .as_ref()
+                            .and_then(code_name)
+                            .or_else(|| response_code_name(&text)),
                         text,
                     });
                 }
@@ -304,7 +308,11 @@ impl Connection {
                         endpoint: self.endpoint.clone(),
                         command: ctx.command.to_string(),
                         folder: ctx.folder_suffix(),
-                        code: response_code_name(&text),
+                        code: outcome
+                            .code
+                            .as_ref()
+                            .and_then(code_name)
+                            .or_else(|| response_code_name(&text)),
                         text,
                     });
                 }
@@ -469,6 +477,21 @@ impl TaggedStatus {
             _ => TaggedStatus::Bad,
         }
     }
+}
+
+/// The name of a response code imap-proto parsed (`[TRYCREATE]` and friends).
+fn code_name(code: &ResponseCode<'_>) -> Option<String> {
+    Some(
+        match code {
+            ResponseCode::TryCreate => "TRYCREATE",
+            ResponseCode::ReadOnly => "READ-ONLY",
+            ResponseCode::ReadWrite => "READ-WRITE",
+            ResponseCode::Alert => "ALERT",
+            ResponseCode::Parse => "PARSE",
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 /// The response code name of a tagged text that async-imap's parser left as text

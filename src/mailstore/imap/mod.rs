@@ -1,10 +1,12 @@
 //! The IMAP adapter: [`ImapStore`] implements [`MailStore`] over one guarded [`Connection`].
 //!
 //! Files are named after what they implement: `open` (TLS, login), `list`, `select`, `fetch`,
-//! `append`, `store`, `expunge`; `connection` holds the guarantees every command relies on.
+//! `append`, `store`, `copy`, `expunge`; `connection` holds the guarantees every command relies
+//! on.
 
 pub mod append;
 pub mod connection;
+pub mod copy;
 pub mod expunge;
 pub mod fetch;
 pub mod list;
@@ -150,6 +152,15 @@ impl MailStore for ImapStore {
     ) -> Result<(), StoreError> {
         self.require_write("STORE")?;
         self.store(uids, change, flags).await
+    }
+
+    async fn copy(
+        &mut self,
+        uids: &[u32],
+        to: &FolderPath,
+    ) -> Result<Vec<(u32, Option<u32>)>, StoreError> {
+        self.require_write("COPY")?;
+        self.copy_uids(uids, to).await
     }
 
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError> {
