@@ -321,3 +321,56 @@ async fn rebuilding_the_state_reads_bodies_only_for_ambiguous_messages() {
     let mut r = TestImap::connect(&recovery, &dst_user).await;
     assert_same_accounts(&account(&mut p).await, &account(&mut r).await);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_in_five_folders_is_uploaded_once() {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    let (src_user, dst_user) = (fresh_user("fivesrc"), fresh_user("fivedst"));
+    let mut p = TestImap::connect(&primary, &src_user).await;
+    let big = big_message(400_000);
+    let folders = ["INBOX", "A", "B", "C", "D"];
+    for (i, f) in folders.iter().enumerate() {
+        if *f != "INBOX" {
+            p.create(f).await;
+        }
+        let flags: &[&str] = if i % 2 == 0 {
+            &["\\Seen"]
+        } else {
+            &["$Label1"]
+        };
+        p.append(f, flags, Some("05-May-2024 10:00:00 +0000"), &big)
+            .await;
+    }
+    let proxy = Proxy::start(recovery.addr(), FaultPlan::None);
+    let source = primary.url(&src_user);
+    let target = format!("imap+plain://{dst_user}@127.0.0.1:{}", proxy.port());
+    let dir = tempfile::tempdir().unwrap();
+    let run = sync(&source, &target, &dir.path().join("a.redb"), &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        (run.count("copied"), run.count("copied_on_target")),
+        (1, 4),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(proxy.count("APPEND"), 1);
+    let (_, to_server) = proxy.bytes();
+    assert!(
+        to_server < big.len() as u64 * 11 / 10,
+        "{to_server} bytes sent for one {}-byte message",
+        big.len()
+    );
+    let mut r = TestImap::connect(&recovery, &dst_user).await;
+    assert_same_accounts(&account(&mut p).await, &account(&mut r).await);
+
+    // A lost state: nothing is uploaded again.
+    proxy.reset_counts();
+    let again = sync(&source, &target, &dir.path().join("fresh.redb"), &[]).await;
+    assert_eq!(
+        (again.code, again.count("copied"), again.count("adopted")),
+        (0, 0, 5),
+        "{again:?}"
+    );
+    assert_eq!(proxy.count("APPEND") + proxy.count("COPY"), 0);
+}

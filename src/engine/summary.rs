@@ -14,6 +14,8 @@ pub struct SyncSummary {
     pub copied: u64,
     /// Source messages found already on the target and mapped without upload.
     pub adopted: u64,
+    /// Messages placed by UID COPY from a copy the target already held (bytes sent once).
+    pub copied_on_target: u64,
     pub flags_updated: u64,
     pub removed: u64,
     /// Removals held by the guard (exit 3 until released with --allow-deletions).
@@ -31,6 +33,9 @@ pub struct SyncSummary {
     /// Messages on the target that the source does not have (kept, never removed).
     pub target_only: u64,
     pub bytes_uploaded: u64,
+    /// Bytes of all messages placed on the target (uploaded, copied there, or adopted): what a
+    /// naive copy would have uploaded.
+    pub bytes_placed: u64,
     pub seconds: f64,
     /// Unix seconds when the run ended.
     pub finished_at: u64,

@@ -131,6 +131,7 @@ async fn sync_pass<S: MailStore, T: MailStore>(
         .collect();
 
     let mut pending: Vec<FolderRemovals> = Vec::new();
+    let mut index = TargetIndex::default();
     for folder in source_folders.iter().filter(|f| f.selectable) {
         let path = &folder.path;
         summary.folders += 1;
@@ -146,6 +147,7 @@ async fn sync_pass<S: MailStore, T: MailStore>(
             exists,
             summary,
             &mut |r: FolderRemovals| pending.push(FolderRemovals { exempt, ..r }),
+            &mut index,
         )
         .await;
         match result {
@@ -195,6 +197,7 @@ async fn sync_or_create<S: MailStore, T: MailStore>(
     exists: bool,
     summary: &mut SyncSummary,
     removals: &mut dyn FnMut(FolderRemovals),
+    index: &mut TargetIndex,
 ) -> Result<(), EngineError> {
     if !exists {
         if options.dry_run {
@@ -205,7 +208,7 @@ async fn sync_or_create<S: MailStore, T: MailStore>(
         summary.folders_created += 1;
     }
     sync_folder(
-        source, target, state, options, events, path, exists, summary, removals,
+        source, target, state, options, events, path, exists, summary, removals, index,
     )
     .await
 }
@@ -221,6 +224,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     target_exists: bool,
     summary: &mut SyncSummary,
     removals: &mut dyn FnMut(FolderRemovals),
+    index: &mut TargetIndex,
 ) -> Result<(), EngineError> {
     let name = path.to_string();
     let source_status = source.open_folder(path).await?;
@@ -362,6 +366,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         path,
         name: &name,
         summary,
+        index,
     }
     .place(&plan, &base, &target_msgs, &target_status)
     .await?;
@@ -375,6 +380,65 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         folder: path.clone(),
     });
     Ok(())
+}
+
+/// Where the target holds each content, from the state: fingerprint -> (folder, target UID,
+/// INTERNALDATE, flags). Built once per pass on first use, then kept up to date.
+#[derive(Default)]
+pub(crate) struct TargetIndex {
+    built: bool,
+    map: HashMap<Fingerprint, Vec<(String, u32, i64, FlagSet)>>,
+}
+
+impl TargetIndex {
+    fn build(&mut self, state: &StateFile) -> Result<(), EngineError> {
+        if self.built {
+            return Ok(());
+        }
+        for (folder, _, rec) in state.all_instances()? {
+            if let (Some(fp), Some(tuid)) = (rec.fingerprint, rec.target_uid) {
+                self.map.entry(fp).or_default().push((
+                    folder,
+                    tuid,
+                    rec.internaldate.epoch(),
+                    rec.flags,
+                ));
+            }
+        }
+        self.built = true;
+        Ok(())
+    }
+
+    fn learn(&mut self, folder: &str, changes: &[InstanceChange]) {
+        if !self.built {
+            return;
+        }
+        for c in changes {
+            if let InstanceChange::Put(_, rec) = c {
+                if let (Some(fp), Some(tuid)) = (rec.fingerprint, rec.target_uid) {
+                    self.map.entry(fp).or_default().push((
+                        folder.to_string(),
+                        tuid,
+                        rec.internaldate.epoch(),
+                        rec.flags.clone(),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Target copies of this content with this INTERNALDATE: (folder, UID, flags).
+    fn find(&self, fp: &Fingerprint, date: i64) -> Vec<(String, u32, FlagSet)> {
+        self.map
+            .get(fp)
+            .map(|v| {
+                v.iter()
+                    .filter(|h| h.2 == date)
+                    .map(|h| (h.0.clone(), h.1, h.3.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Quarantine changes of a folder, committed with each batch.
@@ -572,6 +636,8 @@ struct Placer<'a, S, T> {
     path: &'a FolderPath,
     name: &'a str,
     summary: &'a mut SyncSummary,
+    /// Where the target already holds each content (for placing by COPY).
+    index: &'a mut TargetIndex,
 }
 
 impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
@@ -710,7 +776,32 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                     changes.clear();
                 }
                 crashpoint::hit("after_journal");
-                let results = self.target.append(self.path, &requests).await?;
+                drop(requests);
+                // Bytes cross the wire once: content the target already holds (this pass or
+                // earlier, any folder, same INTERNALDATE) is placed with UID COPY there.
+                let copied = self
+                    .place_by_copy(batch, &to_append, &mut ordinals, &mut changes)
+                    .await?;
+                to_append.retain(|(i, _, _)| !copied.contains(&batch[*i].source.uid));
+                placed += copied.len() as u64;
+                placed_bytes += batch
+                    .iter()
+                    .filter(|p| copied.contains(&p.source.uid))
+                    .map(|p| p.source.size as u64)
+                    .sum::<u64>();
+                let requests: Vec<AppendRequest<'_>> = to_append
+                    .iter()
+                    .map(|(i, bytes, _)| AppendRequest {
+                        flags: &batch[*i].source.flags,
+                        internaldate: &batch[*i].source.internaldate,
+                        bytes,
+                    })
+                    .collect();
+                let results = if requests.is_empty() {
+                    Vec::new()
+                } else {
+                    self.target.append(self.path, &requests).await?
+                };
                 for ((i, bytes, fingerprint), result) in to_append.iter().zip(results) {
                     let src = &batch[*i].source;
                     match result {
@@ -738,11 +829,13 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             }
             self.state
                 .commit_with(self.name, None, &changes, JournalOp::Clear)?;
+            self.index.learn(self.name, &changes);
             self.state
                 .update_quarantine(self.name, &quarantine.put, &quarantine.remove)?;
             quarantine.put.clear();
             quarantine.remove.clear();
             crashpoint::hit("after_commit");
+            self.summary.bytes_placed += placed_bytes;
             self.events.event(Event::Placed {
                 folder: self.path.clone(),
                 messages: placed,
@@ -895,14 +988,16 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         }
         self.state.commit(self.name, None, &changes)?;
         self.summary.adopted += changes.len() as u64;
+        let bytes: u64 = placements
+            .iter()
+            .filter(|p| taken_src.contains(&p.source.uid))
+            .map(|p| p.source.size as u64)
+            .sum();
+        self.summary.bytes_placed += bytes;
         self.events.event(Event::Placed {
             folder: self.path.clone(),
             messages: changes.len() as u64,
-            bytes: placements
-                .iter()
-                .filter(|p| taken_src.contains(&p.source.uid))
-                .map(|p| p.source.size as u64)
-                .sum(),
+            bytes,
         });
         Ok((
             placements
@@ -959,6 +1054,86 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             }
         }
         Ok(out)
+    }
+
+    /// Places messages whose content the target already holds by UID COPY from there, one
+    /// command per source folder, then sets the copies' flags. Returns the source UIDs placed.
+    async fn place_by_copy(
+        &mut self,
+        batch: &[Placement],
+        to_append: &[(usize, std::borrow::Cow<'_, [u8]>, Fingerprint)],
+        ordinals: &mut HashMap<Fingerprint, u32>,
+        changes: &mut Vec<InstanceChange>,
+    ) -> Result<HashSet<u32>, EngineError> {
+        let mut placed = HashSet::new();
+        // Without UIDPLUS a copy's UID is unknown, so its flags could not be set: upload.
+        if to_append.is_empty() || !self.target.capabilities().uidplus {
+            return Ok(placed);
+        }
+        self.index.build(self.state)?;
+        // By folder holding the content: (target UID there, its flags, the placement, fingerprint).
+        let mut by_folder: BTreeMap<String, Vec<(u32, FlagSet, &Placement, Fingerprint)>> =
+            BTreeMap::new();
+        let mut used: HashSet<(String, u32)> = HashSet::new();
+        for (i, _, fp) in to_append {
+            let p = &batch[*i];
+            let found = self
+                .index
+                .find(fp, p.source.internaldate.epoch())
+                .into_iter()
+                .find(|h| !used.contains(&(h.0.clone(), h.1)));
+            if let Some((folder, uid, flags)) = found {
+                used.insert((folder.clone(), uid));
+                by_folder
+                    .entry(folder)
+                    .or_default()
+                    .push((uid, flags, p, *fp));
+            }
+        }
+        if by_folder.is_empty() {
+            return Ok(placed);
+        }
+        for (folder, items) in by_folder {
+            let from = FolderPath::from_display(&folder);
+            let uids: Vec<u32> = items.iter().map(|(u, _, _, _)| *u).collect();
+            let result = async {
+                self.target.open_folder(&from).await?;
+                self.target.copy(&uids, self.path).await
+            }
+            .await;
+            self.target.open_folder(self.path).await?;
+            let results = match result {
+                Ok(r) => r,
+                // The folder holding the content is gone or refuses: upload instead.
+                Err(StoreError::No { .. }) | Err(StoreError::NoSuchFolder { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let new_uids: HashMap<u32, Option<u32>> = results.into_iter().collect();
+            let mut set_flags: BTreeMap<String, (FlagSet, Vec<u32>)> = BTreeMap::new();
+            for (uid, _, p, fp) in items {
+                let Some(new_uid) = new_uids.get(&uid).copied() else {
+                    continue;
+                };
+                // The copy carries the original's flags: make them the source's, grouped so
+                // that copies with the same flags take one STORE.
+                if let Some(tuid) = new_uid {
+                    set_flags
+                        .entry(p.source.flags.to_imap_list())
+                        .or_insert_with(|| (p.source.flags.clone(), Vec::new()))
+                        .1
+                        .push(tuid);
+                }
+                changes.push(self.record(ordinals, p.source.clone(), fp, new_uid));
+                self.summary.copied_on_target += 1;
+                placed.insert(p.source.uid);
+            }
+            for (flags, uids) in set_flags.values() {
+                self.target
+                    .store_flags(uids, FlagChange::Replace, flags)
+                    .await?;
+            }
+        }
+        Ok(placed)
     }
 
     /// Validation gate before an upload (DESIGN.md "Validation, quarantine"): transport damage

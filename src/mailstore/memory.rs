@@ -736,7 +736,7 @@ impl MailStore for MemoryStore {
         flags: &FlagSet,
     ) -> Result<(), StoreError> {
         self.require_write("STORE")?;
-        if uids.is_empty() || flags.is_empty() {
+        if uids.is_empty() || (flags.is_empty() && change != FlagChange::Replace) {
             return Ok(());
         }
         self.run(OpKind::StoreFlags, None, |s| {
@@ -747,6 +747,7 @@ impl MailStore for MemoryStore {
                     m.flags = match change {
                         FlagChange::Add => m.flags.iter().chain(flags.iter()).cloned().collect(),
                         FlagChange::Remove => m.flags.minus(&flags),
+                        FlagChange::Replace => flags.clone(),
                     };
                 }
             }

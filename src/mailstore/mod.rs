@@ -165,6 +165,8 @@ pub struct AppendRequest<'a> {
 pub enum FlagChange {
     Add,
     Remove,
+    /// Make the flags exactly these (an empty set clears them).
+    Replace,
 }
 
 /// One side of a pair, reached over some protocol. Every method is one logical operation with

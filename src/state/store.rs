@@ -230,6 +230,23 @@ impl StateFile {
         Ok(out)
     }
 
+    /// Every instance of every folder, as (folder, source UID, record).
+    pub fn all_instances(&self) -> Result<Vec<(String, u32, InstanceRecord)>, StateError> {
+        let txn = self.begin_read()?;
+        let table = txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| self.corrupt(e))? {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            let (folder, uid) = k.value();
+            out.push((
+                folder.to_string(),
+                uid,
+                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
+            ));
+        }
+        Ok(out)
+    }
+
     /// Applies changes to a folder (and optionally its folder record) in one durable commit.
     pub fn commit(
         &self,

@@ -13,13 +13,14 @@ impl ImapStore {
         flags: &FlagSet,
     ) -> Result<(), StoreError> {
         self.selected_name("UID STORE")?;
-        if uids.is_empty() || flags.is_empty() {
+        if uids.is_empty() || (flags.is_empty() && change != FlagChange::Replace) {
             return Ok(());
         }
         let display = self.selected_display();
         let sign = match change {
-            FlagChange::Add => '+',
-            FlagChange::Remove => '-',
+            FlagChange::Add => "+",
+            FlagChange::Remove => "-",
+            FlagChange::Replace => "",
         };
         let cmd = format!(
             "UID STORE {} {sign}FLAGS.SILENT {}",
