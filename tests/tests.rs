@@ -1,6 +1,8 @@
 //! The single integration-test binary: every test module is a `mod` here.
 
 mod bad_input;
+mod crash;
+mod faults;
 mod imap_copy;
 mod imap_guarantees;
 mod mr;

@@ -16,6 +16,9 @@ use crate::model::Fingerprint;
 use crate::reconcile::identity::{adopt, Identified};
 use crate::state::{InstanceChange, InstanceRecord, JournalEntry, JournalOp, StateFile};
 
+/// Candidates read per round trip while resolving (each round's finds are committed).
+const RECOVERY_CHUNK: usize = 8;
+
 /// What resolving found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Recovered {
@@ -54,62 +57,69 @@ pub async fn resolve_journal<T: MailStore>(
         .filter(|m| m.uid >= entry.target_uidnext && !mapped.contains(&m.uid))
         .filter(|m| keys.contains(&(m.size, m.internaldate.epoch())))
         .collect();
-    let mut fingerprinted: Vec<(u32, Fingerprint, &MessageMeta)> =
-        Vec::with_capacity(candidates.len());
-    for chunk in candidates.chunks(batch_messages.max(1)) {
+    let mut ordinals: HashMap<Fingerprint, u32> = HashMap::new();
+    for fp in base.values().filter_map(|i| i.fingerprint) {
+        *ordinals.entry(fp).or_default() += 1;
+    }
+    // Candidates are read and matched in small chunks, each committed at once: on a link that
+    // keeps dropping, every pass keeps what it found and the next one goes on from there.
+    let mut remaining: Vec<&crate::state::Intent> = entry.intents.iter().collect();
+    let mut found = 0;
+    for chunk in candidates.chunks(RECOVERY_CHUNK.min(batch_messages.max(1))) {
+        if remaining.is_empty() {
+            break;
+        }
         let uids: Vec<u32> = chunk.iter().map(|m| m.uid).collect();
+        let mut fingerprinted: Vec<(u32, Fingerprint, &MessageMeta)> =
+            Vec::with_capacity(chunk.len());
         for body in target.fetch_bodies(&uids).await? {
             if let Some(m) = chunk.iter().find(|m| m.uid == body.uid) {
                 fingerprinted.push((m.uid, Fingerprint::of(body.bytes()), m));
             }
         }
-    }
-    let sources: Vec<Identified<'_>> = entry
-        .intents
-        .iter()
-        .map(|i| Identified {
-            uid: i.source_uid,
-            fingerprint: i.fingerprint,
-            internaldate: &i.internaldate,
-        })
-        .collect();
-    let cands: Vec<Identified<'_>> = fingerprinted
-        .iter()
-        .map(|(uid, fp, m)| Identified {
-            uid: *uid,
-            fingerprint: *fp,
-            internaldate: &m.internaldate,
-        })
-        .collect();
-    let matches = adopt(&sources, &cands);
-
-    let mut ordinals: HashMap<Fingerprint, u32> = HashMap::new();
-    for fp in base.values().filter_map(|i| i.fingerprint) {
-        *ordinals.entry(fp).or_default() += 1;
-    }
-    let mut changes = Vec::new();
-    let mut missing = Vec::new();
-    for (intent, found) in entry.intents.iter().zip(matches) {
-        match found {
-            Some(tuid) => {
-                let ordinal = ordinals.entry(intent.fingerprint).or_default();
-                let rec = InstanceRecord {
-                    fingerprint: Some(intent.fingerprint),
-                    ordinal: *ordinal,
-                    target_uid: Some(tuid),
-                    flags: intent.flags.clone(),
-                    internaldate: intent.internaldate.clone(),
-                    size: intent.size,
-                };
-                *ordinal += 1;
-                base.insert(intent.source_uid, rec.clone());
-                changes.push(InstanceChange::Put(intent.source_uid, rec));
-            }
-            None => missing.push(intent.source_uid),
+        let sources: Vec<Identified<'_>> = remaining
+            .iter()
+            .map(|i| Identified {
+                uid: i.source_uid,
+                fingerprint: i.fingerprint,
+                internaldate: &i.internaldate,
+            })
+            .collect();
+        let cands: Vec<Identified<'_>> = fingerprinted
+            .iter()
+            .map(|(uid, fp, m)| Identified {
+                uid: *uid,
+                fingerprint: *fp,
+                internaldate: &m.internaldate,
+            })
+            .collect();
+        let matches = adopt(&sources, &cands);
+        let mut changes = Vec::new();
+        let mut matched: Vec<u32> = Vec::new();
+        for (intent, tuid) in remaining.iter().zip(matches) {
+            let Some(tuid) = tuid else { continue };
+            let ordinal = ordinals.entry(intent.fingerprint).or_default();
+            let rec = InstanceRecord {
+                fingerprint: Some(intent.fingerprint),
+                ordinal: *ordinal,
+                target_uid: Some(tuid),
+                flags: intent.flags.clone(),
+                internaldate: intent.internaldate.clone(),
+                size: intent.size,
+            };
+            *ordinal += 1;
+            base.insert(intent.source_uid, rec.clone());
+            changes.push(InstanceChange::Put(intent.source_uid, rec));
+            matched.push(intent.source_uid);
         }
+        state.commit(name, None, &changes)?;
+        found += changes.len();
+        remaining.retain(|i| !matched.contains(&i.source_uid));
     }
+    let missing: Vec<u32> = remaining.iter().map(|i| i.source_uid).collect();
+    let changes: Vec<InstanceChange> = Vec::new();
     let recovered = Recovered {
-        found: changes.len(),
+        found,
         missing: missing.len(),
     };
     if missing.is_empty() {

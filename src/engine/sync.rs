@@ -284,6 +284,8 @@ async fn sync_folder<S: MailStore, T: MailStore>(
             options.batch_messages,
         )
         .await?;
+        // Copies found count as adopted: they are on the target, nothing was uploaded now.
+        summary.adopted += r.found as u64;
         if r.found + r.missing > 0 {
             notice(events, summary, format!(
                 "{name}: resumed an interrupted batch: {} copy(ies) found on the target, {} to upload again",
