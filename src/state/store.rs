@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable};
+use redb::{
+    Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+};
 
 use super::lock::StateLock;
 use super::schema::{
@@ -145,6 +147,24 @@ impl StateFile {
         &self.path
     }
 
+    /// Opens a table for reading; `None` when a file written by an older version lacks it.
+    fn read_table<K: redb::Key + 'static, V: redb::Value + 'static>(
+        &self,
+        txn: &ReadTransaction,
+        def: TableDefinition<K, V>,
+    ) -> Result<Option<redb::ReadOnlyTable<K, V>>, StateError> {
+        match txn.open_table(def) {
+            Ok(t) => Ok(Some(t)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+            Err(e) => Err(self.corrupt(e)),
+        }
+    }
+
+    /// Decodes a stored JSON record.
+    fn decode<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StateError> {
+        serde_json::from_slice(bytes).map_err(|e| self.corrupt(e))
+    }
+
     fn begin_read(&self) -> Result<ReadTransaction, StateError> {
         match &self.db {
             Db::Writable(db) => db.begin_read(),
@@ -191,9 +211,7 @@ impl StateFile {
         let table = txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
         match table.get(folder).map_err(|e| self.corrupt(e))? {
             None => Ok(None),
-            Some(v) => Ok(Some(
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
-            )),
+            Some(v) => Ok(Some(self.decode(v.value())?)),
         }
     }
 
@@ -204,10 +222,7 @@ impl StateFile {
         let mut out = BTreeMap::new();
         for entry in table.iter().map_err(|e| self.corrupt(e))? {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            out.insert(
-                k.value().to_string(),
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
-            );
+            out.insert(k.value().to_string(), self.decode(v.value())?);
         }
         Ok(out)
     }
@@ -222,10 +237,7 @@ impl StateFile {
             .map_err(|e| self.corrupt(e))?
         {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            out.insert(
-                k.value().1,
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
-            );
+            out.insert(k.value().1, self.decode(v.value())?);
         }
         Ok(out)
     }
@@ -238,11 +250,7 @@ impl StateFile {
         for entry in table.iter().map_err(|e| self.corrupt(e))? {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
             let (folder, uid) = k.value();
-            out.push((
-                folder.to_string(),
-                uid,
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
-            ));
+            out.push((folder.to_string(), uid, self.decode(v.value())?));
         }
         Ok(out)
     }
@@ -322,26 +330,20 @@ impl StateFile {
     /// The batch under way in a folder, if a previous pass stopped inside one.
     pub fn journal(&self, folder: &str) -> Result<Option<JournalEntry>, StateError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(JOURNAL) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(self.corrupt(e)),
+        let Some(table) = self.read_table(&txn, JOURNAL)? else {
+            return Ok(None);
         };
         match table.get(folder).map_err(|e| self.corrupt(e))? {
             None => Ok(None),
-            Some(v) => Ok(Some(
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
-            )),
+            Some(v) => Ok(Some(self.decode(v.value())?)),
         }
     }
 
     /// Failed upload attempts of a folder's source messages.
     pub fn attempts(&self, folder: &str) -> Result<BTreeMap<u32, Attempts>, StateError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(ATTEMPTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(self.corrupt(e)),
+        let Some(table) = self.read_table(&txn, ATTEMPTS)? else {
+            return Ok(BTreeMap::new());
         };
         let mut out = BTreeMap::new();
         for entry in table
@@ -349,10 +351,7 @@ impl StateFile {
             .map_err(|e| self.corrupt(e))?
         {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            out.insert(
-                k.value().1,
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
-            );
+            out.insert(k.value().1, self.decode(v.value())?);
         }
         Ok(out)
     }
@@ -414,19 +413,14 @@ impl StateFile {
     /// Every held removal, by (folder, source UID).
     pub fn held(&self) -> Result<BTreeMap<(String, u32), HeldRemoval>, StateError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(HELD) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(self.corrupt(e)),
+        let Some(table) = self.read_table(&txn, HELD)? else {
+            return Ok(BTreeMap::new());
         };
         let mut out = BTreeMap::new();
         for entry in table.iter().map_err(|e| self.corrupt(e))? {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
             let (folder, uid) = k.value();
-            out.insert(
-                (folder.to_string(), uid),
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
-            );
+            out.insert((folder.to_string(), uid), self.decode(v.value())?);
         }
         Ok(out)
     }
@@ -497,10 +491,8 @@ impl StateFile {
     /// Removals applied in the 24 hours before `now_ms`.
     pub fn removed_since(&self, since_ms: u64) -> Result<u64, StateError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(REMOVAL_LOG) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
-            Err(e) => return Err(self.corrupt(e)),
+        let Some(table) = self.read_table(&txn, REMOVAL_LOG)? else {
+            return Ok(0);
         };
         let mut sum = 0;
         for entry in table.range(since_ms..).map_err(|e| self.corrupt(e))? {
@@ -516,10 +508,8 @@ impl StateFile {
         folder: Option<&str>,
     ) -> Result<BTreeMap<(String, u32), Quarantined>, StateError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(QUARANTINE) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(self.corrupt(e)),
+        let Some(table) = self.read_table(&txn, QUARANTINE)? else {
+            return Ok(BTreeMap::new());
         };
         let mut out = BTreeMap::new();
         let range = match folder {
@@ -529,10 +519,7 @@ impl StateFile {
         for entry in range.map_err(|e| self.corrupt(e))? {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
             let (f, uid) = k.value();
-            out.insert(
-                (f.to_string(), uid),
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
-            );
+            out.insert((f.to_string(), uid), self.decode(v.value())?);
         }
         Ok(out)
     }
@@ -566,10 +553,8 @@ impl StateFile {
     /// Folders with an unfinished upload batch.
     pub fn journaled_folders(&self) -> Result<Vec<String>, StateError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(JOURNAL) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(self.corrupt(e)),
+        let Some(table) = self.read_table(&txn, JOURNAL)? else {
+            return Ok(Vec::new());
         };
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| self.corrupt(e))? {
@@ -581,19 +566,14 @@ impl StateFile {
     /// Failed uploads of every folder, by (folder, source UID).
     pub fn all_attempts(&self) -> Result<BTreeMap<(String, u32), Attempts>, StateError> {
         let txn = self.begin_read()?;
-        let table = match txn.open_table(ATTEMPTS) {
-            Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
-            Err(e) => return Err(self.corrupt(e)),
+        let Some(table) = self.read_table(&txn, ATTEMPTS)? else {
+            return Ok(BTreeMap::new());
         };
         let mut out = BTreeMap::new();
         for entry in table.iter().map_err(|e| self.corrupt(e))? {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
             let (folder, uid) = k.value();
-            out.insert(
-                (folder.to_string(), uid),
-                serde_json::from_slice(v.value()).map_err(|e| self.corrupt(e))?,
-            );
+            out.insert((folder.to_string(), uid), self.decode(v.value())?);
         }
         Ok(out)
     }
