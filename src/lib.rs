@@ -6,16 +6,22 @@
 //!
 //! - [`cli`]: argument parsing (clap), one file per subcommand, progress bars and summaries,
 //!   errors to exit codes. The only layer that prints.
-//! - [`engine`]: drives a pass: list both sides, plan each folder, apply the plan to the target,
-//!   commit the outcome to the state. Emits progress as events.
+//! - [`engine`]: drives a pass: list both sides, resolve a batch a previous run left unfinished
+//!   (`engine::recover`), plan each folder, validate and place messages (adopt what the target
+//!   holds, COPY content it holds elsewhere, APPEND the rest under a journal), then decide and
+//!   apply the pass's removals. Emits progress as events.
 //! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
-//!   returns a change set (placements, flag updates, removals, held removals). No I/O.
+//!   returns a change set (placements, flag updates, removals); the removal budget decides which
+//!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by
+//!   identity. No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer) and in memory
 //!   ([`mailstore::memory`], for fast engine tests).
 //! - [`state`]: the redb state file: per folder, per message instance, what was synced.
 //! - [`model`]: the vocabulary (folder paths, flags, fingerprints, dates), no I/O.
 //! - [`config`]: URLs, password sources and connection settings, validated.
+//! - [`crashpoint`]: `MAILREPLICA_CRASH_AT` hooks that let crash tests kill the process at a
+//!   chosen step.
 //!
 //! # Invariants
 //!
@@ -26,8 +32,11 @@
 //! - A target message is removed only when the state maps it to a source message that a complete
 //!   listing no longer shows, and only below the removal guard. A failed or partial listing
 //!   aborts the pass; it never reads as "empty".
-//! - The target is written first and the state committed after; a crash in between leaves
-//!   messages the next pass adopts by identity instead of uploading again.
+//! - Each upload batch is journaled before it is sent and committed after; a crash in between
+//!   leaves a journal entry the next pass resolves by identity, so nothing is uploaded twice
+//!   (order of operations in [`state`]).
+//! - Removals that look like damage (a folder suddenly empty, more than the 24 h budget) are held
+//!   for the user, never applied by a later pass on its own.
 //! - Secrets live in [`config::Secret`] (zeroized, redacted in `Debug`), never in logs, errors
 //!   or the state.
 
