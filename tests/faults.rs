@@ -344,3 +344,38 @@ async fn rebuild_state_uploads_nothing() {
     let v = verify(&source, &recovery.url(&dst_user)).await;
     assert_eq!(v.code, 0, "{v:?}");
 }
+
+/// A transfer from the source cut in the middle of a message's literal is never uploaded
+/// truncated: the pass fails, is retried, and the message arrives whole.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_transfer_cut_mid_literal_is_never_uploaded_truncated() {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    let (src_user, dst_user) = (fresh_user("cutsrc"), fresh_user("cutdst"));
+    let mut p = TestImap::connect(&primary, &src_user).await;
+    let big = big_message(1 << 20);
+    p.append(
+        "INBOX",
+        &["\\Seen"],
+        Some("15-Mar-2024 12:00:00 +0000"),
+        &big,
+    )
+    .await;
+    let expected = account(&mut p).await;
+    // The first connection to the source is cut 300 KB into the answers, inside the literal.
+    let proxy = Proxy::start(primary.addr(), FaultPlan::DropAfterServerBytes(300_000));
+    let source = format!("imap+plain://{src_user}@127.0.0.1:{}", proxy.port());
+    let target = recovery.url(&dst_user);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.redb").to_string_lossy().into_owned();
+    let mut args = sync_args(&source, &target, &state);
+    args.extend(["--retries", "3"]);
+    let run = mailreplica_env(&args, &fast_retry_env()).await;
+    assert!(
+        proxy.faults_fired() >= 1,
+        "the proxy never cut the transfer"
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut r = TestImap::connect(&recovery, &dst_user).await;
+    assert_same_accounts(&expected, &account(&mut r).await);
+}
