@@ -166,15 +166,14 @@ async fn sync_pass<S: MailStore, T: MailStore>(
 
     apply_removal_budget(target, state, options, events, summary, &pending).await?;
 
-    for (name, _) in state.folders()? {
-        let path = FolderPath::from_display(&name);
-        if !on_source.contains(&path) {
-            let note = format!("folder {name} is gone from the source; it is kept on the target (folder deletions are not propagated)");
-            events.event(Event::Notice(note.clone()));
-            summary.notices.push(note);
+    let state_folders = state.folders()?;
+    for name in state_folders.keys() {
+        if !on_source.contains(&FolderPath::from_display(name)) {
+            notice(events, summary, format!(
+                "folder {name} is gone from the source; it is kept on the target (folder deletions are not propagated)"
+            ));
         }
     }
-    let state_folders = state.folders()?;
     for path in on_target
         .iter()
         .filter(|p| !on_source.contains(p) && !state_folders.contains_key(&p.to_string()))
@@ -266,11 +265,14 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     // The folder record goes in before any instance of this pass, so an interrupted first
     // pass still knows which UIDVALIDITYs its instances were recorded under.
     if let (Some(tstatus), false) = (&target_status, options.dry_run) {
-        let record = FolderRecord {
+        let now = FolderRecord {
             source_uidvalidity: source_status.uidvalidity,
             target_uidvalidity: Some(tstatus.uidvalidity),
         };
-        state.commit(&name, Some(&record), &[])?;
+        // Written only when it changed: a no-op pass commits nothing.
+        if record.as_ref() != Some(&now) {
+            state.commit(&name, Some(&now), &[])?;
+        }
     }
 
     if let (Some(tstatus), false) = (&target_status, options.dry_run) {
@@ -373,11 +375,6 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     .place(&plan, &base, &target_msgs, &target_status)
     .await?;
     summary.target_only += plan.unmapped_target.len().saturating_sub(adopted) as u64;
-    let record = FolderRecord {
-        source_uidvalidity: source_status.uidvalidity,
-        target_uidvalidity: Some(target_status.uidvalidity),
-    };
-    state.commit(&name, Some(&record), &[])?;
     events.event(Event::FolderFinished {
         folder: path.clone(),
     });
@@ -622,7 +619,10 @@ async fn apply_removal_budget<T: MailStore>(
                 )
             })
             .collect();
-        state.set_held(&name, &held)?;
+        let held_here_before = held_before.keys().any(|(folder, _)| *folder == name);
+        if held_here_before || !held.is_empty() {
+            state.set_held(&name, &held)?;
+        }
     }
     Ok(())
 }
