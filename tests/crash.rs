@@ -5,20 +5,26 @@
 //!
 //! Every crash point runs on its own fresh target user and its own state file. The primary is
 //! seeded once per test function (a fresh user) with `MAILREPLICA_CRASHTEST_MESSAGES` messages
-//! (default 120) in three folders: byte-identical duplicates in one folder and across folders,
-//! varied flags and INTERNALDATEs, and one ~200 KB message at the head of every folder (so
-//! `mid_literal` cuts a large literal, at upload 1, N/3+1 and 2N/3+1 of an initial pass).
+//! (default 120) in three folders: byte-identical duplicates in one folder and across folders
+//! (half of them with the same INTERNALDATE, which the target may place by UID COPY), varied
+//! flags and INTERNALDATEs, and one ~200 KB message at the head of every folder (so
+//! `mid_literal` cuts large literals).
 //!
-//! The three tests (nextest runs them in parallel) and the crash points they exercise at the
-//! default size (N = 120, counted only when the process was really killed there; a point the
-//! pass does not reach `n` times lets the run complete and is not counted):
+//! The initial-pass tests first run a probe pass through the counting proxy on a fresh target:
+//! the APPENDs it sends, in order (mailbox, literal size), say which `after_append_ok:n` and
+//! `mid_literal:n` exist and where the big literals and the folder boundaries are (117 APPENDs
+//! and 3 COPYs at N = 120). The three tests (nextest runs them in parallel) and the crash points
+//! they exercise at the default size (counted only when the process was really killed there; a
+//! point the pass does not reach `n` times lets the run complete and is not counted):
 //!
-//! * `crash_initial_sync_after_append_ok`: 21 points `after_append_ok:n` spread over 1..=N
-//!   (with both sides of every folder boundary); every one must be reached.
-//! * `crash_initial_sync_literals_journal_commit`: 13 points `mid_literal:n` (every
-//!   head-of-folder big message, its neighbours, the last uploads), then `after_journal:n` and
-//!   `after_commit:n` for n = 1, 2, ... until the pass no longer reaches the point (3 each at
-//!   N = 120: one batch per folder; about 12 each at N = 2000): 19 in all.
+//! * `crash_initial_sync_after_append_ok`: 21 points `after_append_ok:n` spread over all
+//!   uploads, with both sides of every folder boundary; every one must be reached.
+//! * `crash_initial_sync_literals_journal_commit`: 15 points `mid_literal:n` (every big literal
+//!   and its neighbours, the first and last uploads, a few in between; all must be reached),
+//!   then `after_journal:n`, `after_commit:n` (and `after_store:n`, for the flags of copies
+//!   placed by UID COPY, if the pass reaches it) for n = 1, 2, ... until the pass no longer
+//!   reaches the point (3 each at N = 120: one batch per folder; about 12 each at N = 2000):
+//!   21 in all.
 //! * `crash_incremental_pass`: targets are synced first, then the primary changes (in every
 //!   folder a new keyword and a `\Seen` removal or `\Flagged` addition, one expunge, in INBOX
 //!   of the later of a byte-identical pair, two in the last folder, one new message, the one in
@@ -28,7 +34,7 @@
 //!   and at `after_journal:n`, `after_commit:n` for n = 1.. while reached: 21 in all
 //!   (6 + 3 + 3 + 3 + 3 + 3). Runs with `--allow-deletions` so the expunges are applied.
 //!
-//! Each test asserts its own minimum: 20 + 18 + 15 = 53 >= 50 distinct crash points (61
+//! Each test asserts its own minimum: 20 + 18 + 15 = 53 >= 50 distinct crash points (63
 //! measured). Each prints a `crashtest: ...: K crash points exercised` line (shown with
 //! `--success-output final`); `scripts/crashtest` runs the same tests at 2000 messages.
 //! `MAILREPLICA_CRASHTEST_JOBS` (default 3) sets how many cases of one test run at once.
@@ -157,8 +163,15 @@ fn seeds(n: usize) -> Vec<Seed> {
             };
             (orig.bytes.clone(), date)
         } else if i % 19 == 10 {
-            // Byte-identical to a message of another folder.
-            (out[i - 1].bytes.clone(), date_for(i))
+            // Byte-identical to a message of another folder; every other one with the same
+            // INTERNALDATE too (the target may place those by UID COPY from the other folder).
+            let orig = &out[i - 1];
+            let date = if i % 2 == 0 {
+                orig.date.clone()
+            } else {
+                date_for(i)
+            };
+            (orig.bytes.clone(), date)
         } else {
             (text_message("crash", i), date_for(i))
         };
@@ -412,6 +425,35 @@ fn initial_case(
     }
 }
 
+/// What an initial pass sends to the target, seen by the counting proxy on a probe target: every
+/// APPEND in order as (mailbox as sent, literal size), and how many UID COPY commands.
+/// Deterministic: every crash case makes the same pass on its own fresh target.
+async fn probe_initial_pass(source: &str, dir: &Path) -> (Vec<(String, usize)>, usize) {
+    let proxy = Proxy::start(TestServer::dovecot_recovery().addr(), FaultPlan::None);
+    let (_, _) = baseline(source, dir, Some(&proxy)).await;
+    let appends: Vec<(String, usize)> = proxy
+        .commands_detailed()
+        .iter()
+        .filter(|c| c.verb == "APPEND")
+        .map(|c| {
+            let rest = c.line.split_once(" APPEND ").map(|(_, r)| r).unwrap_or("");
+            let mailbox = rest.split(' ').next().unwrap_or("").to_string();
+            let size = c
+                .line
+                .rsplit_once('{')
+                .and_then(|(_, l)| l.trim_end_matches(['}', '+', '-']).parse().ok())
+                .unwrap_or_else(|| panic!("no literal in {:?}", c.line));
+            (mailbox, size)
+        })
+        .collect();
+    let copies = proxy.count("COPY");
+    eprintln!(
+        "crashtest: the initial pass sends {} APPEND and {copies} COPY",
+        appends.len()
+    );
+    (appends, copies)
+}
+
 fn report(test: &str, n: usize, started: Instant, hit: &[CrashPoint]) {
     let names: Vec<String> = hit.iter().map(ToString::to_string).collect();
     eprintln!(
@@ -432,9 +474,17 @@ async fn crash_initial_sync_after_append_ok() {
     let expected = std::sync::Arc::new(expected);
     let source = TestServer::dovecot_primary().url(&src_user);
     let dir = tempfile::tempdir().unwrap();
-    let mut wanted: Vec<usize> = spread(n, 17);
-    // Around the folder boundaries (the first upload of the second and third folder).
-    wanted.extend([2, n / 3, n / 3 + 1, 2 * n / 3 + 1]);
+    let (appends, _) = probe_initial_pass(&source, dir.path()).await;
+    let uploads = appends.len();
+    assert!(uploads >= n * 9 / 10, "{uploads} uploads for {n} messages");
+    let mut wanted: Vec<usize> = spread(uploads, 17);
+    // Both sides of every folder boundary (the last upload of a folder, the first of the next).
+    for k in 1..uploads {
+        if appends[k].0 != appends[k - 1].0 {
+            wanted.extend([k, k + 1]);
+        }
+    }
+    wanted.push(2);
     wanted.sort();
     wanted.dedup();
     let cases: Vec<Case> = wanted
@@ -454,7 +504,7 @@ async fn crash_initial_sync_after_append_ok() {
     let planned = cases.len();
     let hit = run_cases(cases).await;
     report("after_append_ok", n, started, &hit);
-    // Every message of an initial pass is uploaded once, so every n <= N is reached.
+    // Every upload the probe saw is one tagged APPEND OK, so every n <= uploads is reached.
     assert_eq!(
         hit.len(),
         planned,
@@ -474,22 +524,20 @@ async fn crash_initial_sync_literals_journal_commit() {
     let source = TestServer::dovecot_primary().url(&src_user);
     let dir = tempfile::tempdir().unwrap();
 
-    // The big message heads every folder: the first upload of each folder, whatever order the
-    // folders are synced in (1, N/3+1, 2N/3+1 when N is a multiple of 3), and the one after it.
-    let counts: Vec<usize> = (0..FOLDERS.len())
-        .map(|f| (0..n).filter(|i| i % FOLDERS.len() == f).count())
+    // Every upload writes one literal: cut each big one (they head the folders), the uploads
+    // around them, the first and the last ones, and a few spread in between.
+    let (appends, copies) = probe_initial_pass(&source, dir.path()).await;
+    let uploads = appends.len();
+    let bigs: Vec<usize> = (1..=uploads)
+        .filter(|&k| appends[k - 1].1 >= BIG / 2)
         .collect();
-    let mut wanted: Vec<usize> = vec![1, 2, n - 1, n];
-    for a in 0..counts.len() {
-        for b in 0..counts.len() {
-            if a != b {
-                for head in [1 + counts[a], 1 + counts[a] + counts[b]] {
-                    wanted.extend([head - 1, head, head + 1]);
-                }
-            }
-        }
+    assert!(bigs.len() >= FOLDERS.len(), "big uploads at {bigs:?}");
+    let mut wanted: Vec<usize> = vec![1, 2, uploads - 1, uploads];
+    for &k in &bigs {
+        wanted.extend([k - 1, k, k + 1]);
     }
-    wanted.extend(spread(n, 7));
+    wanted.retain(|&k| (1..=uploads).contains(&k));
+    wanted.extend(spread(uploads, 7));
     wanted.sort();
     wanted.dedup();
     let cases: Vec<Case> = wanted
@@ -514,12 +562,18 @@ async fn crash_initial_sync_literals_journal_commit() {
     );
 
     // Batches: at least one per folder; discovered by running until a point is not reached.
-    let (journal, commit) = tokio::join!(
+    // Messages placed by UID COPY (same content and INTERNALDATE already in another folder)
+    // get their own flags by STORE: cut there too, while reached.
+    let (journal, commit, stores) = tokio::join!(
         run_while_reached("after_journal", 200, |cp| {
             let c = initial_case(&source, &expected, dir.path(), cp);
             async move { c }
         }),
         run_while_reached("after_commit", 200, |cp| {
+            let c = initial_case(&source, &expected, dir.path(), cp);
+            async move { c }
+        }),
+        run_while_reached("after_store", if copies > 0 { 200 } else { 0 }, |cp| {
             let c = initial_case(&source, &expected, dir.path(), cp);
             async move { c }
         }),
@@ -536,7 +590,13 @@ async fn crash_initial_sync_literals_journal_commit() {
     );
     hit.extend(journal);
     hit.extend(commit);
-    report("mid_literal+after_journal+after_commit", n, started, &hit);
+    hit.extend(stores);
+    report(
+        "mid_literal+after_journal+after_commit+after_store",
+        n,
+        started,
+        &hit,
+    );
     assert!(hit.len() >= 18, "{} crash points", hit.len());
 }
 
