@@ -564,7 +564,7 @@ async fn crash_initial_sync_literals_journal_commit() {
     // Batches: at least one per folder; discovered by running until a point is not reached.
     // Messages placed by UID COPY (same content and INTERNALDATE already in another folder)
     // get their own flags by STORE: cut there too, while reached.
-    let (journal, commit, stores) = tokio::join!(
+    let (journal, commit, stores, copies_cut) = tokio::join!(
         run_while_reached("after_journal", 200, |cp| {
             let c = initial_case(&source, &expected, dir.path(), cp);
             async move { c }
@@ -577,6 +577,15 @@ async fn crash_initial_sync_literals_journal_commit() {
             let c = initial_case(&source, &expected, dir.path(), cp);
             async move { c }
         }),
+        // Between a UID COPY and the STORE that gives the copies their own flags.
+        run_while_reached("after_copy", if copies > 0 { 200 } else { 0 }, |cp| {
+            let c = initial_case(&source, &expected, dir.path(), cp);
+            async move { c }
+        }),
+    );
+    assert!(
+        copies == 0 || !copies_cut.is_empty(),
+        "after_copy never reached with {copies} copies"
     );
     assert!(
         journal.len() >= FOLDERS.len(),
@@ -591,8 +600,9 @@ async fn crash_initial_sync_literals_journal_commit() {
     hit.extend(journal);
     hit.extend(commit);
     hit.extend(stores);
+    hit.extend(copies_cut);
     report(
-        "mid_literal+after_journal+after_commit+after_store",
+        "mid_literal+after_journal+after_commit+after_store+after_copy",
         n,
         started,
         &hit,

@@ -1110,6 +1110,8 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 Err(StoreError::No { .. }) | Err(StoreError::NoSuchFolder { .. }) => continue,
                 Err(e) => return Err(e.into()),
             };
+            // The copies exist, their flags are not set yet: a crash here must heal too.
+            crashpoint::hit("after_copy");
             let new_uids: HashMap<u32, Option<u32>> = results.into_iter().collect();
             let mut set_flags: BTreeMap<String, (FlagSet, Vec<u32>)> = BTreeMap::new();
             for (uid, _, p, fp) in items {
