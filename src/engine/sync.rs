@@ -28,8 +28,10 @@ use crate::state::{
     FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalOp, Quarantined, StateFile,
 };
 
-/// Failed uploads of one message after which it is given up and reported.
-pub const MAX_ATTEMPTS: u32 = 3;
+/// Failed uploads of one message after which it is given up and reported. Five, not fewer: on a
+/// link that drops every few hundred kilobytes a small message can be the one in flight at a cut
+/// two or three times by bad luck.
+pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Knobs of a pass.
 #[derive(Debug, Clone)]
