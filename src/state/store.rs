@@ -160,6 +160,29 @@ impl StateFile {
         }
     }
 
+    /// The records of a table keyed by (folder, source UID): of one folder, or of all.
+    fn keyed<T: serde::de::DeserializeOwned>(
+        &self,
+        def: TableDefinition<(&str, u32), &[u8]>,
+        folder: Option<&str>,
+    ) -> Result<BTreeMap<(String, u32), T>, StateError> {
+        let txn = self.begin_read()?;
+        let Some(table) = self.read_table(&txn, def)? else {
+            return Ok(BTreeMap::new());
+        };
+        let range = match folder {
+            Some(f) => table.range((f, 0u32)..=(f, u32::MAX)),
+            None => table.range::<(&str, u32)>(..),
+        };
+        let mut out = BTreeMap::new();
+        for entry in range.map_err(|e| self.corrupt(e))? {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            let (f, uid) = k.value();
+            out.insert((f.to_string(), uid), self.decode(v.value())?);
+        }
+        Ok(out)
+    }
+
     /// Decodes a stored JSON record.
     fn decode<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, StateError> {
         serde_json::from_slice(bytes).map_err(|e| self.corrupt(e))
@@ -341,19 +364,11 @@ impl StateFile {
 
     /// Failed upload attempts of a folder's source messages.
     pub fn attempts(&self, folder: &str) -> Result<BTreeMap<u32, Attempts>, StateError> {
-        let txn = self.begin_read()?;
-        let Some(table) = self.read_table(&txn, ATTEMPTS)? else {
-            return Ok(BTreeMap::new());
-        };
-        let mut out = BTreeMap::new();
-        for entry in table
-            .range((folder, 0u32)..=(folder, u32::MAX))
-            .map_err(|e| self.corrupt(e))?
-        {
-            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            out.insert(k.value().1, self.decode(v.value())?);
-        }
-        Ok(out)
+        Ok(self
+            .keyed(ATTEMPTS, Some(folder))?
+            .into_iter()
+            .map(|((_, uid), a)| (uid, a))
+            .collect())
     }
 
     /// Counts one more failed upload for each source UID, and clears the folder's journal, in one
@@ -412,17 +427,7 @@ impl StateFile {
 
     /// Every held removal, by (folder, source UID).
     pub fn held(&self) -> Result<BTreeMap<(String, u32), HeldRemoval>, StateError> {
-        let txn = self.begin_read()?;
-        let Some(table) = self.read_table(&txn, HELD)? else {
-            return Ok(BTreeMap::new());
-        };
-        let mut out = BTreeMap::new();
-        for entry in table.iter().map_err(|e| self.corrupt(e))? {
-            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            let (folder, uid) = k.value();
-            out.insert((folder.to_string(), uid), self.decode(v.value())?);
-        }
-        Ok(out)
+        self.keyed(HELD, None)
     }
 
     /// Replaces the held removals of a folder.
@@ -507,21 +512,7 @@ impl StateFile {
         &self,
         folder: Option<&str>,
     ) -> Result<BTreeMap<(String, u32), Quarantined>, StateError> {
-        let txn = self.begin_read()?;
-        let Some(table) = self.read_table(&txn, QUARANTINE)? else {
-            return Ok(BTreeMap::new());
-        };
-        let mut out = BTreeMap::new();
-        let range = match folder {
-            Some(f) => table.range((f, 0u32)..=(f, u32::MAX)),
-            None => table.range::<(&str, u32)>(..),
-        };
-        for entry in range.map_err(|e| self.corrupt(e))? {
-            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            let (f, uid) = k.value();
-            out.insert((f.to_string(), uid), self.decode(v.value())?);
-        }
-        Ok(out)
+        self.keyed(QUARANTINE, folder)
     }
 
     /// Records (or updates) quarantined messages and removes released ones, in one commit.
@@ -565,17 +556,7 @@ impl StateFile {
 
     /// Failed uploads of every folder, by (folder, source UID).
     pub fn all_attempts(&self) -> Result<BTreeMap<(String, u32), Attempts>, StateError> {
-        let txn = self.begin_read()?;
-        let Some(table) = self.read_table(&txn, ATTEMPTS)? else {
-            return Ok(BTreeMap::new());
-        };
-        let mut out = BTreeMap::new();
-        for entry in table.iter().map_err(|e| self.corrupt(e))? {
-            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            let (folder, uid) = k.value();
-            out.insert((folder.to_string(), uid), self.decode(v.value())?);
-        }
-        Ok(out)
+        self.keyed(ATTEMPTS, None)
     }
 
     /// The pair id this file belongs to.
