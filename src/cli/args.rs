@@ -122,6 +122,11 @@ pub struct SyncArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub settle: u64,
 
+    /// Confirm that the source went back in time (restored from a backup) and thaw the pair:
+    /// the regressed folders are matched again by identity; nothing is deleted on the target
+    #[arg(long)]
+    pub accept_regression: bool,
+
     /// Throw away this pair's state and rebuild it by matching messages by identity (nothing
     /// the target already holds is uploaded again). A damaged state file is moved aside.
     #[arg(long)]

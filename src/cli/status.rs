@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::args::StatusArgs;
 use super::exit::ExitCode;
 use crate::engine::sync::MAX_ATTEMPTS;
+use crate::engine::Frozen;
 use crate::state::StateFile;
 
 pub struct StatusCommand {
@@ -17,6 +18,8 @@ pub struct StatusCommand {
 struct PairStatus {
     state_file: String,
     pair_id: String,
+    /// Set when the pair is frozen (the primary went back in time): why, and what to do.
+    frozen: Option<FrozenStatus>,
     /// The summary of the last completed run, as `sync --json` printed it.
     last_pass: Option<serde_json::Value>,
     held_removals: Vec<Held>,
@@ -24,6 +27,14 @@ struct PairStatus {
     quarantined: Vec<QuarantineEntry>,
     /// Folders with an upload batch a run left unfinished (the next run resolves it).
     interrupted_batches: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FrozenStatus {
+    folder: String,
+    detail: String,
+    since: u64,
+    message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -77,7 +88,10 @@ impl StatusCommand {
             }
         }
         let attention = all.iter().any(|s| {
-            !s.held_removals.is_empty() || !s.gave_up.is_empty() || !s.quarantined.is_empty()
+            s.frozen.is_some()
+                || !s.held_removals.is_empty()
+                || !s.gave_up.is_empty()
+                || !s.quarantined.is_empty()
         });
         if self.args.json {
             let out = if all.len() == 1 {
@@ -127,9 +141,19 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
             last_error: a.last_error,
         })
         .collect();
+    let frozen = state.frozen()?.map(|raw| {
+        let f = Frozen::from_raw(&raw);
+        FrozenStatus {
+            message: f.to_string(),
+            folder: f.folder,
+            detail: f.detail,
+            since: f.since,
+        }
+    });
     Ok(PairStatus {
         state_file: path.display().to_string(),
         pair_id: state.pair_id()?,
+        frozen,
         last_pass,
         held_removals,
         gave_up,
@@ -171,6 +195,9 @@ fn default_state_files() -> Vec<PathBuf> {
 
 fn print_status(s: &PairStatus) {
     println!("state {} (pair {})", s.state_file, s.pair_id);
+    if let Some(f) = &s.frozen {
+        println!("  FROZEN since {} (unix): {}", f.since, f.message);
+    }
     match &s.last_pass {
         Some(p) => println!(
             "  last run: {} -> {}, finished at {} (unix): {} copied, {} adopted, {} flag update(s), {} removed, {} held",

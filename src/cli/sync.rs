@@ -52,6 +52,7 @@ impl SyncCommand {
             strict_validation: args.strict_validation,
             accept_invalid: args.accept_invalid,
             settle_secs: args.settle,
+            accept_regression: args.accept_regression,
             ..SyncOptions::default()
         };
         let mut summary = SyncSummary::default();

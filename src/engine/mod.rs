@@ -5,11 +5,12 @@ pub mod error;
 pub mod events;
 pub mod pair;
 pub mod recover;
+mod snapshot;
 pub mod summary;
 pub mod sync;
 pub mod verify;
 
-pub use error::EngineError;
+pub use error::{EngineError, Frozen};
 pub use events::{Event, EventSink};
 pub use summary::SyncSummary;
 

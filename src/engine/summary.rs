@@ -9,6 +9,10 @@ pub struct SyncSummary {
     pub state_file: String,
     pub dry_run: bool,
     pub folders: u64,
+    /// Folders whose tokens proved them unchanged on both sides: not even opened.
+    pub folders_unchanged: u64,
+    /// Folders read from what changed since the last pass instead of listed in full.
+    pub folders_incremental: u64,
     pub folders_created: u64,
     /// Messages uploaded to the target.
     pub copied: u64,

@@ -10,11 +10,12 @@ use std::time::Instant;
 
 use super::events::{Event, EventSink};
 use super::recover::{journal_entry, resolve_journal};
+use super::snapshot::{list_side, since_tokens, View};
 use super::summary::SyncSummary;
-use super::EngineError;
+use super::{EngineError, Frozen};
 use crate::crashpoint;
 use crate::mailstore::{
-    AppendRequest, FlagChange, FolderStatus, MailStore, MessageMeta, StoreError,
+    AppendRequest, FlagChange, FolderStatus, FolderTokens, MailStore, MessageMeta, StoreError,
 };
 use crate::model::fingerprint::normalize_line_endings;
 use crate::model::message_id::message_id;
@@ -48,6 +49,9 @@ pub struct SyncOptions {
     pub accept_invalid: bool,
     /// How long a structurally damaged message must stay unchanged before it is replicated.
     pub settle_secs: u64,
+    /// Go on after the source went back in time (see [`super::Frozen`]): the regressed
+    /// folders are matched again by identity.
+    pub accept_regression: bool,
     /// Journal each upload batch (always, except to measure what the journal costs:
     /// `MAILREPLICA_BENCH_NO_JOURNAL=1`, used by scripts/bench).
     pub journal: bool,
@@ -63,6 +67,7 @@ impl Default for SyncOptions {
             strict_validation: false,
             accept_invalid: false,
             settle_secs: 600,
+            accept_regression: false,
             journal: std::env::var_os("MAILREPLICA_BENCH_NO_JOURNAL").is_none(),
         }
     }
@@ -98,6 +103,8 @@ pub async fn sync_into<S: MailStore, T: MailStore>(
     summary.dry_run = options.dry_run;
     // Per-pass facts; counters add up over retries.
     summary.folders = 0;
+    summary.folders_unchanged = 0;
+    summary.folders_incremental = 0;
     summary.target_only = 0;
     summary.removals_held = 0;
     summary.notices.clear();
@@ -119,8 +126,36 @@ async fn sync_pass<S: MailStore, T: MailStore>(
     events: &dyn EventSink,
     summary: &mut SyncSummary,
 ) -> Result<(), EngineError> {
+    if let Some(frozen) = frozen(state)? {
+        if !options.accept_regression {
+            return Err(EngineError::Frozen(frozen));
+        }
+        // Confirmed: the regressed folders are matched again by identity below (their stored
+        // tokens still show the regression).
+        if !options.dry_run {
+            state.set_frozen(None)?;
+        }
+    }
     let source_folders = source.list_folders().await?;
     let target_folders = target.list_folders().await?;
+    let target_tokens: HashMap<&FolderPath, FolderTokens> = target_folders
+        .iter()
+        .filter_map(|f| Some((&f.path, f.tokens?)))
+        .collect();
+    let records = state.folders()?;
+    let held_in: HashSet<String> = state.held()?.into_keys().map(|(f, _)| f).collect();
+    // Time travel is looked for in every folder before anything is written.
+    if !options.accept_regression {
+        for folder in &source_folders {
+            let name = folder.path.to_string();
+            let earlier = records.get(&name).and_then(|r| r.source_tokens);
+            if let (Some(now), Some(earlier)) = (folder.tokens, earlier) {
+                if let Some(detail) = now.regression_from(&earlier) {
+                    return Err(freeze(state, options, &name, detail));
+                }
+            }
+        }
+    }
     let on_target: HashSet<FolderPath> = target_folders
         .iter()
         .filter(|f| f.selectable)
@@ -134,9 +169,33 @@ async fn sync_pass<S: MailStore, T: MailStore>(
 
     let mut pending: Vec<FolderRemovals> = Vec::new();
     let mut index = TargetIndex::default();
+    let mut awaiting_removals: HashSet<String> = HashSet::new();
+    // Messages of folders skipped as unchanged still count in the account's removal budget.
+    let mut unchanged_messages: usize = 0;
     for folder in source_folders.iter().filter(|f| f.selectable) {
         let path = &folder.path;
         summary.folders += 1;
+        let name = path.to_string();
+        // Unchanged on both sides since a pass that left it complete: not even opened.
+        if let (Some(record), Some(src), Some(tgt)) =
+            (records.get(&name), folder.tokens, target_tokens.get(path))
+        {
+            let unchanged = record.complete
+                && record
+                    .source_tokens
+                    .is_some_and(|t| src.proves_unchanged(&t))
+                && record
+                    .target_tokens
+                    .is_some_and(|t| tgt.proves_unchanged(&t))
+                && !held_in.contains(&name)
+                && nothing_pending(state, &name)?;
+            if unchanged {
+                unchanged_messages += src.messages as usize;
+                summary.folders_unchanged += 1;
+                summary.target_only += u64::from(record.target_only);
+                continue;
+            }
+        }
         let exists = on_target.contains(path);
         let exempt = matches!(folder.special_use.as_deref(), Some("\\Trash" | "\\Junk"));
         let result = sync_or_create(
@@ -150,6 +209,8 @@ async fn sync_pass<S: MailStore, T: MailStore>(
             summary,
             &mut |r: FolderRemovals| pending.push(FolderRemovals { exempt, ..r }),
             &mut index,
+            !held_in.contains(&name),
+            &mut awaiting_removals,
         )
         .await;
         match result {
@@ -166,7 +227,17 @@ async fn sync_pass<S: MailStore, T: MailStore>(
         }
     }
 
-    apply_removal_budget(target, state, options, events, summary, &pending).await?;
+    apply_removal_budget(
+        target,
+        state,
+        options,
+        events,
+        summary,
+        &pending,
+        unchanged_messages,
+        &awaiting_removals,
+    )
+    .await?;
 
     let state_folders = state.folders()?;
     for name in state_folders.keys() {
@@ -199,6 +270,8 @@ async fn sync_or_create<S: MailStore, T: MailStore>(
     summary: &mut SyncSummary,
     removals: &mut dyn FnMut(FolderRemovals),
     index: &mut TargetIndex,
+    none_held: bool,
+    awaiting_removals: &mut HashSet<String>,
 ) -> Result<(), EngineError> {
     if !exists {
         if options.dry_run {
@@ -209,7 +282,18 @@ async fn sync_or_create<S: MailStore, T: MailStore>(
         summary.folders_created += 1;
     }
     sync_folder(
-        source, target, state, options, events, path, exists, summary, removals, index,
+        source,
+        target,
+        state,
+        options,
+        events,
+        path,
+        exists,
+        summary,
+        removals,
+        index,
+        none_held,
+        awaiting_removals,
     )
     .await
 }
@@ -226,19 +310,50 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     summary: &mut SyncSummary,
     removals: &mut dyn FnMut(FolderRemovals),
     index: &mut TargetIndex,
+    none_held: bool,
+    awaiting_removals: &mut HashSet<String>,
 ) -> Result<(), EngineError> {
     let name = path.to_string();
+    let mut record = state.folder(&name)?;
+    let mut base = state.instances(&name)?;
     let source_status = source.open_folder(path).await?;
-    let source_msgs = source.list_messages().await?;
+    let source_now = source_status.tokens();
+    if let Some(detail) = record
+        .as_ref()
+        .and_then(|r| r.source_tokens)
+        .and_then(|earlier| source_now.regression_from(&earlier))
+    {
+        if !options.accept_regression {
+            return Err(freeze(state, options, &name, detail));
+        }
+        notice(events, summary, format!(
+            "{name}: the source went back in time ({detail}); accepted: its messages are matched again by identity, nothing is removed on the target"
+        ));
+        base.clear();
+        record = None;
+        if !options.dry_run {
+            state.clear_folder(&name)?;
+        }
+    }
+
+    // Both sides are read from what changed since the last pass when it left the folder
+    // complete; otherwise in full (see snapshot.rs).
+    let pending_free = none_held && nothing_pending(state, &name)?;
+    let source_since = since_tokens(record.as_ref(), View::Source, &source_now, pending_free);
+    let source_msgs = list_side(source, &base, View::Source, source_since.as_ref()).await?;
     let (target_status, target_msgs) = if target_exists || !options.dry_run {
         let status = target.open_folder(path).await?;
-        (Some(status.clone()), target.list_messages().await?)
+        let since = source_since
+            .and_then(|_| since_tokens(record.as_ref(), View::Target, &status.tokens(), true));
+        let msgs = list_side(target, &base, View::Target, since.as_ref()).await?;
+        (Some(status), msgs)
     } else {
         (None, Vec::new())
     };
+    if source_since.is_some() {
+        summary.folders_incremental += 1;
+    }
 
-    let mut base = state.instances(&name)?;
-    let record = state.folder(&name)?;
     if let (Some(rec), Some(tstatus)) = (&record, &target_status) {
         if rec.source_uidvalidity != source_status.uidvalidity {
             notice(events, summary, format!(
@@ -267,12 +382,20 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     // The folder record goes in before any instance of this pass, so an interrupted first
     // pass still knows which UIDVALIDITYs its instances were recorded under.
     if let (Some(tstatus), false) = (&target_status, options.dry_run) {
-        let now = FolderRecord {
-            source_uidvalidity: source_status.uidvalidity,
-            target_uidvalidity: Some(tstatus.uidvalidity),
-        };
+        let same = record.as_ref().is_some_and(|r| {
+            r.source_uidvalidity == source_status.uidvalidity
+                && r.target_uidvalidity == Some(tstatus.uidvalidity)
+        });
         // Written only when it changed: a no-op pass commits nothing.
-        if record.as_ref() != Some(&now) {
+        if !same {
+            let now = FolderRecord {
+                source_uidvalidity: source_status.uidvalidity,
+                target_uidvalidity: Some(tstatus.uidvalidity),
+                source_tokens: None,
+                target_tokens: None,
+                complete: false,
+                target_only: 0,
+            };
             state.commit(&name, Some(&now), &[])?;
         }
     }
@@ -376,11 +499,111 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     }
     .place(&plan, &base, &target_msgs, &target_status)
     .await?;
-    summary.target_only += plan.unmapped_target.len().saturating_sub(adopted) as u64;
+    let target_only = plan.unmapped_target.len().saturating_sub(adopted) as u32;
+    summary.target_only += u64::from(target_only);
+    let complete = record_tokens(
+        state,
+        &name,
+        &source_msgs,
+        source_now,
+        target_status.tokens(),
+        target_only,
+        !plan.removals.is_empty(),
+    )?;
+    if complete == Completeness::OnceRemoved {
+        awaiting_removals.insert(name.clone());
+    }
     events.event(Event::FolderFinished {
         folder: path.clone(),
     });
     Ok(())
+}
+
+/// After a finished pass of a folder: the tokens both sides showed when opened, and whether the
+/// folder is complete (every source message listed has an instance with a target UID, every
+/// instance has a target UID), which lets the next pass read only changes.
+/// Removals are applied after every folder, so a folder with removals is complete only once
+/// they are (see [`mark_complete`]): until then the base still holds what the source lost.
+fn record_tokens(
+    state: &StateFile,
+    name: &str,
+    source_msgs: &[MessageMeta],
+    source: FolderTokens,
+    target: FolderTokens,
+    target_only: u32,
+    removals: bool,
+) -> Result<Completeness, EngineError> {
+    let after = state.instances(name)?;
+    let placed = source_msgs
+        .iter()
+        .all(|m| after.get(&m.uid).is_some_and(|i| i.target_uid.is_some()))
+        && after.values().all(|i| i.target_uid.is_some());
+    let completeness = match (placed, removals) {
+        (false, _) => Completeness::No,
+        (true, true) => Completeness::OnceRemoved,
+        (true, false) => Completeness::Yes,
+    };
+    let complete = completeness == Completeness::Yes;
+    let record = FolderRecord {
+        source_uidvalidity: source.uidvalidity,
+        target_uidvalidity: Some(target.uidvalidity),
+        source_tokens: Some(source),
+        target_tokens: Some(target),
+        complete,
+        target_only,
+    };
+    if state.folder(name)?.as_ref() != Some(&record) {
+        state.commit(name, Some(&record), &[])?;
+    }
+    Ok(completeness)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completeness {
+    No,
+    /// Complete as soon as this pass's removals in the folder are applied.
+    OnceRemoved,
+    Yes,
+}
+
+/// The folder's removals were all applied: the base again says exactly what the source held.
+fn mark_complete(state: &StateFile, name: &str) -> Result<(), EngineError> {
+    if let Some(mut record) = state.folder(name)? {
+        if record.source_tokens.is_some() && !record.complete {
+            record.complete = true;
+            state.commit(name, Some(&record), &[])?;
+        }
+    }
+    Ok(())
+}
+
+/// No unfinished batch, failed upload or quarantined message in the folder: what the base
+/// says about it is all there is (held removals are checked by the caller, once per pass).
+fn nothing_pending(state: &StateFile, name: &str) -> Result<bool, EngineError> {
+    Ok(state.journal(name)?.is_none()
+        && state.attempts(name)?.is_empty()
+        && state.quarantine(Some(name))?.is_empty())
+}
+
+/// Why the pair is frozen, from the state.
+pub fn frozen(state: &StateFile) -> Result<Option<Frozen>, EngineError> {
+    Ok(state.frozen()?.map(|raw| Frozen::from_raw(&raw)))
+}
+
+/// Freezes the pair (unless dry-run) and returns the error that stops the pass.
+fn freeze(state: &StateFile, options: &SyncOptions, folder: &str, detail: String) -> EngineError {
+    let frozen = Frozen {
+        folder: folder.to_string(),
+        detail,
+        since: unix_now(),
+    };
+    if !options.dry_run {
+        let raw = serde_json::to_vec(&frozen).unwrap_or_default();
+        if let Err(e) = state.set_frozen(Some(&raw)) {
+            return e.into();
+        }
+    }
+    EngineError::Frozen(frozen)
 }
 
 /// Where the target holds each content, from the state: fingerprint -> (folder, target UID,
@@ -514,6 +737,7 @@ async fn apply_flag_updates<T: MailStore>(
 /// Decides the pass's removals with the removal budget, expunges exactly the target copies of
 /// the removals it applies, and records the ones it holds (they stay in the base and on the
 /// target until the user releases them).
+#[allow(clippy::too_many_arguments)]
 async fn apply_removal_budget<T: MailStore>(
     target: &mut T,
     state: &StateFile,
@@ -521,6 +745,8 @@ async fn apply_removal_budget<T: MailStore>(
     events: &dyn EventSink,
     summary: &mut SyncSummary,
     pending: &[FolderRemovals],
+    unchanged_messages: usize,
+    awaiting_removals: &HashSet<String>,
 ) -> Result<(), EngineError> {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -528,7 +754,7 @@ async fn apply_removal_budget<T: MailStore>(
         .unwrap_or(0);
     let held_before = state.held()?;
     let ctx = BudgetContext {
-        account_size: pending.iter().map(|f| f.base_count).sum(),
+        account_size: pending.iter().map(|f| f.base_count).sum::<usize>() + unchanged_messages,
         removed_in_window: state.removed_since(now_ms.saturating_sub(24 * 3600 * 1000))?,
         held: held_before
             .iter()
@@ -596,6 +822,9 @@ async fn apply_removal_budget<T: MailStore>(
             state.log_removals(now_ms, uids.len() as u64)?;
         }
         summary.removed += uids.len() as u64;
+        if awaiting_removals.contains(&name) && !decision.hold.iter().any(|(f, _, _)| f == folder) {
+            mark_complete(state, &name)?;
+        }
     }
     // The held set of every folder this pass looked at is exactly what it holds now.
     let now_s = now_ms / 1000;

@@ -593,6 +593,7 @@ impl MailStore for MemoryStore {
                     path: path.clone(),
                     selectable: f.selectable,
                     special_use: f.special_use.clone(),
+                    tokens: None,
                 })
                 .collect())
         })

@@ -7,6 +7,7 @@ pub mod error;
 pub mod imap;
 pub mod memory;
 
+pub use crate::model::FolderTokens;
 use crate::model::{FlagSet, FolderPath, InternalDate};
 pub use error::StoreError;
 
@@ -65,6 +66,44 @@ pub struct FolderInfo {
     pub selectable: bool,
     /// The special-use attribute (`\Sent`, `\Trash`, ...), if any.
     pub special_use: Option<String>,
+    /// The folder's change tokens, when the listing carried them (LIST-STATUS).
+    pub tokens: Option<FolderTokens>,
+}
+
+/// What changed in the open folder since some tokens: see [`MailStore::list_changes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderChanges {
+    /// Every message with a UID at or above the old UIDNEXT, sorted by UID.
+    pub new: Vec<MessageMeta>,
+    /// Flags of messages below the old UIDNEXT that changed (or of all of them, on a rescan).
+    pub flags: Vec<(u32, FlagSet)>,
+    /// Which messages below the old UIDNEXT are gone.
+    pub gone: Gone,
+}
+
+/// How a change listing says which old messages are gone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gone {
+    /// Exactly those in these ranges (VANISHED; ranges may cover UIDs never seen).
+    Ranges(Vec<std::ops::RangeInclusive<u32>>),
+    /// Every old message not in this complete, sorted list of the old UIDs still present.
+    AllBut(Vec<u32>),
+}
+
+impl Gone {
+    /// Whether the message with this UID (below the old UIDNEXT) is gone.
+    pub fn removes(&self, uid: u32) -> bool {
+        match self {
+            Gone::Ranges(ranges) => ranges.iter().any(|r| r.contains(&uid)),
+            Gone::AllBut(present) => present.binary_search(&uid).is_err(),
+        }
+    }
+}
+
+impl Default for Gone {
+    fn default() -> Self {
+        Gone::Ranges(Vec::new())
+    }
 }
 
 /// What opening a folder tells us.
@@ -76,6 +115,19 @@ pub struct FolderStatus {
     /// `None` when the server sent no PERMANENTFLAGS (then every flag is assumed storable).
     pub permanent_flags: Option<PermanentFlags>,
     pub highest_modseq: Option<u64>,
+}
+
+impl FolderStatus {
+    /// The change tokens this opening showed. A server without UIDNEXT gets EXISTS + 1 as a
+    /// stand-in lower bound, which can only make a folder look changed.
+    pub fn tokens(&self) -> FolderTokens {
+        FolderTokens {
+            uidvalidity: self.uidvalidity,
+            uidnext: self.uidnext.unwrap_or(0),
+            messages: self.exists,
+            highest_modseq: self.highest_modseq,
+        }
+    }
 }
 
 /// The flags a folder stores permanently.
@@ -183,6 +235,20 @@ pub trait MailStore {
     async fn open_folder(&mut self, path: &FolderPath) -> Result<FolderStatus, StoreError>;
     /// Metadata of every message in the open folder, sorted by UID.
     async fn list_messages(&mut self) -> Result<Vec<MessageMeta>, StoreError>;
+    /// What changed in the open folder since `since` (tokens of an earlier opening under the
+    /// same UIDVALIDITY). `old_known` is how many messages below `since.uidnext` the caller
+    /// believes present: when the folder holds exactly that many still, none is gone and no
+    /// listing of old UIDs is needed. The default lists everything and reports every old
+    /// message's flags: always right, never cheap.
+    async fn list_changes(
+        &mut self,
+        since: &FolderTokens,
+        old_known: u32,
+    ) -> Result<FolderChanges, StoreError> {
+        let _ = old_known;
+        let all = self.list_messages().await?;
+        Ok(changes_from_listing(all, since.uidnext))
+    }
     /// Bodies of the given UIDs of the open folder (missing ones are simply absent), without
     /// setting `\Seen`.
     async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<Vec<FetchedBody>, StoreError>;
@@ -219,6 +285,19 @@ pub trait MailStore {
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError>;
     /// Ends the session politely; errors are ignored.
     async fn logout(&mut self);
+}
+
+/// A complete listing seen as changes since a UIDNEXT: every old message's flags, and the
+/// old UIDs present.
+pub fn changes_from_listing(all: Vec<MessageMeta>, uidnext: u32) -> FolderChanges {
+    let (mut old, new): (Vec<MessageMeta>, Vec<MessageMeta>) =
+        all.into_iter().partition(|m| m.uid < uidnext);
+    old.sort_by_key(|m| m.uid);
+    FolderChanges {
+        new,
+        gone: Gone::AllBut(old.iter().map(|m| m.uid).collect()),
+        flags: old.into_iter().map(|m| (m.uid, m.flags)).collect(),
+    }
 }
 
 /// Formats UIDs as a compact IMAP sequence set (`1:5,9,12:13`). The input need not be sorted.

@@ -6,9 +6,11 @@ pub mod flags;
 pub mod folder;
 pub mod message_id;
 pub mod side;
+pub mod tokens;
 
 pub use date::InternalDate;
 pub use fingerprint::Fingerprint;
 pub use flags::{Flag, FlagSet};
 pub use folder::FolderPath;
 pub use side::Side;
+pub use tokens::FolderTokens;

@@ -3,7 +3,7 @@
 use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Fingerprint, FlagSet, InternalDate};
+use crate::model::{Fingerprint, FlagSet, FolderTokens, InternalDate};
 
 /// Bumped on any incompatible change; a file with a higher version is refused.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -82,11 +82,26 @@ pub struct Attempts {
     pub last_error: String,
 }
 
-/// Per folder: the UIDVALIDITY the mapping was made under, on each side.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Per folder: the UIDVALIDITY the mapping was made under, on each side, and the tokens each
+/// side showed when the folder was last synced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderRecord {
     pub source_uidvalidity: u32,
     pub target_uidvalidity: Option<u32>,
+    /// The source's tokens when it was opened for the last finished pass of this folder (also
+    /// what a regression is measured against).
+    #[serde(default)]
+    pub source_tokens: Option<FolderTokens>,
+    /// The target's tokens when it was opened for that pass (before that pass's own writes).
+    #[serde(default)]
+    pub target_tokens: Option<FolderTokens>,
+    /// After that pass every source message below `source_tokens.uidnext` had an instance
+    /// with a target UID and nothing was held: the next pass may read only what changed.
+    #[serde(default)]
+    pub complete: bool,
+    /// Messages on the target that the source does not have, as last counted.
+    #[serde(default)]
+    pub target_only: u32,
 }
 
 /// One synced message instance.

@@ -575,6 +575,16 @@ impl StateFile {
             .map(|v| v.value().to_vec()))
     }
 
+    /// Why the pair is frozen, if it is (see `engine::Frozen`); the raw JSON.
+    pub fn frozen(&self) -> Result<Option<Vec<u8>>, StateError> {
+        Ok(self.meta("frozen")?.filter(|v| !v.is_empty()))
+    }
+
+    /// Freezes the pair with this reason (JSON), or thaws it with `None`.
+    pub fn set_frozen(&self, reason: Option<&[u8]>) -> Result<(), StateError> {
+        self.set_meta("frozen", reason.unwrap_or_default())
+    }
+
     /// Stores a small value in the meta table (e.g. the last pass summary).
     pub fn set_meta(&self, key: &str, value: &[u8]) -> Result<(), StateError> {
         let txn = self.begin_write()?;
@@ -676,6 +686,7 @@ mod tests {
         let fr = FolderRecord {
             source_uidvalidity: 7,
             target_uidvalidity: Some(9),
+            ..FolderRecord::default()
         };
         s.commit(
             "INBOX",

@@ -156,6 +156,18 @@ impl TestServer {
     }
 }
 
+/// Where a Dovecot test instance keeps a user's mail (`MAILREPLICA_SERVERS_DIR`, default
+/// `/var/tmp/mailreplica-servers`): `<dir>/dovecot-<instance>/mail/<user>`.
+pub fn dovecot_mail_dir(instance: &str, user: &str) -> PathBuf {
+    let dir = match std::env::var_os("MAILREPLICA_SERVERS_DIR") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from("/var/tmp/mailreplica-servers"),
+    };
+    dir.join(format!("dovecot-{instance}"))
+        .join("mail")
+        .join(user)
+}
+
 /// The project root (`CARGO_MANIFEST_DIR`).
 pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

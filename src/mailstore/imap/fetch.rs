@@ -23,65 +23,7 @@ impl ImapStore {
             .conn
             .run_text("UID FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)", ctx)
             .await?;
-        // Responses are applied in the order they came: a flag-only FETCH (another client
-        // changed flags meanwhile) updates a message already listed, and is dropped otherwise
-        // because the full response that follows is newer. Unsolicited FETCHes may carry no
-        // UID; their sequence numbers are mapped through the full responses seen so far.
-        let mut by_uid: BTreeMap<u32, MessageMeta> = BTreeMap::new();
-        let mut seq_to_uid: BTreeMap<u32, u32> = BTreeMap::new();
-        for r in &done.untagged {
-            let (seq, attrs) = match r.parsed() {
-                Response::Fetch(seq, attrs) => (*seq, attrs),
-                Response::Expunge(gone) => {
-                    // Later sequence numbers shift down by one.
-                    let gone = *gone;
-                    seq_to_uid = seq_to_uid
-                        .into_iter()
-                        .filter(|(s, _)| *s != gone)
-                        .map(|(s, u)| (if s > gone { s - 1 } else { s }, u))
-                        .collect();
-                    continue;
-                }
-                _ => continue,
-            };
-            let mut uid = None;
-            let mut flags = None;
-            let mut date = None;
-            let mut size = None;
-            for a in attrs {
-                match a {
-                    AttributeValue::Uid(u) => uid = Some(*u),
-                    AttributeValue::Flags(f) => {
-                        flags = Some(FlagSet::from_raw(f.iter().map(|x| x.as_ref())))
-                    }
-                    AttributeValue::InternalDate(d) => date = InternalDate::parse(d.as_ref()),
-                    AttributeValue::Rfc822Size(s) => size = Some(*s),
-                    _ => {}
-                }
-            }
-            match (uid, flags, date, size) {
-                (Some(uid), Some(flags), Some(internaldate), Some(size)) => {
-                    seq_to_uid.insert(seq, uid);
-                    by_uid.insert(
-                        uid,
-                        MessageMeta {
-                            uid,
-                            flags,
-                            internaldate,
-                            size,
-                        },
-                    );
-                }
-                (uid, Some(flags), _, _) => {
-                    let uid = uid.or_else(|| seq_to_uid.get(&seq).copied());
-                    if let Some(m) = uid.and_then(|u| by_uid.get_mut(&u)) {
-                        m.flags = flags;
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(by_uid.into_values().collect())
+        Ok(parse_meta(&done.untagged, 1))
     }
 
     /// Bodies of the given UIDs with BODY.PEEK[] (never sets `\Seen`). UIDs the server does not
@@ -171,6 +113,74 @@ impl ImapStore {
         out.dedup_by_key(|(u, _)| *u);
         Ok(out)
     }
+}
+
+/// Metadata from the responses to a `UID FETCH from:* (UID FLAGS INTERNALDATE RFC822.SIZE)`,
+/// sorted by UID. Responses below `from` are dropped: `n:*` also returns the last message when
+/// its UID is below n.
+pub(super) fn parse_meta<'a>(
+    untagged: impl IntoIterator<Item = &'a ImapResponse>,
+    from: u32,
+) -> Vec<MessageMeta> {
+    // Responses are applied in the order they came: a flag-only FETCH (another client
+    // changed flags meanwhile) updates a message already listed, and is dropped otherwise
+    // because the full response that follows is newer. Unsolicited FETCHes may carry no
+    // UID; their sequence numbers are mapped through the full responses seen so far.
+    let mut by_uid: BTreeMap<u32, MessageMeta> = BTreeMap::new();
+    let mut seq_to_uid: BTreeMap<u32, u32> = BTreeMap::new();
+    for r in untagged {
+        let (seq, attrs) = match r.parsed() {
+            Response::Fetch(seq, attrs) => (*seq, attrs),
+            Response::Expunge(gone) => {
+                // Later sequence numbers shift down by one.
+                let gone = *gone;
+                seq_to_uid = seq_to_uid
+                    .into_iter()
+                    .filter(|(s, _)| *s != gone)
+                    .map(|(s, u)| (if s > gone { s - 1 } else { s }, u))
+                    .collect();
+                continue;
+            }
+            _ => continue,
+        };
+        let mut uid = None;
+        let mut flags = None;
+        let mut date = None;
+        let mut size = None;
+        for a in attrs {
+            match a {
+                AttributeValue::Uid(u) => uid = Some(*u),
+                AttributeValue::Flags(f) => {
+                    flags = Some(FlagSet::from_raw(f.iter().map(|x| x.as_ref())))
+                }
+                AttributeValue::InternalDate(d) => date = InternalDate::parse(d.as_ref()),
+                AttributeValue::Rfc822Size(s) => size = Some(*s),
+                _ => {}
+            }
+        }
+        match (uid, flags, date, size) {
+            (Some(uid), Some(flags), Some(internaldate), Some(size)) => {
+                seq_to_uid.insert(seq, uid);
+                by_uid.insert(
+                    uid,
+                    MessageMeta {
+                        uid,
+                        flags,
+                        internaldate,
+                        size,
+                    },
+                );
+            }
+            (uid, Some(flags), _, _) => {
+                let uid = uid.or_else(|| seq_to_uid.get(&seq).copied());
+                if let Some(m) = uid.and_then(|u| by_uid.get_mut(&u)) {
+                    m.flags = flags;
+                }
+            }
+            _ => {}
+        }
+    }
+    by_uid.into_values().filter(|m| m.uid >= from).collect()
 }
 
 /// The bytes of `BODY[]` in a FETCH response.

@@ -1,11 +1,14 @@
-//! LIST and CREATE: the folder tree with its hierarchy delimiter and special-use attributes.
+//! LIST and CREATE: the folder tree with its hierarchy delimiter, special-use attributes and,
+//! where LIST-STATUS is offered, every folder's change tokens in the same command.
+
+use std::collections::HashMap;
 
 use imap_proto::NameAttribute;
-use imap_proto::{MailboxDatum, Response};
+use imap_proto::{MailboxDatum, Response, StatusAttribute};
 
 use super::connection::{Ctx, Part};
 use super::{mutf7, ImapStore};
-use crate::mailstore::{FolderInfo, StoreError};
+use crate::mailstore::{FolderInfo, FolderTokens, StoreError};
 use crate::model::FolderPath;
 
 impl ImapStore {
@@ -24,10 +27,26 @@ impl ImapStore {
     }
 
     pub(super) async fn list(&mut self) -> Result<Vec<FolderInfo>, StoreError> {
-        let done = self
-            .conn
-            .run_text("LIST \"\" \"*\"", Ctx::new("LIST"))
-            .await?;
+        // LIST-STATUS (RFC 5819) gives every folder's tokens in the same round trip. Never ask
+        // for more than imap-proto parses (see CRATES.md), nor HIGHESTMODSEQ without CONDSTORE.
+        let command = if self.caps.has("LIST-STATUS") {
+            if self.caps.condstore {
+                "LIST \"\" \"*\" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"
+            } else {
+                "LIST \"\" \"*\" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY))"
+            }
+        } else {
+            "LIST \"\" \"*\""
+        };
+        let done = self.conn.run_text(command, Ctx::new("LIST")).await?;
+        let mut tokens: HashMap<String, FolderTokens> = HashMap::new();
+        for r in &done.untagged {
+            if let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = r.parsed() {
+                if let Some(t) = tokens_of(status) {
+                    tokens.insert(mailbox.to_string(), t);
+                }
+            }
+        }
         let mut folders = Vec::new();
         for r in &done.untagged {
             let Response::MailboxData(MailboxDatum::List(data)) = r.parsed() else {
@@ -61,6 +80,7 @@ impl ImapStore {
                 path: FolderPath::from_server_name(&name, delimiter),
                 selectable,
                 special_use,
+                tokens: tokens.get(data.name.as_ref()).copied(),
             });
         }
         folders.sort_by(|a, b| a.path.cmp(&b.path));
@@ -90,6 +110,27 @@ impl ImapStore {
             Err(e) => Err(e),
         }
     }
+}
+
+/// Tokens from a STATUS answer; `None` unless it has UIDVALIDITY, UIDNEXT and MESSAGES.
+fn tokens_of(status: &[StatusAttribute]) -> Option<FolderTokens> {
+    let (mut uidvalidity, mut uidnext, mut messages, mut highest_modseq) = (None, None, None, None);
+    for a in status {
+        match a {
+            StatusAttribute::UidValidity(v) => uidvalidity = Some(*v),
+            StatusAttribute::UidNext(v) => uidnext = Some(*v),
+            StatusAttribute::Messages(v) => messages = Some(*v),
+            // 0: the folder keeps no mod-sequences (RFC 7162).
+            StatusAttribute::HighestModSeq(v) => highest_modseq = Some(*v).filter(|m| *m != 0),
+            _ => {}
+        }
+    }
+    Some(FolderTokens {
+        uidvalidity: uidvalidity?,
+        uidnext: uidnext?,
+        messages: messages?,
+        highest_modseq,
+    })
 }
 
 /// Quotes an (ASCII, modified UTF-7) mailbox name.

@@ -5,6 +5,7 @@
 //! on.
 
 pub mod append;
+pub mod changes;
 pub mod connection;
 pub mod copy;
 pub mod expunge;
@@ -20,8 +21,8 @@ use connection::Connection;
 
 use crate::config::SideConfig;
 use crate::mailstore::{
-    Access, AppendRequest, Capabilities, FetchedBody, FlagChange, FolderInfo, FolderStatus,
-    MailStore, MessageMeta, StoreError,
+    Access, AppendRequest, Capabilities, FetchedBody, FlagChange, FolderChanges, FolderInfo,
+    FolderStatus, FolderTokens, MailStore, MessageMeta, StoreError,
 };
 use crate::model::{FlagSet, FolderPath};
 
@@ -37,6 +38,10 @@ pub struct ImapStore {
     selected: Option<(FolderPath, String)>,
     /// EXISTS of the open folder when it was opened.
     selected_exists: u32,
+    /// The open folder's tokens when it was opened.
+    selected_tokens: Option<FolderTokens>,
+    /// `ENABLE QRESYNC` succeeded: expunges arrive as VANISHED, FETCH always carries UID.
+    qresync_enabled: bool,
 }
 
 impl ImapStore {
@@ -51,9 +56,33 @@ impl ImapStore {
             delimiter: None,
             selected: None,
             selected_exists: 0,
+            selected_tokens: None,
+            qresync_enabled: false,
         };
+        store.qresync_enabled = store.enable_qresync().await?;
         store.delimiter = store.read_delimiter().await?;
         Ok(store)
+    }
+
+    /// `ENABLE QRESYNC` where offered (RFC 7162); true when the server enabled it.
+    /// `MAILREPLICA_TEST_NO_QRESYNC=1` leaves it off, so tests reach the CONDSTORE-only path on
+    /// a server that offers both.
+    async fn enable_qresync(&mut self) -> Result<bool, StoreError> {
+        if !self.caps.qresync || std::env::var_os("MAILREPLICA_TEST_NO_QRESYNC").is_some() {
+            return Ok(false);
+        }
+        let done = self
+            .conn
+            .run_text("ENABLE QRESYNC", connection::Ctx::new("ENABLE"))
+            .await?;
+        Ok(done.untagged.iter().any(|r| {
+            match r.parsed() {
+            imap_proto::Response::Capabilities(caps) => caps.iter().any(|c| {
+                matches!(c, imap_proto::Capability::Atom(a) if a.eq_ignore_ascii_case("QRESYNC"))
+            }),
+            _ => false,
+        }
+        }))
     }
 
     fn require_write(&self, command: &str) -> Result<(), StoreError> {
@@ -122,6 +151,14 @@ impl MailStore for ImapStore {
 
     async fn list_messages(&mut self) -> Result<Vec<MessageMeta>, StoreError> {
         self.fetch_meta().await
+    }
+
+    async fn list_changes(
+        &mut self,
+        since: &FolderTokens,
+        old_known: u32,
+    ) -> Result<FolderChanges, StoreError> {
+        self.changes_since(since, old_known).await
     }
 
     async fn fetch_bodies(&mut self, uids: &[u32]) -> Result<Vec<FetchedBody>, StoreError> {

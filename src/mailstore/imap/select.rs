@@ -19,6 +19,7 @@ impl ImapStore {
             Access::ReadWrite => "SELECT",
         };
         self.selected = None;
+        self.selected_tokens = None;
         let quoted = quote_mailbox(&wire);
         let cmd = format!("{verb} ");
         let done = match self
@@ -80,12 +81,15 @@ impl ImapStore {
         };
         self.selected = Some((path.clone(), wire));
         self.selected_exists = exists;
-        Ok(FolderStatus {
+        let status = FolderStatus {
             uidvalidity,
             uidnext,
             exists,
             permanent_flags,
-            highest_modseq,
-        })
+            // RFC 7162: 0 means the folder keeps no mod-sequences.
+            highest_modseq: highest_modseq.filter(|m| *m != 0),
+        };
+        self.selected_tokens = Some(status.tokens());
+        Ok(status)
     }
 }

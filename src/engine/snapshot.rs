@@ -1,0 +1,215 @@
+//! Listing one side of a folder: in full, or as the base plus what changed since the tokens of
+//! the last pass (DESIGN.md "Change detection").
+//!
+//! The planner always gets a complete listing sorted by UID; where it comes from is decided
+//! here. A listing is built from changes only when the last pass left the folder *complete*
+//! (every source message had an instance with a target UID): then the base describes each side
+//! as it was at the stored tokens, and applying the changes gives the side as it is now. When
+//! in doubt (no tokens, another UIDVALIDITY, an unfinished journal, quarantined or refused
+//! messages), the folder is listed in full.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::mailstore::{FolderChanges, FolderTokens, MailStore, MessageMeta, StoreError};
+use crate::model::FlagSet;
+use crate::state::{FolderRecord, InstanceRecord};
+
+/// Which side's view of the base to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    Source,
+    Target,
+}
+
+/// What the base says a side held below `uidnext`, as a listing sorted by UID. The target's
+/// view uses each instance's target UID and the flags last made equal.
+pub(crate) fn base_view(
+    base: &BTreeMap<u32, InstanceRecord>,
+    view: View,
+    uidnext: u32,
+) -> Vec<MessageMeta> {
+    let mut out: Vec<MessageMeta> = base
+        .iter()
+        .filter_map(|(uid, inst)| {
+            let uid = match view {
+                View::Source => *uid,
+                View::Target => inst.target_uid?,
+            };
+            (uid < uidnext).then(|| MessageMeta {
+                uid,
+                flags: inst.flags.clone(),
+                internaldate: inst.internaldate.clone(),
+                size: inst.size,
+            })
+        })
+        .collect();
+    out.sort_by_key(|m| m.uid);
+    out
+}
+
+/// The listing now: the old listing without what is gone, with changed flags, plus what is new.
+/// Flag changes for UIDs the old listing does not have are dropped (nothing to attach them to).
+pub(crate) fn apply_changes(old: Vec<MessageMeta>, changes: FolderChanges) -> Vec<MessageMeta> {
+    let flags: HashMap<u32, FlagSet> = changes.flags.into_iter().collect();
+    let mut out: Vec<MessageMeta> = old
+        .into_iter()
+        .filter(|m| !changes.gone.removes(m.uid))
+        .map(|mut m| {
+            if let Some(f) = flags.get(&m.uid) {
+                m.flags = f.clone();
+            }
+            m
+        })
+        .collect();
+    out.extend(changes.new);
+    out.sort_by_key(|m| m.uid);
+    out.dedup_by_key(|m| m.uid);
+    out
+}
+
+/// The tokens a side's listing may start from, when the last pass left the folder complete
+/// under the same UIDVALIDITY; `None` means list in full.
+pub(crate) fn since_tokens(
+    record: Option<&FolderRecord>,
+    view: View,
+    now: &FolderTokens,
+    nothing_pending: bool,
+) -> Option<FolderTokens> {
+    let record = record?;
+    if !record.complete || !nothing_pending {
+        return None;
+    }
+    let since = match view {
+        View::Source => record.source_tokens?,
+        View::Target => record.target_tokens?,
+    };
+    (since.uidvalidity == now.uidvalidity).then_some(since)
+}
+
+/// Lists the open folder of `store`: from `since` and the base when given, else in full.
+pub(crate) async fn list_side<M: MailStore>(
+    store: &mut M,
+    base: &BTreeMap<u32, InstanceRecord>,
+    view: View,
+    since: Option<&FolderTokens>,
+) -> Result<Vec<MessageMeta>, StoreError> {
+    match since {
+        None => store.list_messages().await,
+        Some(since) => {
+            let old = base_view(base, view, since.uidnext);
+            let changes = store.list_changes(since, old.len() as u32).await?;
+            Ok(apply_changes(old, changes))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailstore::{changes_from_listing, Gone};
+    use crate::model::InternalDate;
+    use proptest::prelude::*;
+
+    fn date() -> InternalDate {
+        InternalDate::parse("01-Jan-2024 00:00:00 +0000").unwrap_or_else(|| unreachable!())
+    }
+
+    fn meta(uid: u32, flags: &[&str]) -> MessageMeta {
+        MessageMeta {
+            uid,
+            flags: FlagSet::from_raw(flags.iter().copied()),
+            internaldate: date(),
+            size: 100 + uid,
+        }
+    }
+
+    #[test]
+    fn vanished_ranges_may_cover_uids_never_seen() {
+        let old = vec![meta(1, &[]), meta(5, &[]), meta(9, &[])];
+        let changes = FolderChanges {
+            new: vec![meta(12, &["\\Seen"])],
+            flags: vec![
+                (9, FlagSet::from_raw(["\\Flagged"])),
+                (7, FlagSet::default()),
+            ],
+            gone: Gone::Ranges(vec![2..=6]),
+        };
+        let now = apply_changes(old, changes);
+        assert_eq!(
+            now,
+            vec![meta(1, &[]), meta(9, &["\\Flagged"]), meta(12, &["\\Seen"])]
+        );
+    }
+
+    #[test]
+    fn a_complete_list_of_present_uids_removes_the_rest() {
+        let old = vec![meta(1, &[]), meta(2, &[]), meta(3, &[])];
+        let changes = FolderChanges {
+            new: vec![],
+            flags: vec![],
+            gone: Gone::AllBut(vec![1, 3]),
+        };
+        assert_eq!(
+            apply_changes(old, changes),
+            vec![meta(1, &[]), meta(3, &[])]
+        );
+    }
+
+    #[test]
+    fn the_target_view_uses_target_uids_and_skips_unmapped_instances() {
+        let mut base = BTreeMap::new();
+        let rec = |t: Option<u32>| InstanceRecord {
+            fingerprint: None,
+            ordinal: 0,
+            target_uid: t,
+            flags: FlagSet::default(),
+            internaldate: date(),
+            size: 10,
+        };
+        base.insert(4, rec(Some(40)));
+        base.insert(5, rec(None));
+        base.insert(6, rec(Some(41)));
+        let v = base_view(&base, View::Target, 41);
+        assert_eq!(v.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![40]);
+        let s = base_view(&base, View::Source, 100);
+        assert_eq!(s.iter().map(|m| m.uid).collect::<Vec<_>>(), vec![4, 5, 6]);
+    }
+
+    fn listing() -> impl Strategy<Value = Vec<MessageMeta>> {
+        proptest::collection::btree_map(1u32..60, proptest::bool::ANY, 0..30).prop_map(|m| {
+            m.into_iter()
+                .map(|(uid, seen)| meta(uid, if seen { &["\\Seen"] } else { &[] }))
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Whatever happened between two listings, the old listing plus the changes a full
+        /// rescan reports is the new listing (UIDs only grow: new ones are above the old
+        /// UIDNEXT).
+        #[test]
+        fn old_plus_rescan_changes_is_the_new_listing(
+            before in listing(),
+            keep in proptest::collection::vec(proptest::bool::ANY, 30),
+            reflag in proptest::collection::vec(proptest::bool::ANY, 30),
+            added in proptest::collection::btree_set(60u32..90, 0..10),
+        ) {
+            let uidnext = 60;
+            let mut after: Vec<MessageMeta> = before
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| keep[*i])
+                .map(|(i, m)| {
+                    let mut m = m.clone();
+                    if reflag[i] {
+                        m.flags = FlagSet::from_raw(["$Changed"]);
+                    }
+                    m
+                })
+                .collect();
+            after.extend(added.iter().map(|u| meta(*u, &[])));
+            let changes = changes_from_listing(after.clone(), uidnext);
+            prop_assert_eq!(apply_changes(before, changes), after);
+        }
+    }
+}
