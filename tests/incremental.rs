@@ -383,3 +383,61 @@ async fn time_travel_freezes_the_pair_until_accepted() {
     r.logout().await;
     p.logout().await;
 }
+
+/// Messages moved between folders on the primary are moved on the target: no upload, one
+/// UID MOVE per group (or a COPY and the removal of the original, depending on which folder
+/// the pass reaches first), and never held by the removal budget however many move.
+#[tokio::test(flavor = "multi_thread")]
+async fn moves_are_moves_on_the_target() {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    let src_user = fresh_user("mvsrc");
+    let dst_user = fresh_user("mvdst");
+    let mut p = TestImap::connect(&primary, &src_user).await;
+    seed(&mut p).await;
+    let dst_proxy = Proxy::start(recovery.addr(), FaultPlan::None);
+    let source = primary.url(&src_user);
+    let target = format!("imap+plain://{dst_user}@127.0.0.1:{}", dst_proxy.port());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pair.redb");
+    assert_eq!(sync_env(&source, &target, &state, &[]).await.code, 0);
+
+    // 12 of INBOX's 20 go to Work (far over the removal budget were they deletions), 3 of
+    // Lists come to INBOX (INBOX is reached first: its copies come from Lists).
+    let inbox = p.messages("INBOX").await;
+    let out: Vec<u32> = inbox.iter().take(12).map(|m| m.uid).collect();
+    p.move_uids("INBOX", &out, "Work").await;
+    let lists = p.messages("Lists").await;
+    let back: Vec<u32> = lists.iter().skip(4).take(3).map(|m| m.uid).collect();
+    p.move_uids("Lists", &back, "INBOX").await;
+    let expected = account(&mut p).await;
+
+    dst_proxy.reset_counts();
+    let moved = sync_env(&source, &target, &state, &[]).await;
+    assert_eq!(moved.code, 0, "{moved:?}");
+    assert_eq!(
+        (
+            moved.count("moved"),
+            moved.count("copied"),
+            moved.count("removed"),
+            moved.count("removals_held")
+        ),
+        (15, 0, 0, 0),
+        "{moved:?}"
+    );
+    let cmds = dst_proxy.commands();
+    assert_eq!(dst_proxy.count("APPEND"), 0, "{cmds:?}");
+    assert_eq!(dst_proxy.count("MOVE"), 1, "{cmds:?}");
+    let mut r = TestImap::connect(&recovery, &dst_user).await;
+    assert_same_accounts(&expected, &account(&mut r).await);
+    let v = verify(&source, &recovery.url(&dst_user)).await;
+    assert_eq!(v.code, 0, "{v:?}");
+    // And it settles.
+    sync_env(&source, &target, &state, &[]).await;
+    dst_proxy.reset_counts();
+    let settled = sync_env(&source, &target, &state, &[]).await;
+    assert_eq!(settled.count("folders_unchanged"), 3, "{settled:?}");
+    assert!(per_message(&dst_proxy.commands()).is_empty());
+    r.logout().await;
+    p.logout().await;
+}

@@ -20,6 +20,9 @@ pub struct SyncSummary {
     pub adopted: u64,
     /// Messages placed by UID COPY from a copy the target already held (bytes sent once).
     pub copied_on_target: u64,
+    /// Messages the source moved to another folder, moved on the target too (UID MOVE, or a
+    /// COPY and the removal of the original); never counted against the removal budget.
+    pub moved: u64,
     pub flags_updated: u64,
     pub removed: u64,
     /// Removals held by the guard (exit 3 until released with --allow-deletions).

@@ -227,6 +227,15 @@ async fn sync_pass<S: MailStore, T: MailStore>(
         }
     }
 
+    complete_moves(
+        target,
+        state,
+        summary,
+        &index,
+        &mut pending,
+        &awaiting_removals,
+    )
+    .await?;
     apply_removal_budget(
         target,
         state,
@@ -460,6 +469,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         source_count: source_msgs.len(),
         removals: plan.removals.clone(),
     });
+    index.expect_removals(&name, &plan.removals);
 
     if options.dry_run {
         summary
@@ -612,9 +622,24 @@ fn freeze(state: &StateFile, options: &SyncOptions, folder: &str, detail: String
 pub(crate) struct TargetIndex {
     built: bool,
     map: HashMap<Fingerprint, Vec<(String, u32, i64, FlagSet)>>,
+    /// Removals this pass found, by the target copy they would remove: (folder, target UID)
+    /// -> source UID of the instance.
+    removals: HashMap<(String, u32), u32>,
+    /// Target copies moved into another folder this pass (their removal is done).
+    moved: HashSet<(String, u32)>,
+    /// Target copies copied into another folder this pass: should the source have lost them,
+    /// the source moved them, and their removal completes a move.
+    copied_out: HashSet<(String, u32)>,
 }
 
 impl TargetIndex {
+    fn expect_removals(&mut self, folder: &str, removals: &[Removal]) {
+        for r in removals {
+            self.removals
+                .insert((folder.to_string(), r.target_uid), r.source_uid);
+        }
+    }
+
     fn build(&mut self, state: &StateFile) -> Result<(), EngineError> {
         if self.built {
             return Ok(());
@@ -737,6 +762,52 @@ async fn apply_flag_updates<T: MailStore>(
 /// Decides the pass's removals with the removal budget, expunges exactly the target copies of
 /// the removals it applies, and records the ones it holds (they stay in the base and on the
 /// target until the user releases them).
+/// Removals that are the other half of a move leave the budget: those already moved (UID MOVE)
+/// are done; those whose target copy was copied into the folder the source moved it to are
+/// removed now, as a move, whatever the budget (the content stays on the target).
+async fn complete_moves<T: MailStore>(
+    target: &mut T,
+    state: &StateFile,
+    summary: &mut SyncSummary,
+    index: &TargetIndex,
+    pending: &mut [FolderRemovals],
+    awaiting_removals: &HashSet<String>,
+) -> Result<(), EngineError> {
+    for f in pending.iter_mut() {
+        let name = f.folder.to_string();
+        let mut rest: Vec<Removal> = Vec::new();
+        f.removals.retain(|r| {
+            let key = (name.clone(), r.target_uid);
+            if index.moved.contains(&key) {
+                false
+            } else if index.copied_out.contains(&key) {
+                rest.push(r.clone());
+                false
+            } else {
+                true
+            }
+        });
+        if !rest.is_empty() {
+            let uids: Vec<u32> = rest.iter().map(|r| r.target_uid).collect();
+            target.open_folder(&f.folder).await?;
+            target.expunge(&uids).await?;
+            crashpoint::hit("after_expunge");
+            let changes: Vec<InstanceChange> = rest
+                .iter()
+                .map(|r| InstanceChange::Delete(r.source_uid))
+                .collect();
+            state.commit(&name, None, &changes)?;
+            summary.moved += rest.len() as u64;
+            // Each was counted as a copy when its new copy was placed; it is one move.
+            summary.copied_on_target = summary.copied_on_target.saturating_sub(rest.len() as u64);
+        }
+        if f.removals.is_empty() && awaiting_removals.contains(&name) {
+            mark_complete(state, &name)?;
+        }
+    }
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn apply_removal_budget<T: MailStore>(
     target: &mut T,
@@ -1327,48 +1398,94 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             return Ok(placed);
         }
         for (folder, items) in by_folder {
-            let from = FolderPath::from_display(&folder);
-            let uids: Vec<u32> = items.iter().map(|(u, _, _, _)| *u).collect();
-            let result = async {
-                self.target.open_folder(&from).await?;
-                self.target.copy(&uids, self.path).await
-            }
-            .await;
-            self.target.open_folder(self.path).await?;
-            let results = match result {
-                Ok(r) => r,
-                // The folder holding the content is gone or refuses: upload instead.
-                Err(StoreError::No { .. }) | Err(StoreError::NoSuchFolder { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            // The copies exist, their flags are not set yet: a crash here must heal too.
-            crashpoint::hit("after_copy");
-            let new_uids: HashMap<u32, Option<u32>> = results.into_iter().collect();
-            let mut set_flags: BTreeMap<String, (FlagSet, Vec<u32>)> = BTreeMap::new();
-            for (uid, _, p, fp) in items {
-                let Some(new_uid) = new_uids.get(&uid).copied() else {
-                    continue;
-                };
-                // The copy carries the original's flags: make them the source's, grouped so
-                // that copies with the same flags take one STORE.
-                if let Some(tuid) = new_uid {
-                    set_flags
-                        .entry(p.source.flags.to_imap_list())
-                        .or_insert_with(|| (p.source.flags.clone(), Vec::new()))
-                        .1
-                        .push(tuid);
+            // A copy whose original this pass removes anyway is moved: the source moved it.
+            let (moves, copies): (Vec<_>, Vec<_>) = items
+                .into_iter()
+                .partition(|(uid, ..)| self.index.removals.contains_key(&(folder.clone(), *uid)));
+            for (items, is_move) in [(moves, true), (copies, false)] {
+                if !items.is_empty() {
+                    self.copy_group(&folder, items, is_move, ordinals, changes, &mut placed)
+                        .await?;
                 }
-                changes.push(self.record(ordinals, p.source.clone(), fp, new_uid));
-                self.summary.copied_on_target += 1;
-                placed.insert(p.source.uid);
-            }
-            for (flags, uids) in set_flags.values() {
-                self.target
-                    .store_flags(uids, FlagChange::Replace, flags)
-                    .await?;
             }
         }
         Ok(placed)
+    }
+
+    /// Places one group of placements from copies in `folder` on the target, by UID MOVE (the
+    /// source moved them) or UID COPY, then sets the copies' flags to the source's.
+    async fn copy_group(
+        &mut self,
+        folder: &str,
+        items: Vec<(u32, FlagSet, &Placement, Fingerprint)>,
+        is_move: bool,
+        ordinals: &mut HashMap<Fingerprint, u32>,
+        changes: &mut Vec<InstanceChange>,
+        placed: &mut HashSet<u32>,
+    ) -> Result<(), EngineError> {
+        let from = FolderPath::from_display(folder);
+        let uids: Vec<u32> = items.iter().map(|(u, _, _, _)| *u).collect();
+        let result = async {
+            self.target.open_folder(&from).await?;
+            if is_move {
+                self.target.move_messages(&uids, self.path).await
+            } else {
+                self.target.copy(&uids, self.path).await
+            }
+        }
+        .await;
+        self.target.open_folder(self.path).await?;
+        let results = match result {
+            Ok(r) => r,
+            // The folder holding the content is gone or refuses: upload instead.
+            Err(StoreError::No { .. }) | Err(StoreError::NoSuchFolder { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        // The copies exist, their flags are not set yet: a crash here must heal too.
+        crashpoint::hit("after_copy");
+        let new_uids: HashMap<u32, Option<u32>> = results.into_iter().collect();
+        if is_move {
+            // The originals are gone from `folder`: so are their instances there.
+            let gone: Vec<InstanceChange> = uids
+                .iter()
+                .filter_map(|u| {
+                    let key = (folder.to_string(), *u);
+                    let source_uid = self.index.removals.get(&key).copied()?;
+                    self.index.moved.insert(key);
+                    Some(InstanceChange::Delete(source_uid))
+                })
+                .collect();
+            self.state.commit(folder, None, &gone)?;
+        }
+        let mut set_flags: BTreeMap<String, (FlagSet, Vec<u32>)> = BTreeMap::new();
+        for (uid, _, p, fp) in items {
+            let Some(new_uid) = new_uids.get(&uid).copied() else {
+                continue;
+            };
+            // The copy carries the original's flags: make them the source's, grouped so
+            // that copies with the same flags take one STORE.
+            if let Some(tuid) = new_uid {
+                set_flags
+                    .entry(p.source.flags.to_imap_list())
+                    .or_insert_with(|| (p.source.flags.clone(), Vec::new()))
+                    .1
+                    .push(tuid);
+            }
+            changes.push(self.record(ordinals, p.source.clone(), fp, new_uid));
+            if is_move {
+                self.summary.moved += 1;
+            } else {
+                self.index.copied_out.insert((folder.to_string(), uid));
+                self.summary.copied_on_target += 1;
+            }
+            placed.insert(p.source.uid);
+        }
+        for (flags, uids) in set_flags.values() {
+            self.target
+                .store_flags(uids, FlagChange::Replace, flags)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Validation gate before an upload (DESIGN.md "Validation, quarantine"): transport damage

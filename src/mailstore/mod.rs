@@ -281,6 +281,23 @@ pub trait MailStore {
         uids: &[u32],
         to: &FolderPath,
     ) -> Result<Vec<(u32, Option<u32>)>, StoreError>;
+    /// Moves messages of the open folder into another folder of the same side, returning like
+    /// [`MailStore::copy`]. The default copies, then removes exactly these UIDs; the IMAP
+    /// adapter sends one `UID MOVE` where the server offers MOVE.
+    async fn move_messages(
+        &mut self,
+        uids: &[u32],
+        to: &FolderPath,
+    ) -> Result<Vec<(u32, Option<u32>)>, StoreError> {
+        let copied = self.copy(uids, to).await?;
+        let done: Vec<u32> = copied
+            .iter()
+            .filter(|(_, new)| new.is_some())
+            .map(|(uid, _)| *uid)
+            .collect();
+        self.expunge(&done).await?;
+        Ok(copied)
+    }
     /// Removes exactly these UIDs from the open folder, never others.
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError>;
     /// Ends the session politely; errors are ignored.

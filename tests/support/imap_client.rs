@@ -651,6 +651,20 @@ impl TestImap {
         self.unselect().await;
     }
 
+    /// SELECTs `from` and moves `uids` to `to` with one UID MOVE, as a mail client does.
+    pub async fn move_uids(&mut self, from: &str, uids: &[u32], to: &str) {
+        let set = uids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let from_arg = self.mailbox_arg(from).await;
+        let to_arg = self.mailbox_arg(to).await;
+        self.run_ok(&format!("SELECT {from_arg}")).await;
+        self.run_ok(&format!("UID MOVE {set} {to_arg}")).await;
+        self.unselect().await;
+    }
+
     /// DELETE `path` (only that folder, not its children).
     pub async fn delete_folder(&mut self, path: &str) {
         let arg = self.mailbox_arg(path).await;

@@ -1,4 +1,5 @@
-//! UID COPY into another folder of the same account, the new UIDs read from COPYUID (UIDPLUS).
+//! UID COPY and UID MOVE into another folder of the same account, the new UIDs read from
+//! COPYUID (UIDPLUS).
 
 use std::collections::HashMap;
 
@@ -30,6 +31,48 @@ impl ImapStore {
         let done = self
             .conn
             .run_text(&cmd, Ctx::on("UID COPY", &display))
+            .await?;
+        Ok(match copy_uid(&done) {
+            Some((src, dst)) => map_copied(uids, src, dst),
+            None => uids.iter().map(|u| (*u, None)).collect(),
+        })
+    }
+}
+
+impl ImapStore {
+    /// Moves UIDs of the open folder to `to` with one `UID MOVE` (RFC 6851); the new UIDs come
+    /// from the COPYUID the server sends before its expunge responses. Without MOVE: UID COPY,
+    /// then only the copied UIDs are removed (never a UID whose copy is not confirmed, when
+    /// the server says which were copied).
+    pub(super) async fn move_uids(
+        &mut self,
+        uids: &[u32],
+        to: &FolderPath,
+    ) -> Result<Vec<(u32, Option<u32>)>, StoreError> {
+        if !self.caps.move_ {
+            let copied = self.copy_uids(uids, to).await?;
+            let done: Vec<u32> = if self.caps.uidplus {
+                copied
+                    .iter()
+                    .filter(|(_, new)| new.is_some())
+                    .map(|(uid, _)| *uid)
+                    .collect()
+            } else {
+                uids.to_vec()
+            };
+            self.expunge_uids(&done).await?;
+            return Ok(copied);
+        }
+        self.selected_name("UID MOVE")?;
+        let wire = self.wire_name(to)?;
+        if uids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let display = to.to_string();
+        let cmd = format!("UID MOVE {} {}", uid_set(uids), quote_mailbox(&wire));
+        let done = self
+            .conn
+            .run_text(&cmd, Ctx::on("UID MOVE", &display))
             .await?;
         Ok(match copy_uid(&done) {
             Some((src, dst)) => map_copied(uids, src, dst),

@@ -200,6 +200,15 @@ impl MailStore for ImapStore {
         self.copy_uids(uids, to).await
     }
 
+    async fn move_messages(
+        &mut self,
+        uids: &[u32],
+        to: &FolderPath,
+    ) -> Result<Vec<(u32, Option<u32>)>, StoreError> {
+        self.require_write("MOVE")?;
+        self.move_uids(uids, to).await
+    }
+
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError> {
         self.require_write("EXPUNGE")?;
         self.expunge_uids(uids).await
