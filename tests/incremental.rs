@@ -441,3 +441,115 @@ async fn moves_are_moves_on_the_target() {
     r.logout().await;
     p.logout().await;
 }
+
+/// A folder renamed on the primary (with its child) is one RENAME on the target, nothing
+/// uploaded or copied again; deleted folders leave through the removal budget: a small one
+/// goes at once, one of 12 messages waits for --allow-deletions.
+#[tokio::test(flavor = "multi_thread")]
+async fn renames_are_renames_and_deletions_go_through_the_budget() {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    let src_user = fresh_user("rnsrc");
+    let dst_user = fresh_user("rndst");
+    let mut p = TestImap::connect(&primary, &src_user).await;
+    seed(&mut p).await;
+    for (folder, n) in [
+        ("Projects", 5),
+        ("Projects/A", 4),
+        ("Small", 3),
+        ("Big", 12),
+    ] {
+        p.create(folder).await;
+        for i in 0..n {
+            p.append(
+                folder,
+                &[],
+                Some("05-May-2024 10:00:00 +0000"),
+                &message(folder, i),
+            )
+            .await;
+        }
+    }
+    let dst_proxy = Proxy::start(recovery.addr(), FaultPlan::None);
+    let source = primary.url(&src_user);
+    let target = format!("imap+plain://{dst_user}@127.0.0.1:{}", dst_proxy.port());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pair.redb");
+    assert_eq!(sync_env(&source, &target, &state, &[]).await.code, 0);
+    assert_eq!(sync_env(&source, &target, &state, &[]).await.code, 0);
+
+    p.rename_folder("Projects", "Done").await;
+    p.delete_folder("Small").await;
+    p.delete_folder("Big").await;
+    let expected = account(&mut p).await;
+
+    dst_proxy.reset_counts();
+    let first = sync_env(&source, &target, &state, &[]).await;
+    let cmds = dst_proxy.commands();
+    assert_eq!(first.code, 3, "the 12 removals of Big are held: {first:?}");
+    assert_eq!(
+        (
+            first.count("folders_renamed"),
+            first.count("folders_deleted"),
+            first.count("removed"),
+            first.count("removals_held"),
+            first.count("copied"),
+            first.count("copied_on_target"),
+        ),
+        (1, 1, 3, 12, 0, 0),
+        "{first:?}"
+    );
+    assert_eq!(dst_proxy.count("RENAME"), 1, "{cmds:?}");
+    assert_eq!(
+        dst_proxy.count("APPEND") + dst_proxy.count("COPY"),
+        0,
+        "{cmds:?}"
+    );
+    let mut r = TestImap::connect(&recovery, &dst_user).await;
+    let mut got = account(&mut r).await;
+    assert_eq!(got.remove("Big").map(|v| v.len()), Some(12), "Big is kept");
+    assert_same_accounts(&expected, &got);
+
+    let released = sync_env(&source, &target, &state, &[]).await;
+    assert_eq!(
+        released.code, 3,
+        "still held without --allow-deletions: {released:?}"
+    );
+    let state_arg = state.to_string_lossy().into_owned();
+    let allowed = mailreplica_env(
+        &[
+            "sync",
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state_arg,
+            "--json",
+            "--allow-deletions",
+        ],
+        &[
+            ("MAILREPLICA_SOURCE_PASSWORD", "test"),
+            ("MAILREPLICA_TARGET_PASSWORD", "test"),
+        ],
+    )
+    .await;
+    assert_eq!(allowed.code, 0, "{allowed:?}");
+    assert_eq!(
+        (allowed.count("removed"), allowed.count("folders_deleted")),
+        (12, 1),
+        "{allowed:?}"
+    );
+    assert_same_accounts(&expected, &account(&mut r).await);
+    let folders = r.folders().await;
+    assert!(
+        !folders
+            .iter()
+            .any(|f| f == "Big" || f == "Small" || f.starts_with("Projects")),
+        "{folders:?}"
+    );
+    let v = verify(&source, &recovery.url(&dst_user)).await;
+    assert_eq!(v.code, 0, "{v:?}");
+    r.logout().await;
+    p.logout().await;
+}

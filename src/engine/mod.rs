@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod events;
+mod folders;
 pub mod pair;
 pub mod recover;
 mod snapshot;

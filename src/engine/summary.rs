@@ -14,6 +14,10 @@ pub struct SyncSummary {
     /// Folders read from what changed since the last pass instead of listed in full.
     pub folders_incremental: u64,
     pub folders_created: u64,
+    /// Folders renamed on the source and renamed on the target (one RENAME each).
+    pub folders_renamed: u64,
+    /// Folders deleted on the source, emptied through the removal budget and deleted on the target.
+    pub folders_deleted: u64,
     /// Messages uploaded to the target.
     pub copied: u64,
     /// Source messages found already on the target and mapped without upload.

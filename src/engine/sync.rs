@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
 use super::events::{Event, EventSink};
+use super::folders;
 use super::recover::{journal_entry, resolve_journal};
 use super::snapshot::{list_side, since_tokens, View};
 use super::summary::SyncSummary;
@@ -137,25 +138,32 @@ async fn sync_pass<S: MailStore, T: MailStore>(
         }
     }
     let source_folders = source.list_folders().await?;
-    let target_folders = target.list_folders().await?;
+    let mut target_folders = target.list_folders().await?;
+    let mut records = state.folders()?;
+    regression_check(state, options, &source_folders, &records)?;
+    // Folders renamed or deleted on the source (see folders.rs).
+    let moves = folders::detect(source, &source_folders, &records).await?;
+    if !moves.renames.is_empty() {
+        folders::apply_renames(
+            target,
+            state,
+            options.dry_run,
+            events,
+            summary,
+            &moves.renames,
+            &target_folders,
+        )
+        .await?;
+        if !options.dry_run {
+            target_folders = target.list_folders().await?;
+            records = state.folders()?;
+        }
+    }
     let target_tokens: HashMap<&FolderPath, FolderTokens> = target_folders
         .iter()
         .filter_map(|f| Some((&f.path, f.tokens?)))
         .collect();
-    let records = state.folders()?;
     let held_in: HashSet<String> = state.held()?.into_keys().map(|(f, _)| f).collect();
-    // Time travel is looked for in every folder before anything is written.
-    if !options.accept_regression {
-        for folder in &source_folders {
-            let name = folder.path.to_string();
-            let earlier = records.get(&name).and_then(|r| r.source_tokens);
-            if let (Some(now), Some(earlier)) = (folder.tokens, earlier) {
-                if let Some(detail) = now.regression_from(&earlier) {
-                    return Err(freeze(state, options, &name, detail));
-                }
-            }
-        }
-    }
     let on_target: HashSet<FolderPath> = target_folders
         .iter()
         .filter(|f| f.selectable)
@@ -172,6 +180,12 @@ async fn sync_pass<S: MailStore, T: MailStore>(
     let mut awaiting_removals: HashSet<String> = HashSet::new();
     // Messages of folders skipped as unchanged still count in the account's removal budget.
     let mut unchanged_messages: usize = 0;
+    // A deleted folder's messages leave through the budget; registered first, so that one the
+    // source moved elsewhere before deleting the folder is moved on the target too.
+    for removals in folders::deletion_removals(state, &moves.deleted, &on_target)? {
+        index.expect_removals(&removals.folder.to_string(), &removals.removals);
+        pending.push(removals);
+    }
     for folder in source_folders.iter().filter(|f| f.selectable) {
         let path = &folder.path;
         summary.folders += 1;
@@ -248,14 +262,17 @@ async fn sync_pass<S: MailStore, T: MailStore>(
     )
     .await?;
 
+    folders::finish_deletions(
+        target,
+        state,
+        options.dry_run,
+        events,
+        summary,
+        &moves.deleted,
+        &on_target,
+    )
+    .await?;
     let state_folders = state.folders()?;
-    for name in state_folders.keys() {
-        if !on_source.contains(&FolderPath::from_display(name)) {
-            notice(events, summary, format!(
-                "folder {name} is gone from the source; it is kept on the target (folder deletions are not propagated)"
-            ));
-        }
-    }
     for path in on_target
         .iter()
         .filter(|p| !on_source.contains(p) && !state_folders.contains_key(&p.to_string()))
@@ -529,6 +546,28 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     Ok(())
 }
 
+/// Time travel is looked for in every folder before anything is written.
+fn regression_check(
+    state: &StateFile,
+    options: &SyncOptions,
+    source_folders: &[crate::mailstore::FolderInfo],
+    records: &BTreeMap<String, FolderRecord>,
+) -> Result<(), EngineError> {
+    if options.accept_regression {
+        return Ok(());
+    }
+    for folder in source_folders {
+        let name = folder.path.to_string();
+        let earlier = records.get(&name).and_then(|r| r.source_tokens);
+        if let (Some(now), Some(earlier)) = (folder.tokens, earlier) {
+            if let Some(detail) = now.regression_from(&earlier) {
+                return Err(freeze(state, options, &name, detail));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// After a finished pass of a folder: the tokens both sides showed when opened, and whether the
 /// folder is complete (every source message listed has an instance with a target UID, every
 /// instance has a target UID), which lets the next pass read only changes.
@@ -712,7 +751,7 @@ fn folder_local(e: &StoreError) -> bool {
     )
 }
 
-fn notice(events: &dyn EventSink, summary: &mut SyncSummary, text: String) {
+pub(super) fn notice(events: &dyn EventSink, summary: &mut SyncSummary, text: String) {
     events.event(Event::Notice(text.clone()));
     summary.notices.push(text);
 }

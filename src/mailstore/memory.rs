@@ -53,6 +53,8 @@ pub struct MemoryFolder {
 pub enum OpKind {
     ListFolders,
     CreateFolder,
+    RenameFolder,
+    DeleteFolder,
     OpenFolder,
     ListMessages,
     FetchBodies,
@@ -67,6 +69,8 @@ impl OpKind {
         match self {
             OpKind::ListFolders => "LIST",
             OpKind::CreateFolder => "CREATE",
+            OpKind::RenameFolder => "RENAME",
+            OpKind::DeleteFolder => "DELETE",
             OpKind::OpenFolder => "SELECT",
             OpKind::ListMessages => "UID FETCH",
             OpKind::FetchBodies => "UID FETCH",
@@ -130,6 +134,10 @@ pub struct Counters {
     pub expunges: u64,
     /// Folders created.
     pub creates: u64,
+    /// RENAME commands carried out.
+    pub renames: u64,
+    /// Folders deleted.
+    pub deletes: u64,
     /// Bodies fetched.
     pub fetched: u64,
 }
@@ -608,6 +616,64 @@ impl MailStore for MemoryStore {
                 s.counters.creates += 1;
             }
             Ok(())
+        })
+    }
+
+    async fn rename_folder(
+        &mut self,
+        from: &FolderPath,
+        to: &FolderPath,
+    ) -> Result<(), StoreError> {
+        self.require_write("RENAME")?;
+        self.run(OpKind::RenameFolder, Some(from), |s| {
+            if !s.folders.contains_key(from) {
+                return Err(StoreError::NoSuchFolder {
+                    endpoint: s.endpoint.clone(),
+                    folder: from.to_string(),
+                });
+            }
+            if s.folders.contains_key(to) {
+                return Err(s.no(
+                    "RENAME",
+                    to,
+                    "Mailbox already exists",
+                    Some("ALREADYEXISTS"),
+                ));
+            }
+            let n = from.components().len();
+            let moving: Vec<FolderPath> = s
+                .folders
+                .keys()
+                .filter(|p| {
+                    p.components().len() >= n && p.components()[..n] == from.components()[..]
+                })
+                .cloned()
+                .collect();
+            for old in moving {
+                if let Some(f) = s.folders.remove(&old) {
+                    let mut components = to.components().to_vec();
+                    components.extend_from_slice(&old.components()[n..]);
+                    s.folders.insert(FolderPath::new(components), f);
+                }
+            }
+            s.counters.renames += 1;
+            Ok(())
+        })
+    }
+
+    async fn delete_folder(&mut self, path: &FolderPath) -> Result<(), StoreError> {
+        self.require_write("DELETE")?;
+        self.run(OpKind::DeleteFolder, Some(path), |s| {
+            match s.folders.remove(path) {
+                Some(_) => {
+                    s.counters.deletes += 1;
+                    Ok(())
+                }
+                None => Err(StoreError::NoSuchFolder {
+                    endpoint: s.endpoint.clone(),
+                    folder: path.to_string(),
+                }),
+            }
         })
     }
 

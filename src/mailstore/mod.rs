@@ -231,6 +231,11 @@ pub trait MailStore {
     fn capabilities(&self) -> &Capabilities;
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, StoreError>;
     async fn create_folder(&mut self, path: &FolderPath) -> Result<(), StoreError>;
+    /// Renames a folder and, as IMAP RENAME does, every folder below it.
+    async fn rename_folder(&mut self, from: &FolderPath, to: &FolderPath)
+        -> Result<(), StoreError>;
+    /// Deletes one folder (not its children). Callers empty it first.
+    async fn delete_folder(&mut self, path: &FolderPath) -> Result<(), StoreError>;
     /// Opens a folder (EXAMINE on a read-only side). Later message calls act on it.
     async fn open_folder(&mut self, path: &FolderPath) -> Result<FolderStatus, StoreError>;
     /// Metadata of every message in the open folder, sorted by UID.

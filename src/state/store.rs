@@ -408,6 +408,54 @@ impl StateFile {
         self.commit_with(folder, None, &changes, JournalOp::Clear)
     }
 
+    /// The folder was renamed: everything the state holds under `old` moves to `new`, in one
+    /// transaction (nothing under `new` is expected; what is there is overwritten).
+    pub fn rename_folder(&self, old: &str, new: &str) -> Result<(), StateError> {
+        self.move_folder(old, Some(new))
+    }
+
+    /// Forgets a folder entirely: its record, instances, journal, attempts, held removals and
+    /// quarantine.
+    pub fn forget_folder(&self, folder: &str) -> Result<(), StateError> {
+        self.move_folder(folder, None)
+    }
+
+    fn move_folder(&self, old: &str, new: Option<&str>) -> Result<(), StateError> {
+        let txn = self.begin_write()?;
+        for def in [INSTANCES, ATTEMPTS, HELD, QUARANTINE] {
+            let mut table = txn.open_table(def).map_err(|e| self.corrupt(e))?;
+            let mut moved: Vec<(u32, Vec<u8>)> = Vec::new();
+            for entry in table
+                .range((old, 0u32)..=(old, u32::MAX))
+                .map_err(|e| self.corrupt(e))?
+            {
+                let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+                moved.push((k.value().1, v.value().to_vec()));
+            }
+            for (uid, bytes) in &moved {
+                table.remove((old, *uid)).map_err(|e| self.corrupt(e))?;
+                if let Some(new) = new {
+                    table
+                        .insert((new, *uid), bytes.as_slice())
+                        .map_err(|e| self.corrupt(e))?;
+                }
+            }
+        }
+        for def in [FOLDERS, JOURNAL] {
+            let mut table = txn.open_table(def).map_err(|e| self.corrupt(e))?;
+            let value = table
+                .remove(old)
+                .map_err(|e| self.corrupt(e))?
+                .map(|v| v.value().to_vec());
+            if let (Some(new), Some(bytes)) = (new, value) {
+                table
+                    .insert(new, bytes.as_slice())
+                    .map_err(|e| self.corrupt(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.corrupt(e))
+    }
+
     /// Throws away everything synced (folders, instances, journal, attempts), keeping the pair
     /// id: the next pass rebuilds the mapping by identity.
     pub fn reset(&self) -> Result<(), StateError> {
@@ -676,6 +724,29 @@ mod tests {
             internaldate: InternalDate::parse("01-Jan-2024 00:00:00 +0000").unwrap(),
             size: 10,
         }
+    }
+
+    #[test]
+    fn a_renamed_folder_keeps_everything_and_a_forgotten_one_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = StateFile::open(&dir.path().join("s.redb"), "pair").unwrap();
+        let record = FolderRecord {
+            source_uidvalidity: 3,
+            ..FolderRecord::default()
+        };
+        s.commit("Old", Some(&record), &[InstanceChange::Put(1, rec(1))])
+            .unwrap();
+        s.commit("Other", Some(&record), &[InstanceChange::Put(2, rec(2))])
+            .unwrap();
+        s.rename_folder("Old", "New").unwrap();
+        assert!(s.folder("Old").unwrap().is_none());
+        assert_eq!(s.folder("New").unwrap(), Some(record.clone()));
+        assert!(s.instances("Old").unwrap().is_empty());
+        assert_eq!(s.instances("New").unwrap().get(&1), Some(&rec(1)));
+        s.forget_folder("New").unwrap();
+        assert!(s.folder("New").unwrap().is_none());
+        assert!(s.instances("New").unwrap().is_empty());
+        assert_eq!(s.instances("Other").unwrap().len(), 1);
     }
 
     #[test]

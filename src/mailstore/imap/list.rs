@@ -1,4 +1,4 @@
-//! LIST and CREATE: the folder tree with its hierarchy delimiter, special-use attributes and,
+//! LIST, CREATE, RENAME and DELETE: the folder tree with its hierarchy delimiter, special-use attributes and,
 //! where LIST-STATUS is offered, every folder's change tokens in the same command.
 
 use std::collections::HashMap;
@@ -109,6 +109,44 @@ impl ImapStore {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+impl ImapStore {
+    /// RENAME; the server renames the folders below too.
+    pub(super) async fn rename(
+        &mut self,
+        from: &FolderPath,
+        to: &FolderPath,
+    ) -> Result<(), StoreError> {
+        let old = quote_mailbox(&self.wire_name(from)?);
+        let new = quote_mailbox(&self.wire_name(to)?);
+        let display = from.to_string();
+        self.conn
+            .run(
+                &[
+                    Part::Text("RENAME "),
+                    Part::Text(&old),
+                    Part::Text(" "),
+                    Part::Text(&new),
+                ],
+                Ctx::on("RENAME", &display),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// DELETE of one folder.
+    pub(super) async fn delete(&mut self, path: &FolderPath) -> Result<(), StoreError> {
+        let quoted = quote_mailbox(&self.wire_name(path)?);
+        let display = path.to_string();
+        self.conn
+            .run(
+                &[Part::Text("DELETE "), Part::Text(&quoted)],
+                Ctx::on("DELETE", &display),
+            )
+            .await?;
+        Ok(())
     }
 }
 

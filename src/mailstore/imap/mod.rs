@@ -145,6 +145,20 @@ impl MailStore for ImapStore {
         self.create(path).await
     }
 
+    async fn rename_folder(
+        &mut self,
+        from: &FolderPath,
+        to: &FolderPath,
+    ) -> Result<(), StoreError> {
+        self.require_write("RENAME")?;
+        self.rename(from, to).await
+    }
+
+    async fn delete_folder(&mut self, path: &FolderPath) -> Result<(), StoreError> {
+        self.require_write("DELETE")?;
+        self.delete(path).await
+    }
+
     async fn open_folder(&mut self, path: &FolderPath) -> Result<FolderStatus, StoreError> {
         self.select(path).await
     }
