@@ -399,13 +399,21 @@ def cmd_rename(a):
 def cmd_verify_summary(a):
     with open(a.file) as fh:
         r = json.load(fh)
-    d = r.get("differences", [])
     kinds = {}
-    for x in d:
-        k = x["what"].split(":")[0][:40]
+    for x in r.get("differences", []):
+        w = x["what"]
+        if w.startswith("folder"):
+            k = f"{w} ({x['folder']})"
+        elif "flags differ" in w:
+            k = "flags differ"
+        elif w.endswith("is missing on the target"):
+            k = "missing on the target"
+        elif w.endswith("is only on the target"):
+            k = "only on the target"
+        else:
+            k = w[:60]
         kinds[k] = kinds.get(k, 0) + 1
-    top = ", ".join(f"{n}x {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:3])
-    print(f"{len(d)} differences: {top}"[:200])
+    print("; ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])))
 
 
 SCEN_LABEL = {"initial": "initial copy", "noop": "no-op re-sync",
