@@ -473,6 +473,10 @@ def cmd_report(a):
                     "seconds", "notices", "folder_errors", "refused", "quarantined")}
             except (OSError, ValueError, IndexError):
                 pass
+            if r.get("summary") and r["summary"].get("notices"):
+                r["note"] = "; ".join(x for x in [r.get("note")] + r["summary"]["notices"] if x)
+        if r.get("verify_seconds"):
+            r["verify_seconds"] = float(r["verify_seconds"])
     # Ratios: to the best *peer* (a tool other than mailreplica) that succeeded in the
     # same scenario; to the best tool if no peer did.
     metrics = [("seconds", min), ("messages_per_s", max), ("mb_per_s", max), ("rss_mb", min)]
@@ -521,6 +525,14 @@ def cmd_report(a):
         for r in notes:
             txt = "; ".join(x for x in (r.get("note"), r.get("verify_detail")) if x)
             out.append(f"  {r['tool']} / {r['scenario']}: {txt}")
+    if any(r["tool"] == "mbsync" and r.get("verify") == "differences" for r in rows):
+        out.append("  mbsync: adds an X-TUID header to every message it uploads and does not copy "
+                   "keywords (isync 1.4), so its copies are not byte-identical and `verify` (SHA-256 "
+                   "of the bytes, flags, INTERNALDATE) pairs none of them")
+    vs = [r for r in rows if r.get("verify_seconds")]
+    if vs:
+        out.append("  mailreplica verify after each run: " + ", ".join(
+            f"{r['tool']}/{r['scenario']} {r['verify_seconds']:.1f} s" for r in vs))
     jon = [r for r in rows if r["scenario"] == "journal-on" and r["exit"] == 0]
     joff = [r for r in rows if r["scenario"] == "journal-off" and r["exit"] == 0]
     if jon and joff:
