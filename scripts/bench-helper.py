@@ -481,6 +481,8 @@ def cmd_report(a):
     # same scenario; to the best tool if no peer did.
     metrics = [("seconds", min), ("messages_per_s", max), ("mb_per_s", max), ("rss_mb", min)]
     for scen in {r["scenario"] for r in rows}:
+        if scen.startswith("journal"):
+            continue
         group = [r for r in rows if r["scenario"] == scen]
         good = [r for r in group if r["status"].startswith("ok")]
         peers = [r for r in good if r["tool"] != "mailreplica"] or good
@@ -497,6 +499,9 @@ def cmd_report(a):
 
     def ratio(x):
         return "" if x is None else f"{x:.2f}x"
+    for r in rows:
+        for key, _ in metrics:
+            r.setdefault(key + "_ratio", None)
     hdr = (f"{'scenario':<22} {'tool':<12} {'seconds':>8} {'ratio':>6} {'msgs/s':>8} {'ratio':>6}"
            f" {'MB/s':>7} {'ratio':>6} {'RSS MB':>7} {'ratio':>6}  status")
     out = [f"mailreplica bench: {meta['messages']} messages ({corpus['bytes'] / 1e6:.1f} MB, "
