@@ -544,7 +544,7 @@ def cmd_report(a):
         out.append(f"  journal cost: throughput with the journal = "
                    f"{100 * joff[0]['seconds'] / jon[0]['seconds']:.1f} % of the throughput without")
     out.append("")
-    out.append(f"  corpus generation {meta['corpus_generation_seconds']} s (0 if cached); "
+    out.append(f"  corpus step {meta['corpus_generation_seconds']} s (generation, or a cache hit); "
                f"doveadm import per primary account: " +
                ", ".join(f"{t} {s:.1f} s" for t, s in meta["load_seconds"].items()))
     print("\n".join(out))
