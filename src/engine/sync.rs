@@ -1024,6 +1024,10 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             put: Vec::new(),
             remove: Vec::new(),
         };
+        // Batches bounded in messages and bytes. The bodies of the next batch are fetched from
+        // the source while this one is appended to the target: each side waits for the other
+        // only when it is the slower one.
+        let mut ranges = Vec::new();
         let mut start = 0;
         while start < placements.len() {
             let mut end = start;
@@ -1036,10 +1040,23 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 bytes += placements[end].source.size as u64;
                 end += 1;
             }
-            let batch = &placements[start..end];
+            ranges.push(start..end);
             start = end;
-            let uids: Vec<u32> = batch.iter().map(|p| p.source.uid).collect();
-            let bodies = self.source.fetch_bodies(&uids).await?;
+        }
+        let uids_of = |k: usize| -> Vec<u32> {
+            ranges
+                .get(k)
+                .map(|r| placements[r.clone()].iter().map(|p| p.source.uid).collect())
+                .unwrap_or_default()
+        };
+        let mut prefetched = Some(self.source.fetch_bodies(&uids_of(0)).await);
+        for k in 0..ranges.len() {
+            let batch = &placements[ranges[k].clone()];
+            let bodies = match prefetched.take() {
+                Some(result) => result?,
+                None => self.source.fetch_bodies(&uids_of(k)).await?,
+            };
+            let next_uids = uids_of(k + 1);
             let by_uid: HashMap<u32, &crate::mailstore::FetchedBody> =
                 bodies.iter().map(|b| (b.uid, b)).collect();
 
@@ -1140,11 +1157,20 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                         bytes,
                     })
                     .collect();
-                let results = if requests.is_empty() {
-                    Vec::new()
-                } else {
-                    self.target.append(self.path, &requests).await?
+                let fetch_next = async {
+                    if next_uids.is_empty() {
+                        None
+                    } else {
+                        Some(self.source.fetch_bodies(&next_uids).await)
+                    }
                 };
+                let (results, next) = if requests.is_empty() {
+                    (Ok(Vec::new()), fetch_next.await)
+                } else {
+                    tokio::join!(self.target.append(self.path, &requests), fetch_next)
+                };
+                prefetched = next;
+                let results = results?;
                 for ((i, bytes, fingerprint), result) in to_append.iter().zip(results) {
                     let src = &batch[*i].source;
                     match result {
