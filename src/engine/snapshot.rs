@@ -103,6 +103,35 @@ pub(crate) async fn list_side<M: MailStore>(
     }
 }
 
+/// The target's tokens after this pass wrote to the folder, when they provably show only this
+/// pass's writes: the folder is opened again, what changed since `before` is read, and the
+/// result must be exactly what the base now says the target holds (flags compared where the
+/// folder keeps them). Then the next pass need not read the target's own writes back; any
+/// other change found keeps `before`, so the next pass reads it.
+pub(crate) async fn tokens_after_writes<M: MailStore>(
+    store: &mut M,
+    path: &crate::model::FolderPath,
+    base: &BTreeMap<u32, InstanceRecord>,
+    before: FolderTokens,
+) -> Result<FolderTokens, StoreError> {
+    let status = store.open_folder(path).await?;
+    let after = status.tokens();
+    if after.uidvalidity != before.uidvalidity || after.highest_modseq.is_none() {
+        return Ok(before);
+    }
+    let listed = list_side(store, base, View::Target, Some(&before)).await?;
+    let expected = base_view(base, View::Target, u32::MAX);
+    let storable = |m: &MessageMeta| -> (u32, FlagSet) {
+        (m.uid, m.flags.filtered(|f| status.can_store(f)))
+    };
+    let same = listed.len() == expected.len()
+        && listed
+            .iter()
+            .zip(&expected)
+            .all(|(a, b)| storable(a) == storable(b));
+    Ok(if same { after } else { before })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

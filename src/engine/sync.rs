@@ -11,7 +11,7 @@ use std::time::Instant;
 use super::events::{Event, EventSink};
 use super::folders;
 use super::recover::{journal_entry, resolve_journal};
-use super::snapshot::{list_side, since_tokens, View};
+use super::snapshot::{list_side, since_tokens, tokens_after_writes, View};
 use super::summary::SyncSummary;
 use super::{EngineError, Frozen};
 use crate::crashpoint;
@@ -528,12 +528,26 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     .await?;
     let target_only = plan.unmapped_target.len().saturating_sub(adopted) as u32;
     summary.target_only += u64::from(target_only);
+    // After writing, the target's tokens are taken again when they show only this pass's
+    // writes, so the next pass does not read them back (target-only messages make that
+    // unprovable: the base does not list them).
+    let wrote = !plan.placements.is_empty()
+        || plan
+            .flag_updates
+            .iter()
+            .any(|u| !u.add.is_empty() || !u.remove.is_empty());
+    let target_tokens = if wrote && target_only == 0 {
+        let after = state.instances(&name)?;
+        tokens_after_writes(target, path, &after, target_status.tokens()).await?
+    } else {
+        target_status.tokens()
+    };
     let complete = record_tokens(
         state,
         &name,
         &source_msgs,
         source_now,
-        target_status.tokens(),
+        target_tokens,
         target_only,
         !plan.removals.is_empty(),
     )?;
