@@ -5,6 +5,7 @@ mod crash;
 mod faults;
 mod imap_copy;
 mod imap_guarantees;
+mod jmap_cyrus;
 mod mr;
 mod support;
 mod support_selftest;

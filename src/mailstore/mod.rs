@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod imap;
+pub mod jmap;
 pub mod memory;
 
 use crate::model::{FlagSet, FolderPath, InternalDate};
