@@ -405,3 +405,83 @@ async fn jmap_scripted_plain_http_off_this_machine_is_refused() {
         .unwrap_err();
     assert!(matches!(err, JmapError::Plaintext { .. }), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_scripted_bearer_tokens_are_sent_as_bearer() {
+    let server = jmap_server(limits(), |method, _| {
+        (
+            method.into(),
+            json!({"state": "1", "list": [], "notFound": []}),
+        )
+    })
+    .await;
+    let mut opts = options(server.port());
+    opts.credentials = Credentials::Bearer(Secret::new("tok-123".into()));
+    let client = JmapClient::connect(opts).await.unwrap();
+    client.email_state().await.unwrap();
+    for r in server.requests() {
+        assert_eq!(r.header("authorization"), Some("Bearer tok-123"), "{r:?}");
+    }
+    assert!(!format!("{client:?}").contains("tok-123"));
+}
+
+/// A listing pages with anchors; when the anchor email leaves the mailbox between two pages
+/// (`anchorNotFound`), the listing starts again with a fresh state instead of skipping emails.
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_scripted_listing_restarts_when_its_anchor_vanishes() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let anchored_queries = std::sync::Arc::new(AtomicU32::new(0));
+    let seen = anchored_queries.clone();
+    let server = jmap_server(limits(), move |method, args| match method {
+        "Email/query" => {
+            assert_eq!(args["filter"], json!({"inMailbox": "MB"}));
+            match args["anchor"].as_str() {
+                None => (method.into(), json!({"ids": ["a", "b"], "position": 0})),
+                // The first time, "b" has just been moved away.
+                Some("b") if seen.fetch_add(1, Ordering::SeqCst) == 0 => {
+                    ("error".into(), json!({"type": "anchorNotFound"}))
+                }
+                Some("b") => (method.into(), json!({"ids": ["c"], "position": 2})),
+                Some(other) => panic!("unexpected anchor {other}"),
+            }
+        }
+        "Email/get" => {
+            let list: Vec<Value> = args["ids"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|id| email(id.as_str().unwrap_or(""), "$seen"))
+                .collect();
+            (
+                method.into(),
+                json!({"state": "st", "list": list, "notFound": []}),
+            )
+        }
+        _ => ("error".into(), json!({"type": "unknownMethod"})),
+    })
+    .await;
+    let mut client = connect(&server).await;
+    client.set_query_page_size(2);
+    let listing = client.list_mailbox("MB").await.unwrap();
+    assert_eq!(
+        listing
+            .emails
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect::<Vec<_>>(),
+        ["a", "b", "c"]
+    );
+    assert_eq!(listing.state, "st");
+    assert_eq!(anchored_queries.load(Ordering::SeqCst), 2);
+    // First attempt: state+page 1, page 2 (refused); second: state+page 1, page 2.
+    let posts: Vec<Value> = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/")
+        .map(|r| r.json())
+        .collect();
+    assert_eq!(posts.len(), 4);
+    assert_eq!(posts[0]["methodCalls"].as_array().unwrap().len(), 3);
+    assert_eq!(posts[1]["methodCalls"].as_array().unwrap().len(), 2);
+}
