@@ -547,3 +547,32 @@ async fn jmap_cyrus_does_not_unescape_patch_paths() {
     let (got, _) = client.get_emails(&[id]).await.unwrap();
     assert_eq!(got[0].keywords, keywords(&["x~1y"]));
 }
+
+/// Cyrus refuses bare newlines and NUL over JMAP as over IMAP: the upload succeeds, the import
+/// is an `invalidEmail` SetError carrying the server's words (so the adapter must upload
+/// CRLF-normalised bytes, and NUL is a target-refused message, reported once).
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_import_refusals_keep_the_servers_words() {
+    let (_, client) = fresh_client("jbad").await;
+    let inbox = tree(&client).await.with_role("inbox").unwrap().id.clone();
+    let mut requests = Vec::new();
+    for bytes in [
+        b"From: a@example.com\nSubject: lf\n\nbody\n".to_vec(),
+        b"From: a@example.com\r\nSubject: nul\r\n\r\nbo\0dy\r\n".to_vec(),
+    ] {
+        let blob = client.upload(bytes, "message/rfc822").await.unwrap();
+        requests.push(ImportRequest {
+            blob_id: blob.blob_id,
+            mailbox_ids: vec![inbox.clone()],
+            keywords: BTreeMap::new(),
+            received_at: "2021-03-04T05:06:07Z".into(),
+        });
+    }
+    let out = client.import_emails(&requests).await.unwrap();
+    for (outcome, words) in out.iter().zip(["bare newlines", "NUL"]) {
+        let e = outcome.clone().unwrap_err();
+        assert_eq!(e.kind, SetErrorType::InvalidEmail, "{e}");
+        assert!(e.to_string().contains(words), "{e}");
+        assert!(!e.is_retryable());
+    }
+}
