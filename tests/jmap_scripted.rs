@@ -427,6 +427,7 @@ async fn jmap_scripted_bearer_tokens_are_sent_as_bearer() {
 
 /// A listing pages with anchors; when the anchor email leaves the mailbox between two pages
 /// (`anchorNotFound`), the listing starts again with a fresh state instead of skipping emails.
+/// A server that cannot sort by id gets a receivedAt-only sort.
 #[tokio::test(flavor = "multi_thread")]
 async fn jmap_scripted_listing_restarts_when_its_anchor_vanishes() {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -435,6 +436,10 @@ async fn jmap_scripted_listing_restarts_when_its_anchor_vanishes() {
     let server = jmap_server(limits(), move |method, args| match method {
         "Email/query" => {
             assert_eq!(args["filter"], json!({"inMailbox": "MB"}));
+            // This server sorts by receivedAt only.
+            if args["sort"].as_array().is_some_and(|s| s.len() > 1) {
+                return ("error".into(), json!({"type": "unsupportedSort"}));
+            }
             match args["anchor"].as_str() {
                 None => (method.into(), json!({"ids": ["a", "b"], "position": 0})),
                 // The first time, "b" has just been moved away.
@@ -474,14 +479,18 @@ async fn jmap_scripted_listing_restarts_when_its_anchor_vanishes() {
     );
     assert_eq!(listing.state, "st");
     assert_eq!(anchored_queries.load(Ordering::SeqCst), 2);
-    // First attempt: state+page 1, page 2 (refused); second: state+page 1, page 2.
+    // Sort refused; then state+page 1, page 2 (anchor gone); then state+page 1, page 2.
     let posts: Vec<Value> = server
         .requests()
         .iter()
         .filter(|r| r.path == "/api/")
         .map(|r| r.json())
         .collect();
-    assert_eq!(posts.len(), 4);
-    assert_eq!(posts[0]["methodCalls"].as_array().unwrap().len(), 3);
-    assert_eq!(posts[1]["methodCalls"].as_array().unwrap().len(), 2);
+    assert_eq!(posts.len(), 5);
+    assert_eq!(
+        posts[1]["methodCalls"][1][1]["sort"],
+        json!([{"property": "receivedAt", "isAscending": true}])
+    );
+    assert_eq!(posts[1]["methodCalls"].as_array().unwrap().len(), 3);
+    assert_eq!(posts[2]["methodCalls"].as_array().unwrap().len(), 2);
 }

@@ -25,6 +25,11 @@ pub const EMAIL_PROPERTIES: [&str; 7] = [
     "messageId",
 ];
 
+/// Listing orders, best first: a total order (arrival, then id) keeps anchored pages stable;
+/// a server refusing it (`unsupportedSort`; `id` is not a required sort property) gets a
+/// simpler one, and last its own default order.
+const SORTS: [&[&str]; 3] = [&["receivedAt", "id"], &["receivedAt"], &[]];
+
 /// How many times a listing restarts when its anchor vanishes mid-way.
 const LISTING_ATTEMPTS: u32 = 3;
 
@@ -96,7 +101,7 @@ pub fn internaldate_from_utc_date(date: &str) -> Option<InternalDate> {
 #[derive(Debug, Clone)]
 pub struct EmailListing {
     pub state: String,
-    /// In the server's order: `receivedAt` ascending, then id.
+    /// In the server's order: `receivedAt` ascending, then id (where the server sorts by id).
     pub emails: Vec<EmailMeta>,
 }
 
@@ -268,8 +273,9 @@ impl JmapClient {
     #[tracing::instrument(skip(self), fields(endpoint = %self.endpoint()))]
     pub async fn list_mailbox(&self, mailbox_id: &str) -> Result<EmailListing, JmapError> {
         let mut attempt = 1;
+        let mut sort = 0;
         loop {
-            match self.list_mailbox_once(mailbox_id).await {
+            match self.list_mailbox_once(mailbox_id, SORTS[sort]).await {
                 Err(e)
                     if e.method_error() == Some(&MethodErrorType::AnchorNotFound)
                         && attempt < LISTING_ATTEMPTS =>
@@ -277,12 +283,23 @@ impl JmapClient {
                     tracing::debug!(attempt, "anchor vanished while listing; starting again");
                     attempt += 1;
                 }
+                Err(e)
+                    if e.method_error() == Some(&MethodErrorType::UnsupportedSort)
+                        && sort + 1 < SORTS.len() =>
+                {
+                    tracing::debug!(?e, "sort refused; trying a simpler one");
+                    sort += 1;
+                }
                 other => return other,
             }
         }
     }
 
-    async fn list_mailbox_once(&self, mailbox_id: &str) -> Result<EmailListing, JmapError> {
+    async fn list_mailbox_once(
+        &self,
+        mailbox_id: &str,
+        sort: &[&str],
+    ) -> Result<EmailListing, JmapError> {
         let what = format!("listing the emails of mailbox {mailbox_id}");
         let page = self.query_page_size;
         let mut state: Option<String> = None;
@@ -298,13 +315,15 @@ impl JmapClient {
             let mut query = json!({
                 "accountId": self.account_id(),
                 "filter": {"inMailbox": mailbox_id},
-                "sort": [
-                    {"property": "receivedAt", "isAscending": true},
-                    {"property": "id", "isAscending": true}
-                ],
                 "collapseThreads": false,
                 "limit": page,
             });
+            if !sort.is_empty() {
+                query["sort"] = sort
+                    .iter()
+                    .map(|p| json!({"property": p, "isAscending": true}))
+                    .collect();
+            }
             match emails.last() {
                 Some(last) => {
                     query["anchor"] = Value::String(last.id.clone());
