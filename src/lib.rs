@@ -16,7 +16,8 @@
 //!   identity. No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer) and in memory
-//!   ([`mailstore::memory`], for fast engine tests).
+//!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP
+//!   transport and mapping, not yet behind the trait.
 //! - [`state`]: the redb state file: per folder, per message instance, what was synced.
 //! - [`model`]: the vocabulary (folder paths, flags, fingerprints, dates), no I/O.
 //! - [`config`]: URLs, password sources and connection settings, validated.

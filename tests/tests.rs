@@ -6,6 +6,8 @@ mod faults;
 mod imap_copy;
 mod imap_guarantees;
 mod incremental;
+mod jmap_cyrus;
+mod jmap_scripted;
 mod mr;
 mod support;
 mod support_selftest;

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod imap;
+pub mod jmap;
 pub mod memory;
 
 pub use crate::model::FolderTokens;

@@ -1,8 +1,10 @@
 //! Shared test helpers: real servers, an independent IMAP witness client,
-//! the fixture corpus, a fault-injecting proxy and a scripted IMAP server.
+//! the fixture corpus, a fault-injecting proxy, a scripted IMAP server and a
+//! scripted HTTP server (JMAP).
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod http_server;
 pub mod imap_client;
 pub mod mutf7;
 pub mod proxy;
