@@ -122,6 +122,11 @@ pub struct SyncArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub settle: u64,
 
+    /// Connections per side for copying several folders at once (the primary is a live
+    /// mailbox: servers cap connections per user, Dovecot at 10 by default)
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=8))]
+    pub connections: u16,
+
     /// Confirm that the source went back in time (restored from a backup) and thaw the pair:
     /// the regressed folders are matched again by identity; nothing is deleted on the target
     #[arg(long)]

@@ -9,8 +9,10 @@ use super::exit::ExitCode;
 use super::pair::{connect, Pair};
 use super::progress::{human_bytes, Progress};
 use crate::engine::pair::{default_state_path, pair_id};
-use crate::engine::sync::{sync_into, SyncOptions};
+use crate::engine::sync::{sync_into_with, SyncOptions};
+use crate::engine::workers::Connector;
 use crate::engine::{EngineError, SyncSummary};
+use crate::mailstore::imap::ImapStore;
 use crate::mailstore::{Access, MailStore};
 use crate::reconcile::Policy;
 use crate::state::{StateError, StateFile};
@@ -53,6 +55,7 @@ impl SyncCommand {
             accept_invalid: args.accept_invalid,
             settle_secs: args.settle,
             accept_regression: args.accept_regression,
+            connections: usize::from(args.connections),
             ..SyncOptions::default()
         };
         let mut summary = SyncSummary::default();
@@ -148,10 +151,50 @@ async fn run_pass(
     let mut target = connect(&pair.target, target_access, "target")
         .await
         .map_err(Failure::Connect)?;
-    let result = sync_into(&mut source, &mut target, state, options, progress, summary).await;
+    let more = MoreConnections {
+        pair,
+        target_access,
+    };
+    let result = sync_into_with(
+        &mut source,
+        &mut target,
+        &more,
+        state,
+        options,
+        progress,
+        summary,
+    )
+    .await;
     source.logout().await;
     target.logout().await;
     result.map_err(Failure::Engine)
+}
+
+/// Opens the extra connection pairs the engine asks for to work on folders concurrently. A
+/// pair that cannot be opened (a per-user connection limit, say) just means fewer workers.
+struct MoreConnections<'a> {
+    pair: &'a Pair,
+    target_access: Access,
+}
+
+impl Connector<ImapStore, ImapStore> for MoreConnections<'_> {
+    async fn connect_pair(&self) -> Option<(ImapStore, ImapStore)> {
+        let mut source = match ImapStore::connect(&self.pair.source, Access::ReadOnly).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("no extra source connection: {e}");
+                return None;
+            }
+        };
+        match ImapStore::connect(&self.pair.target, self.target_access).await {
+            Ok(t) => Some((source, t)),
+            Err(e) => {
+                tracing::debug!("no extra target connection: {e}");
+                source.logout().await;
+                None
+            }
+        }
+    }
 }
 
 /// Opens the state; with `rebuild`, empties it, or moves a damaged file aside and starts anew.

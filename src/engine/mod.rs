@@ -10,6 +10,7 @@ mod snapshot;
 pub mod summary;
 pub mod sync;
 pub mod verify;
+pub mod workers;
 
 pub use error::{EngineError, Frozen};
 pub use events::{Event, EventSink};

@@ -57,6 +57,33 @@ pub struct SyncSummary {
 }
 
 impl SyncSummary {
+    /// Adds what a worker of the same pass did (see workers.rs).
+    pub fn absorb(&mut self, other: SyncSummary) {
+        self.folders += other.folders;
+        self.folders_unchanged += other.folders_unchanged;
+        self.folders_incremental += other.folders_incremental;
+        self.folders_created += other.folders_created;
+        self.folders_renamed += other.folders_renamed;
+        self.folders_deleted += other.folders_deleted;
+        self.copied += other.copied;
+        self.adopted += other.adopted;
+        self.copied_on_target += other.copied_on_target;
+        self.moved += other.moved;
+        self.flags_updated += other.flags_updated;
+        self.removed += other.removed;
+        self.removals_held += other.removals_held;
+        self.refused.extend(other.refused);
+        self.quarantined.extend(other.quarantined);
+        self.accepted_invalid += other.accepted_invalid;
+        self.gave_up.extend(other.gave_up);
+        self.folder_errors.extend(other.folder_errors);
+        self.target_only += other.target_only;
+        self.bytes_uploaded += other.bytes_uploaded;
+        self.bytes_placed += other.bytes_placed;
+        self.notices.extend(other.notices);
+        self.actions.extend(other.actions);
+    }
+
     /// True when something needs the user's attention (exit 3).
     pub fn needs_attention(&self) -> bool {
         self.removals_held > 0

@@ -5,6 +5,7 @@
 //! UIDVALIDITY changed; plan; then on the target: flag updates, guarded removals, placements in
 //! source UID order, each step committed to the state right after it succeeded.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use super::folders;
 use super::recover::{journal_entry, resolve_journal};
 use super::snapshot::{list_side, since_tokens, tokens_after_writes, View};
 use super::summary::SyncSummary;
+use super::workers::{run_jobs, Connector, FolderJob, NoConnector, PassShared};
 use super::{EngineError, Frozen};
 use crate::crashpoint;
 use crate::mailstore::{
@@ -50,6 +52,9 @@ pub struct SyncOptions {
     pub accept_invalid: bool,
     /// How long a structurally damaged message must stay unchanged before it is replicated.
     pub settle_secs: u64,
+    /// Connections per side for working on folders concurrently (DESIGN.md: at most 4 in a
+    /// one-shot sync); 1 works on one folder at a time.
+    pub connections: usize,
     /// Go on after the source went back in time (see [`super::Frozen`]): the regressed
     /// folders are matched again by identity.
     pub accept_regression: bool,
@@ -69,6 +74,7 @@ impl Default for SyncOptions {
             accept_invalid: false,
             settle_secs: 600,
             accept_regression: false,
+            connections: 4,
             journal: std::env::var_os("MAILREPLICA_BENCH_NO_JOURNAL").is_none(),
         }
     }
@@ -97,6 +103,29 @@ pub async fn sync_into<S: MailStore, T: MailStore>(
     events: &dyn EventSink,
     summary: &mut SyncSummary,
 ) -> Result<(), EngineError> {
+    sync_into_with(
+        source,
+        target,
+        &NoConnector,
+        state,
+        options,
+        events,
+        summary,
+    )
+    .await
+}
+
+/// Like [`sync_into`], working on several folders at once over more connection pairs opened
+/// through `connector` (see workers.rs).
+pub async fn sync_into_with<S: MailStore, T: MailStore, C: Connector<S, T>>(
+    source: &mut S,
+    target: &mut T,
+    connector: &C,
+    state: &StateFile,
+    options: &SyncOptions,
+    events: &dyn EventSink,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
     let started = Instant::now();
     summary.source = source.endpoint().to_string();
     summary.target = target.endpoint().to_string();
@@ -114,14 +143,15 @@ pub async fn sync_into<S: MailStore, T: MailStore>(
     summary.quarantined.clear();
     summary.folder_errors.clear();
     summary.actions.clear();
-    let result = sync_pass(source, target, state, options, events, summary).await;
+    let result = sync_pass(source, target, connector, state, options, events, summary).await;
     summary.seconds += started.elapsed().as_secs_f64();
     result
 }
 
-async fn sync_pass<S: MailStore, T: MailStore>(
+async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
     source: &mut S,
     target: &mut T,
+    connector: &C,
     state: &StateFile,
     options: &SyncOptions,
     events: &dyn EventSink,
@@ -175,17 +205,31 @@ async fn sync_pass<S: MailStore, T: MailStore>(
         .map(|f| f.path.clone())
         .collect();
 
-    let mut pending: Vec<FolderRemovals> = Vec::new();
-    let mut index = TargetIndex::default();
-    let mut awaiting_removals: HashSet<String> = HashSet::new();
+    // Batches are smaller when several workers hold them at once (memory stays bounded).
+    let worker_options = SyncOptions {
+        batch_bytes: (options.batch_bytes / options.connections.max(1) as u64).max(4 << 20),
+        ..options.clone()
+    };
+    let shared = PassShared {
+        state,
+        options: &worker_options,
+        events,
+        pending: RefCell::new(Vec::new()),
+        index: RefCell::new(TargetIndex::default()),
+        awaiting_removals: RefCell::new(HashSet::new()),
+    };
     // Messages of folders skipped as unchanged still count in the account's removal budget.
     let mut unchanged_messages: usize = 0;
     // A deleted folder's messages leave through the budget; registered first, so that one the
     // source moved elsewhere before deleting the folder is moved on the target too.
     for removals in folders::deletion_removals(state, &moves.deleted, &on_target)? {
-        index.expect_removals(&removals.folder.to_string(), &removals.removals);
-        pending.push(removals);
+        shared
+            .index
+            .borrow_mut()
+            .expect_removals(&removals.folder.to_string(), &removals.removals);
+        shared.pending.borrow_mut().push(removals);
     }
+    let mut jobs = Vec::new();
     for folder in source_folders.iter().filter(|f| f.selectable) {
         let path = &folder.path;
         summary.folders += 1;
@@ -210,36 +254,19 @@ async fn sync_pass<S: MailStore, T: MailStore>(
                 continue;
             }
         }
-        let exists = on_target.contains(path);
-        let exempt = matches!(folder.special_use.as_deref(), Some("\\Trash" | "\\Junk"));
-        let result = sync_or_create(
-            source,
-            target,
-            state,
-            options,
-            events,
-            path,
-            exists,
-            summary,
-            &mut |r: FolderRemovals| pending.push(FolderRemovals { exempt, ..r }),
-            &mut index,
-            !held_in.contains(&name),
-            &mut awaiting_removals,
-        )
-        .await;
-        match result {
-            Ok(()) => {}
-            // A refusal about this folder (a name the target cannot hold, a NO on SELECT)
-            // skips the folder; a broken connection or state stops the pass.
-            Err(EngineError::Store(e))
-                if !e.is_connection_lost() && !e.is_retryable() && folder_local(&e) =>
-            {
-                notice(events, summary, format!("{path}: skipped: {e}"));
-                summary.folder_errors.push(format!("{path}: {e}"));
-            }
-            Err(e) => return Err(e),
-        }
+        jobs.push(FolderJob {
+            path: path.clone(),
+            exists: on_target.contains(path),
+            exempt: matches!(folder.special_use.as_deref(), Some("\\Trash" | "\\Junk")),
+            none_held: !held_in.contains(&name),
+            messages: folder.tokens.map_or(0, |t| t.messages),
+        });
     }
+    let result = run_jobs(source, target, connector, &shared, jobs, summary).await;
+    result?;
+    let index = shared.index.into_inner();
+    let mut pending = shared.pending.into_inner();
+    let awaiting_removals = shared.awaiting_removals.into_inner();
 
     complete_moves(
         target,
@@ -284,61 +311,36 @@ async fn sync_pass<S: MailStore, T: MailStore>(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn sync_or_create<S: MailStore, T: MailStore>(
+pub(super) async fn sync_or_create<S: MailStore, T: MailStore>(
     source: &mut S,
     target: &mut T,
-    state: &StateFile,
-    options: &SyncOptions,
-    events: &dyn EventSink,
-    path: &FolderPath,
-    exists: bool,
+    shared: &PassShared<'_>,
+    job: &FolderJob,
     summary: &mut SyncSummary,
-    removals: &mut dyn FnMut(FolderRemovals),
-    index: &mut TargetIndex,
-    none_held: bool,
-    awaiting_removals: &mut HashSet<String>,
 ) -> Result<(), EngineError> {
-    if !exists {
-        if options.dry_run {
+    let path = &job.path;
+    if !job.exists {
+        if shared.options.dry_run {
             summary.actions.push(format!("create folder {path}"));
         } else {
             target.create_folder(path).await?;
         }
         summary.folders_created += 1;
     }
-    sync_folder(
-        source,
-        target,
-        state,
-        options,
-        events,
-        path,
-        exists,
-        summary,
-        removals,
-        index,
-        none_held,
-        awaiting_removals,
-    )
-    .await
+    sync_folder(source, target, shared, job, summary).await
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn sync_folder<S: MailStore, T: MailStore>(
     source: &mut S,
     target: &mut T,
-    state: &StateFile,
-    options: &SyncOptions,
-    events: &dyn EventSink,
-    path: &FolderPath,
-    target_exists: bool,
+    shared: &PassShared<'_>,
+    job: &FolderJob,
     summary: &mut SyncSummary,
-    removals: &mut dyn FnMut(FolderRemovals),
-    index: &mut TargetIndex,
-    none_held: bool,
-    awaiting_removals: &mut HashSet<String>,
 ) -> Result<(), EngineError> {
+    let (state, options, events) = (shared.state, shared.options, shared.events);
+    let path = &job.path;
+    let target_exists = job.exists;
+    let none_held = job.none_held;
     let name = path.to_string();
     let mut record = state.folder(&name)?;
     let mut base = state.instances(&name)?;
@@ -479,14 +481,17 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     }
 
     // Removals are decided for the whole pass by the removal budget, after every folder.
-    removals(FolderRemovals {
+    shared.pending.borrow_mut().push(FolderRemovals {
         folder: path.clone(),
-        exempt: false,
+        exempt: job.exempt,
         base_count: base.len(),
         source_count: source_msgs.len(),
         removals: plan.removals.clone(),
     });
-    index.expect_removals(&name, &plan.removals);
+    shared
+        .index
+        .borrow_mut()
+        .expect_removals(&name, &plan.removals);
 
     if options.dry_run {
         summary
@@ -522,7 +527,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         path,
         name: &name,
         summary,
-        index,
+        index: &shared.index,
     }
     .place(&plan, &base, &target_msgs, &target_status)
     .await?;
@@ -552,7 +557,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         !plan.removals.is_empty(),
     )?;
     if complete == Completeness::OnceRemoved {
-        awaiting_removals.insert(name.clone());
+        shared.awaiting_removals.borrow_mut().insert(name.clone());
     }
     events.event(Event::FolderFinished {
         folder: path.clone(),
@@ -758,7 +763,7 @@ fn unix_now() -> u64 {
 }
 
 /// Errors that concern one folder only, after which the connection is still in step.
-fn folder_local(e: &StoreError) -> bool {
+pub(super) fn folder_local(e: &StoreError) -> bool {
     matches!(
         e,
         StoreError::No { .. } | StoreError::Refused { .. } | StoreError::NoSuchFolder { .. }
@@ -993,8 +998,9 @@ struct Placer<'a, S, T> {
     path: &'a FolderPath,
     name: &'a str,
     summary: &'a mut SyncSummary,
-    /// Where the target already holds each content (for placing by COPY).
-    index: &'a mut TargetIndex,
+    /// Where the target already holds each content (for placing by COPY); shared by the
+    /// workers of a pass, never borrowed across an await.
+    index: &'a RefCell<TargetIndex>,
 }
 
 impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
@@ -1212,7 +1218,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             }
             self.state
                 .commit_with(self.name, None, &changes, JournalOp::Clear)?;
-            self.index.learn(self.name, &changes);
+            self.index.borrow_mut().learn(self.name, &changes);
             self.state
                 .update_quarantine(self.name, &quarantine.put, &quarantine.remove)?;
             quarantine.put.clear();
@@ -1453,7 +1459,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         if to_append.is_empty() || !self.target.capabilities().uidplus {
             return Ok(placed);
         }
-        self.index.build(self.state)?;
+        self.index.borrow_mut().build(self.state)?;
         // By folder holding the content: (target UID there, its flags, the placement, fingerprint).
         let mut by_folder: BTreeMap<String, Vec<(u32, FlagSet, &Placement, Fingerprint)>> =
             BTreeMap::new();
@@ -1462,6 +1468,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             let p = &batch[*i];
             let found = self
                 .index
+                .borrow()
                 .find(fp, p.source.internaldate.epoch())
                 .into_iter()
                 .find(|h| !used.contains(&(h.0.clone(), h.1)));
@@ -1478,9 +1485,12 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         }
         for (folder, items) in by_folder {
             // A copy whose original this pass removes anyway is moved: the source moved it.
-            let (moves, copies): (Vec<_>, Vec<_>) = items
-                .into_iter()
-                .partition(|(uid, ..)| self.index.removals.contains_key(&(folder.clone(), *uid)));
+            let (moves, copies): (Vec<_>, Vec<_>) = items.into_iter().partition(|(uid, ..)| {
+                self.index
+                    .borrow()
+                    .removals
+                    .contains_key(&(folder.clone(), *uid))
+            });
             for (items, is_move) in [(moves, true), (copies, false)] {
                 if !items.is_empty() {
                     self.copy_group(&folder, items, is_move, ordinals, changes, &mut placed)
@@ -1529,8 +1539,8 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 .iter()
                 .filter_map(|u| {
                     let key = (folder.to_string(), *u);
-                    let source_uid = self.index.removals.get(&key).copied()?;
-                    self.index.moved.insert(key);
+                    let source_uid = self.index.borrow().removals.get(&key).copied()?;
+                    self.index.borrow_mut().moved.insert(key);
                     Some(InstanceChange::Delete(source_uid))
                 })
                 .collect();
@@ -1554,7 +1564,10 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             if is_move {
                 self.summary.moved += 1;
             } else {
-                self.index.copied_out.insert((folder.to_string(), uid));
+                self.index
+                    .borrow_mut()
+                    .copied_out
+                    .insert((folder.to_string(), uid));
                 self.summary.copied_on_target += 1;
             }
             placed.insert(p.source.uid);

@@ -1,0 +1,145 @@
+//! Folders of a pass worked on concurrently: one worker per connection pair, all in one task
+//! (their I/O overlaps; their shared state lives in `RefCell`s that are never borrowed across
+//! an await), pulling folders from one queue, largest first.
+//!
+//! The first worker uses the pass's own connections; more pairs are opened through a
+//! [`Connector`] when there are more folders to work on than workers, up to
+//! `SyncOptions::connections` per side (DESIGN.md: 4 one-shot). A pair that cannot be opened
+//! is not an error: the pass goes on with fewer workers. The first error that is not about a
+//! single folder stops every worker after the folder it is on.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashSet, VecDeque};
+
+use super::events::EventSink;
+use super::summary::SyncSummary;
+use super::sync::{folder_local, notice, sync_or_create, SyncOptions, TargetIndex};
+use super::EngineError;
+use crate::mailstore::MailStore;
+use crate::model::FolderPath;
+use crate::reconcile::budget::FolderRemovals;
+use crate::state::StateFile;
+
+/// Opens more connection pairs (source, target) for concurrent folder work.
+#[allow(async_fn_in_trait)]
+pub trait Connector<S, T> {
+    /// A new pair, or `None` when none can be opened (the pass goes on with fewer workers).
+    async fn connect_pair(&self) -> Option<(S, T)>;
+}
+
+/// Opens nothing: every folder on the pass's own connections.
+pub struct NoConnector;
+
+impl<S, T> Connector<S, T> for NoConnector {
+    async fn connect_pair(&self) -> Option<(S, T)> {
+        None
+    }
+}
+
+/// One folder to work on.
+#[derive(Debug, Clone)]
+pub(crate) struct FolderJob {
+    pub path: FolderPath,
+    /// The target has the folder already.
+    pub exists: bool,
+    /// `\Trash` or `\Junk`: its removals are budgeted apart.
+    pub exempt: bool,
+    /// No removal of the folder is held (so it may be read from changes only).
+    pub none_held: bool,
+    /// Messages in the source folder, when the listing said (for the largest-first order).
+    pub messages: u32,
+}
+
+/// What the folders of one pass share.
+pub(crate) struct PassShared<'a> {
+    pub state: &'a StateFile,
+    pub options: &'a SyncOptions,
+    pub events: &'a dyn EventSink,
+    /// Removals found, decided by the removal budget after every folder.
+    pub pending: RefCell<Vec<FolderRemovals>>,
+    pub index: RefCell<TargetIndex>,
+    /// Folders complete once their removals are applied.
+    pub awaiting_removals: RefCell<HashSet<String>>,
+}
+
+/// Works through `jobs` with the given pair and up to `connections - 1` more from `connector`.
+/// Every worker's summary is added to `summary`, also when one failed; the first error is
+/// returned.
+pub(crate) async fn run_jobs<S: MailStore, T: MailStore, C: Connector<S, T>>(
+    source: &mut S,
+    target: &mut T,
+    connector: &C,
+    shared: &PassShared<'_>,
+    mut jobs: Vec<FolderJob>,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
+    // Largest first: the long folders start early and the short ones fill the gaps.
+    jobs.sort_by(|a, b| b.messages.cmp(&a.messages).then(a.path.cmp(&b.path)));
+    let workers = if shared.options.dry_run {
+        1
+    } else {
+        shared.options.connections.clamp(1, jobs.len().max(1))
+    };
+    let queue = RefCell::new(VecDeque::from(jobs));
+    let stop = Cell::new(false);
+    let extra = (1..workers).map(|_| async {
+        let Some((mut s, mut t)) = connector.connect_pair().await else {
+            return (SyncSummary::default(), Ok(()));
+        };
+        let mut own = SyncSummary::default();
+        let result = work(&mut s, &mut t, shared, &queue, &stop, &mut own).await;
+        s.logout().await;
+        t.logout().await;
+        (own, result)
+    });
+    let mut own = SyncSummary::default();
+    let (first, others) = futures::future::join(
+        work(source, target, shared, &queue, &stop, &mut own),
+        futures::future::join_all(extra),
+    )
+    .await;
+    summary.absorb(own);
+    let mut result = first;
+    for (s, r) in others {
+        summary.absorb(s);
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+/// One worker: folders from the queue until it is empty or some worker failed.
+async fn work<S: MailStore, T: MailStore>(
+    source: &mut S,
+    target: &mut T,
+    shared: &PassShared<'_>,
+    queue: &RefCell<VecDeque<FolderJob>>,
+    stop: &Cell<bool>,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
+    loop {
+        if stop.get() {
+            return Ok(());
+        }
+        let Some(job) = queue.borrow_mut().pop_front() else {
+            return Ok(());
+        };
+        match sync_or_create(source, target, shared, &job, summary).await {
+            Ok(()) => {}
+            // A refusal about this folder (a name the target cannot hold, a NO on SELECT)
+            // skips the folder; a broken connection or state stops the pass.
+            Err(EngineError::Store(e))
+                if !e.is_connection_lost() && !e.is_retryable() && folder_local(&e) =>
+            {
+                let path = &job.path;
+                notice(shared.events, summary, format!("{path}: skipped: {e}"));
+                summary.folder_errors.push(format!("{path}: {e}"));
+            }
+            Err(e) => {
+                stop.set(true);
+                return Err(e);
+            }
+        }
+    }
+}
