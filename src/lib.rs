@@ -6,10 +6,16 @@
 //!
 //! - [`cli`]: argument parsing (clap), one file per subcommand, progress bars and summaries,
 //!   errors to exit codes. The only layer that prints.
-//! - [`engine`]: drives a pass: list both sides, resolve a batch a previous run left unfinished
-//!   (`engine::recover`), plan each folder, validate and place messages (adopt what the target
-//!   holds, COPY content it holds elsewhere, APPEND the rest under a journal), then decide and
-//!   apply the pass's removals. Emits progress as events.
+//! - [`engine`]: drives a pass (`engine::sync`): list the folders of both sides with their
+//!   tokens (LIST-STATUS), freeze on time travel, propagate folder renames and deletions
+//!   (`engine::folders`), skip folders whose tokens prove them unchanged, and work on the others
+//!   concurrently over up to 4 connection pairs (`engine::workers`). Per folder: read each side
+//!   in full or as the base plus what changed since the last pass (CONDSTORE/QRESYNC, else a
+//!   flag rescan: `engine::snapshot`), resolve a batch a previous run left unfinished
+//!   (`engine::recover`), plan, then validate and place messages (adopt what the target holds,
+//!   MOVE or COPY content it holds elsewhere, APPEND the rest under a journal, fetching the next
+//!   batch while this one uploads). Last, the pass's removals: moves first, the rest through the
+//!   removal budget. Emits progress as events.
 //! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
 //!   returns a change set (placements, flag updates, removals); the removal budget decides which
 //!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by
@@ -36,6 +42,10 @@
 //! - Each upload batch is journaled before it is sent and committed after; a crash in between
 //!   leaves a journal entry the next pass resolves by identity, so nothing is uploaded twice
 //!   (order of operations in [`state`]).
+//! - A folder is read from changes only when the last pass left it complete (every source
+//!   message mapped, its removals applied); its tokens are stored only after its writes
+//!   are proven to be the only change. UIDNEXT or HIGHESTMODSEQ going down freezes the pair
+//!   before anything is written.
 //! - Removals that look like damage (a folder suddenly empty, more than the 24 h budget) are held
 //!   for the user, never applied by a later pass on its own.
 //! - Secrets live in [`config::Secret`] (zeroized, redacted in `Debug`), never in logs, errors

@@ -248,6 +248,9 @@ async fn run_sync(
         .arg("--json")
         .arg("--ca-file")
         .arg(ca_file())
+        // One connection pair: the n-th APPEND (STORE, ...) is then the same message in every
+        // run, which the cases count on. Concurrent workers meet faults in tests/faults.rs.
+        .args(["--connections", "1"])
         .args(extra)
         .env("MAILREPLICA_SOURCE_PASSWORD", "test")
         .env("MAILREPLICA_TARGET_PASSWORD", "test")

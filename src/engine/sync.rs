@@ -144,8 +144,12 @@ pub async fn sync_into_with<S: MailStore, T: MailStore, C: Connector<S, T>>(
     summary.folder_errors.clear();
     summary.actions.clear();
     let result = sync_pass(source, target, connector, state, options, events, summary).await;
+    // Most commits of a pass are lazy (see StateFile::begin_lazy_write): one fsync makes them
+    // durable, also after a failed pass.
+    let flushed = state.flush();
     summary.seconds += started.elapsed().as_secs_f64();
-    result
+    result?;
+    Ok(flushed?)
 }
 
 async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(

@@ -19,6 +19,8 @@ pub struct StateFile {
     db: Db,
     path: PathBuf,
     _lock: Option<StateLock>,
+    /// A lazy commit is not on disk yet (see [`StateFile::flush`]).
+    unflushed: std::sync::atomic::AtomicBool,
 }
 
 /// Writable for the one process that syncs; read-only for `status`.
@@ -89,6 +91,7 @@ impl StateFile {
         })?;
         restrict_file(path).map_err(|e| io(format!("cannot set mode 0600: {e}")))?;
         let state = StateFile {
+            unflushed: std::sync::atomic::AtomicBool::new(false),
             db: Db::Writable(db),
             path: path.to_path_buf(),
             _lock: Some(lock),
@@ -132,6 +135,7 @@ impl StateFile {
             e => corrupt(path, e),
         })?;
         let state = StateFile {
+            unflushed: std::sync::atomic::AtomicBool::new(false),
             db: Db::ReadOnly(db),
             path: path.to_path_buf(),
             _lock: None,
@@ -194,6 +198,34 @@ impl StateFile {
             Db::ReadOnly(db) => db.begin_read(),
         }
         .map_err(|e| self.corrupt(e))
+    }
+
+    /// A write transaction that is durable only when `durable`: the others reach the disk with
+    /// the next durable one (or [`StateFile::flush`]). Safe because losing a suffix of them in
+    /// a crash is a crash at an earlier point: every server-side effect they record is resolved
+    /// again by the next pass (journal entries, which must be on disk before the first APPEND,
+    /// are always durable). Saves an fsync per commit: a pass commits per batch and per folder.
+    fn begin_lazy_write(&self, durable: bool) -> Result<redb::WriteTransaction, StateError> {
+        let mut txn = self.begin_write()?;
+        if !durable {
+            txn.set_durability(redb::Durability::None)
+                .map_err(|e| self.corrupt(e))?;
+            self.unflushed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(txn)
+    }
+
+    /// Makes every earlier commit durable (one fsync, only when a lazy commit is pending).
+    pub fn flush(&self) -> Result<(), StateError> {
+        if !self
+            .unflushed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        let txn = self.begin_write()?;
+        txn.commit().map_err(|e| self.corrupt(e))
     }
 
     fn begin_write(&self) -> Result<redb::WriteTransaction, StateError> {
@@ -297,7 +329,7 @@ impl StateFile {
         changes: &[InstanceChange],
         journal: JournalOp<'_>,
     ) -> Result<(), StateError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_lazy_write(matches!(journal, JournalOp::Set(_)))?;
         {
             let mut attempts = txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
             for change in changes {
@@ -380,7 +412,7 @@ impl StateFile {
         error: &str,
     ) -> Result<(), StateError> {
         let mut known = self.attempts(folder)?;
-        let txn = self.begin_write()?;
+        let txn = self.begin_lazy_write(true)?;
         {
             let mut table = txn.open_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
             for uid in uids {
@@ -421,7 +453,7 @@ impl StateFile {
     }
 
     fn move_folder(&self, old: &str, new: Option<&str>) -> Result<(), StateError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_lazy_write(false)?;
         for def in [INSTANCES, ATTEMPTS, HELD, QUARANTINE] {
             let mut table = txn.open_table(def).map_err(|e| self.corrupt(e))?;
             let mut moved: Vec<(u32, Vec<u8>)> = Vec::new();
@@ -480,7 +512,7 @@ impl StateFile {
 
     /// Replaces the held removals of a folder.
     pub fn set_held(&self, folder: &str, held: &[(u32, HeldRemoval)]) -> Result<(), StateError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_lazy_write(false)?;
         {
             let mut table = txn.open_table(HELD).map_err(|e| self.corrupt(e))?;
             let old: Vec<u32> = table
@@ -526,7 +558,7 @@ impl StateFile {
 
     /// Records `count` removals applied at `now_ms`.
     pub fn log_removals(&self, now_ms: u64, count: u64) -> Result<(), StateError> {
-        let txn = self.begin_write()?;
+        let txn = self.begin_lazy_write(false)?;
         {
             let mut table = txn.open_table(REMOVAL_LOG).map_err(|e| self.corrupt(e))?;
             let before = table
@@ -573,7 +605,7 @@ impl StateFile {
         if put.is_empty() && remove.is_empty() {
             return Ok(());
         }
-        let txn = self.begin_write()?;
+        let txn = self.begin_lazy_write(false)?;
         {
             let mut table = txn.open_table(QUARANTINE).map_err(|e| self.corrupt(e))?;
             for uid in remove {
@@ -641,6 +673,14 @@ impl StateFile {
             meta.insert(key, value).map_err(|e| self.corrupt(e))?;
         }
         txn.commit().map_err(|e| self.corrupt(e))
+    }
+}
+
+impl Drop for StateFile {
+    /// A lazy commit not yet flushed is made durable on the way out (errors cannot be reported
+    /// here; the engine flushes at the end of every pass, so this is a safety net).
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 
