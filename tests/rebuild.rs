@@ -207,6 +207,16 @@ async fn recreate(p: &mut TestImap, seeds: &[Seed]) -> Vec<Seed> {
 /// Per folder, the UIDs whose whole body (`BODY.PEEK[]`) went through `proxy`, attributed to
 /// the folder each connection had selected.
 fn body_fetches(proxy: &Proxy) -> BTreeMap<String, Vec<u32>> {
+    fetches(proxy, "BODY.PEEK[]")
+}
+
+/// Per folder, the UIDs whose Message-ID alone was fetched (the cheap key's header fetch).
+fn header_fetches(proxy: &Proxy) -> BTreeMap<String, Vec<u32>> {
+    fetches(proxy, "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]")
+}
+
+/// Per folder, the UIDs of the `UID FETCH` commands through `proxy` that ask for `item`.
+fn fetches(proxy: &Proxy, item: &str) -> BTreeMap<String, Vec<u32>> {
     let mut selected: HashMap<usize, String> = HashMap::new();
     let mut out: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for c in proxy.commands_detailed() {
@@ -216,7 +226,7 @@ fn body_fetches(proxy: &Proxy) -> BTreeMap<String, Vec<u32>> {
                 let name = words.get(2).copied().unwrap_or_default();
                 selected.insert(c.conn, name.trim_matches('"').to_string());
             }
-            "FETCH" if c.uid && c.line.contains("BODY.PEEK[]") => {
+            "FETCH" if c.uid && c.line.contains(item) => {
                 let folder = selected
                     .get(&c.conn)
                     .cloned()
@@ -286,6 +296,50 @@ fn tally(uids: &[u32], kinds: &HashMap<u32, Kind>) -> BTreeMap<Kind, usize> {
         *out.entry(kinds[u]).or_default() += 1;
     }
     out
+}
+
+/// Target UIDs of the copies of a twin whose copies carry different flags: the only messages
+/// whose flags a rebuild may write (copies are paired in UID order, and a new order on the
+/// source pairs them the other way round).
+async fn swappable_twins(r: &mut TestImap, seeds: &[Seed]) -> BTreeSet<u32> {
+    let mut flags: HashMap<String, BTreeSet<Vec<&str>>> = HashMap::new();
+    for s in seeds.iter().filter(|s| s.kind == Kind::Duplicate) {
+        flags
+            .entry(sha256_hex(&s.bytes))
+            .or_default()
+            .insert(s.flags.clone());
+    }
+    r.messages(RESET)
+        .await
+        .into_iter()
+        .filter(|m| flags.get(&m.sha256).is_some_and(|f| f.len() > 1))
+        .map(|m| m.uid)
+        .collect()
+}
+
+/// Every STORE through `proxy` names only UIDs in `allowed`.
+fn assert_stores_within(proxy: &Proxy, allowed: &BTreeSet<u32>) {
+    for c in proxy.commands_detailed() {
+        if c.verb == "STORE" {
+            let set = c.line.split_whitespace().nth(3).unwrap_or_default();
+            assert!(
+                uid_set(set).iter().all(|u| allowed.contains(u)),
+                "flags written outside the twins {allowed:?}: {}",
+                c.line
+            );
+        }
+    }
+}
+
+/// The cheap key was used: every unique message of [`RESET`] had its Message-ID fetched.
+fn assert_unique_matched_by_header(proxy: &Proxy, kinds: &HashMap<u32, Kind>, side: &str) {
+    let uids = header_fetches(proxy)
+        .get(RESET)
+        .cloned()
+        .unwrap_or_default();
+    let t = tally(&uids, kinds);
+    eprintln!("{side}: Message-ID fetched for {} ({t:?})", uids.len());
+    assert_eq!(t.get(&Kind::Unique), Some(&30), "{side}: {t:?}");
 }
 
 /// The sides of one scenario: direct URLs for the witnesses and `verify`, proxied URLs for sync.
@@ -424,6 +478,7 @@ async fn uidvalidity_reset(primary: TestServer, prefix: &str) {
     // Flag writes only where the new order paired a copy of the twin with different flags
     // with the other copy: at most one +FLAGS and one -FLAGS per copy of that pair.
     assert!(dst.count("STORE") <= 4, "target: {:?}", writes(dst));
+    assert_stores_within(dst, &swappable_twins(&mut r, &seeds).await);
     assert!(
         dst.commands()
             .iter()
@@ -475,6 +530,8 @@ async fn uidvalidity_reset(primary: TestServer, prefix: &str) {
         "target bodies read for unambiguous messages: {dst_tally:?}"
     );
     assert!(dst_uids.len() <= 10, "{dst_uids:?}");
+    assert_unique_matched_by_header(&pair.src_proxy, &src_kinds, "source");
+    assert_unique_matched_by_header(dst, &dst_kinds, "target");
 
     pair.assert_equal(&mut p, &mut r).await;
     pair.assert_quiet_rerun(&state).await;
@@ -515,14 +572,14 @@ async fn assert_rebuild_writes_nothing(pair: &Pair, state: &Path, extra: &[&str]
             writes(dst)
         );
     }
-    // The twins with different flags may be paired the other way round: their flags are
-    // then written, nothing else.
-    assert!(dst.count("STORE") <= 4, "target: {:?}", writes(dst));
-
     let src_fetches = body_fetches(&pair.src_proxy);
     let dst_fetches = body_fetches(dst);
     let mut p = TestImap::connect(&pair.primary, &pair.src_user).await;
     let mut r = TestImap::connect(&pair.recovery, &pair.dst_user).await;
+    // The twins with different flags may be paired the other way round: their flags are
+    // then written, nothing else.
+    assert!(dst.count("STORE") <= 4, "target: {:?}", writes(dst));
+    assert_stores_within(dst, &swappable_twins(&mut r, seeds).await);
     for (fetches, imap, side) in [
         (&src_fetches, &mut p, "source"),
         (&dst_fetches, &mut r, "target"),
@@ -540,6 +597,12 @@ async fn assert_rebuild_writes_nothing(pair: &Pair, state: &Path, extra: &[&str]
             "{side}: bodies of unambiguous messages read: {t:?}"
         );
         assert!(uids.len() <= 10, "{side}: {uids:?}");
+        let proxy = if side == "source" {
+            &pair.src_proxy
+        } else {
+            dst
+        };
+        assert_unique_matched_by_header(proxy, &kinds, side);
     }
     pair.assert_equal(&mut p, &mut r).await;
     pair.assert_quiet_rerun(state).await;
