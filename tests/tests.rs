@@ -9,6 +9,7 @@ mod incremental;
 mod jmap_cyrus;
 mod jmap_scripted;
 mod mr;
+mod rebuild;
 mod support;
 mod support_selftest;
 mod sync_cyrus;
