@@ -211,7 +211,8 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
 
     // Batches are smaller when several workers hold them at once (memory stays bounded).
     let worker_options = SyncOptions {
-        batch_bytes: (options.batch_bytes / options.connections.max(1) as u64).max(4 << 20),
+        // Two batches per worker are in memory at once (one appended, the next fetched).
+        batch_bytes: (options.batch_bytes / (2 * options.connections.max(1) as u64)).max(2 << 20),
         ..options.clone()
     };
     let shared = PassShared {
@@ -348,6 +349,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     let name = path.to_string();
     let mut record = state.folder(&name)?;
     let mut base = state.instances(&name)?;
+    let clock = Instant::now();
     let source_status = source.open_folder(path).await?;
     let source_now = source_status.tokens();
     if let Some(detail) = record
@@ -454,6 +456,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     }
 
     let storable = |f: &crate::model::Flag| target_status.as_ref().is_none_or(|s| s.can_store(f));
+    let listed_at = clock.elapsed();
     let mut plan = plan_folder(&FolderInput {
         folder: path,
         base: &base,
@@ -513,7 +516,9 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         return Ok(());
     };
 
+    let planned_at = clock.elapsed();
     apply_flag_updates(target, state, &name, &base, &plan, summary).await?;
+    let flagged_at = clock.elapsed();
     if !plan.forget.is_empty() {
         let changes: Vec<InstanceChange> = plan
             .forget
@@ -545,6 +550,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
             .flag_updates
             .iter()
             .any(|u| !u.add.is_empty() || !u.remove.is_empty());
+    let placed_at = clock.elapsed();
     let target_tokens = if wrote && target_only == 0 {
         let after = state.instances(&name)?;
         tokens_after_writes(target, path, &after, target_status.tokens()).await?
@@ -563,6 +569,19 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     if complete == Completeness::OnceRemoved {
         shared.awaiting_removals.borrow_mut().insert(name.clone());
     }
+    tracing::debug!(
+        folder = %name,
+        incremental = source_since.is_some(),
+        placements = plan.placements.len(),
+        flag_updates = plan.flag_updates.len(),
+        removals = plan.removals.len(),
+        listed_ms = listed_at.as_millis() as u64,
+        planned_ms = planned_at.as_millis() as u64,
+        flagged_ms = flagged_at.as_millis() as u64,
+        placed_ms = placed_at.as_millis() as u64,
+        done_ms = clock.elapsed().as_millis() as u64,
+        "folder synced"
+    );
     events.event(Event::FolderFinished {
         folder: path.clone(),
     });

@@ -77,18 +77,23 @@ impl StateFile {
                 check_meta(path, &txn, pair_id)?;
             }
         }
-        let db = Database::create(path).map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StateError::Locked {
-                path: path.to_path_buf(),
-                holder: "another process".into(),
-            },
-            redb::DatabaseError::Storage(redb::StorageError::Io(e))
-                if e.kind() != std::io::ErrorKind::InvalidData =>
-            {
-                io(e.to_string())
-            }
-            e => corrupt(path, e),
-        })?;
+        // A small page cache: the state is read in range scans, once per folder and pass, and
+        // the process must stay small next to a live mail server (redb's default is 1 GiB).
+        let db = Database::builder()
+            .set_cache_size(16 << 20)
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => StateError::Locked {
+                    path: path.to_path_buf(),
+                    holder: "another process".into(),
+                },
+                redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                    if e.kind() != std::io::ErrorKind::InvalidData =>
+                {
+                    io(e.to_string())
+                }
+                e => corrupt(path, e),
+            })?;
         restrict_file(path).map_err(|e| io(format!("cannot set mode 0600: {e}")))?;
         let state = StateFile {
             unflushed: std::sync::atomic::AtomicBool::new(false),
