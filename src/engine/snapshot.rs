@@ -121,9 +121,8 @@ pub(crate) async fn tokens_after_writes<M: MailStore>(
     }
     let listed = list_side(store, base, View::Target, Some(&before)).await?;
     let expected = base_view(base, View::Target, u32::MAX);
-    let storable = |m: &MessageMeta| -> (u32, FlagSet) {
-        (m.uid, m.flags.filtered(|f| status.can_store(f)))
-    };
+    let storable =
+        |m: &MessageMeta| -> (u32, FlagSet) { (m.uid, m.flags.filtered(|f| status.can_store(f))) };
     let same = listed.len() == expected.len()
         && listed
             .iter()

@@ -85,7 +85,8 @@ pub fn probe_message(nonce: &str) -> Vec<u8> {
         .map(|n| format!("word{n:02}"))
         .collect::<Vec<_>>()
         .join(" ");
-    let html = "<html><body><p>mailreplica fidelity probe: Gr\u{fc}\u{df}e \u{2603}</p></body></html>";
+    let html =
+        "<html><body><p>mailreplica fidelity probe: Gr\u{fc}\u{df}e \u{2603}</p></body></html>";
     let html_b64 = base64_lines(html.as_bytes());
     let mut m = String::new();
     let mut line = |s: &str| {
@@ -197,7 +198,10 @@ pub fn classify(sent: &[u8], served: &[u8], reported_size: u64) -> Verdict {
     Verdict {
         class: FidelityClass::Rewriting,
         transforms: Vec::new(),
-        detail: format!("the message was re-rendered: {}", first_difference(sent, served)),
+        detail: format!(
+            "the message was re-rendered: {}",
+            first_difference(sent, served)
+        ),
     }
 }
 
@@ -381,7 +385,10 @@ mod tests {
         assert!(p.iter().any(|b| *b >= 0x80), "8-bit bytes");
         let (head, _) = split_header(&p);
         assert!(head.iter().any(|b| *b >= 0x80), "8-bit header");
-        assert!(text.split("\r\n").any(|l| l.len() == 998), "a 998-char line");
+        assert!(
+            text.split("\r\n").any(|l| l.len() == 998),
+            "a 998-char line"
+        );
         assert!(text.contains("multipart/alternative"));
         assert!(text.contains("Content-Transfer-Encoding: base64"));
         assert!(!text.replace("\r\n", "").contains('\n'), "CRLF only");
@@ -436,7 +443,11 @@ mod tests {
                     replacement: char::from(r)
                 }]
             );
-            assert!(v.detail.contains("8-bit header bytes replaced"), "{}", v.detail);
+            assert!(
+                v.detail.contains("8-bit header bytes replaced"),
+                "{}",
+                v.detail
+            );
         }
     }
 
@@ -456,7 +467,9 @@ mod tests {
     fn refolded_header_is_normalising() {
         let p = probe();
         let text = String::from_utf8(p.clone()).unwrap();
-        let served = text.replacen("word10 word11", "word10\r\n\tword11", 1).into_bytes();
+        let served = text
+            .replacen("word10 word11", "word10\r\n\tword11", 1)
+            .into_bytes();
         let v = classify(&p, &served, size(&served));
         assert_eq!(v.class, FidelityClass::Normalising, "{v:?}");
         assert_eq!(v.transforms, vec![Transform::HeaderFolding]);
@@ -490,7 +503,10 @@ mod tests {
         let p = probe();
         let text = String::from_utf8(p.clone()).unwrap();
         let served = text
-            .replace("Content-Transfer-Encoding: 8bit", "Content-Transfer-Encoding: quoted-printable")
+            .replace(
+                "Content-Transfer-Encoding: 8bit",
+                "Content-Transfer-Encoding: quoted-printable",
+            )
             .replace("To: probe@localhost\r\n", "")
             .replacen("From:", "To: probe@localhost\r\nFrom:", 1)
             .into_bytes();
