@@ -227,8 +227,13 @@ async fn probe_steps<S: MailStore>(
     Ok(fidelity::classify(bytes, served.bytes(), u64::from(size)))
 }
 
-/// UIDs of the open folder whose Message-ID is the probe's.
+/// UIDs of the open folder whose Message-ID is the probe's. Stores give Message-IDs without
+/// their angle brackets (`model::message_id`).
 async fn find_probe<S: MailStore>(store: &mut S, message_id: &str) -> Result<Vec<u32>, StoreError> {
+    let wanted = message_id
+        .trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>');
     let uids: Vec<u32> = store.list_messages().await?.iter().map(|m| m.uid).collect();
     if uids.is_empty() {
         return Ok(Vec::new());
@@ -237,7 +242,7 @@ async fn find_probe<S: MailStore>(store: &mut S, message_id: &str) -> Result<Vec
         .fetch_message_ids(&uids)
         .await?
         .into_iter()
-        .filter(|(_, id)| id.as_deref() == Some(message_id))
+        .filter(|(_, id)| id.as_deref() == Some(wanted))
         .map(|(uid, _)| uid)
         .collect())
 }
