@@ -9,11 +9,13 @@
 //! - [`engine`]: drives a pass: list both sides, resolve a batch a previous run left unfinished
 //!   (`engine::recover`), plan each folder, validate and place messages (adopt what the target
 //!   holds, COPY content it holds elsewhere, APPEND the rest under a journal), then decide and
-//!   apply the pass's removals. Emits progress as events.
+//!   apply the pass's removals. Emits progress as events. `engine::probe` runs the fidelity
+//!   probe `check` uses: one message in a folder of its own, read back, then removed.
 //! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
 //!   returns a change set (placements, flag updates, removals); the removal budget decides which
 //!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by
-//!   identity. No I/O.
+//!   identity; `reconcile::fidelity` classifies a probe's round trip (exact, normalising,
+//!   rewriting). No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer) and in memory
 //!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP

@@ -291,6 +291,18 @@ impl CheckCommand {
             stored,
             exit_code: outcome.0 as i32,
         };
+        // Problems also go to stderr, as every command reports them, whatever stdout carries.
+        for side in [&report.source, &report.target] {
+            if let Some(e) = &side.error {
+                eprintln!("error: {}: {e}", side.role);
+            }
+            if matches!(side.fidelity.status, "refused" | "failed") {
+                eprintln!("error: {}: {}", side.role, side.fidelity.detail);
+            }
+            if let Some(c) = side.fidelity.cleanup.as_ref().filter(|c| !c.clean) {
+                eprintln!("attention: {}: {}", side.role, c.detail);
+            }
+        }
         if args.json {
             println!(
                 "{}",
