@@ -15,11 +15,13 @@
 //!   (`engine::recover`), plan, then validate and place messages (adopt what the target holds,
 //!   MOVE or COPY content it holds elsewhere, APPEND the rest under a journal, fetching the next
 //!   batch while this one uploads). Last, the pass's removals: moves first, the rest through the
-//!   removal budget. Emits progress as events.
+//!   removal budget. Emits progress as events. `engine::probe` runs the fidelity probe `check`
+//!   uses: one message in a folder of its own, read back, then removed.
 //! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
 //!   returns a change set (placements, flag updates, removals); the removal budget decides which
 //!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by
-//!   identity. No I/O.
+//!   identity; `reconcile::fidelity` classifies a probe's round trip (exact, normalising,
+//!   rewriting). No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer) and in memory
 //!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP

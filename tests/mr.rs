@@ -51,7 +51,10 @@ pub async fn mailreplica_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     cmd.args(args)
         .env_remove("MAILREPLICA_SOURCE_PASSWORD")
         .env_remove("MAILREPLICA_TARGET_PASSWORD");
-    if args.first().is_some_and(|a| *a == "sync" || *a == "verify") {
+    if args
+        .first()
+        .is_some_and(|a| matches!(*a, "sync" | "verify" | "check"))
+    {
         cmd.arg("--ca-file").arg(ca_file());
     }
     for (k, v) in env {

@@ -1,6 +1,7 @@
 //! The single integration-test binary: every test module is a `mod` here.
 
 mod bad_input;
+mod check;
 mod crash;
 mod faults;
 mod imap_copy;

@@ -36,6 +36,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Release held removals so that the next sync applies them
     Release(ReleaseArgs),
+    /// Log in to both sides and show capabilities, folders, the target's fidelity class, the
+    /// folder mapping and the connection cap; writes nothing but a probe message it removes
+    Check(CheckArgs),
 }
 
 /// The two accounts of a pair and how to reach them.
@@ -168,4 +171,35 @@ pub struct ReleaseArgs {
     /// Release only the removals held in this folder (path with `/`, e.g. `Archive/2024`)
     #[arg(long, value_name = "FOLDER")]
     pub folder: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Logs in to both sides and shows what a sync would meet: the capabilities that \
+matter, the folder separator, folders and special-use folders, the folder mapping (same path on \
+both sides: folders on both, folders sync would create, target-only folders it leaves alone), the \
+connection cap, and the target's fidelity class from a probe.\n\nThe probe appends one small message \
+(8-bit header, a 998-character line, a multipart with a base64 part) to a folder of its own, \
+mailreplica-probe, reads it back, removes it by its UID and deletes the folder: exact (bytes and \
+RFC822.SIZE round-trip), normalising (known transforms such as munged 8-bit header bytes) or \
+rewriting (re-rendered, estimated sizes). The class is stored in the state file (shown by status). \
+Nothing else is written to either side; the source is only read unless --probe-source is given."
+)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+
+    /// State file where the probe result is stored (default: the one sync uses,
+    /// $XDG_STATE_HOME/mailreplica/<pair id>.redb)
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Print the report as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Probe the source too: writes one message to a mailreplica-probe folder on the primary (the
+    /// live mailbox) and removes it. Off by default: sync never writes to the source
+    #[arg(long)]
+    pub probe_source: bool,
 }

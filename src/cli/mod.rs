@@ -2,6 +2,7 @@
 //! progress and summaries. The only layer that prints.
 
 pub mod args;
+pub mod check;
 pub mod exit;
 pub mod man;
 pub mod pair;
@@ -21,5 +22,6 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Verify(args) => verify::VerifyCommand { args }.execute().await,
         Command::Status(args) => status::StatusCommand { args }.execute(),
         Command::Release(args) => release::ReleaseCommand { args }.execute(),
+        Command::Check(args) => check::CheckCommand { args }.execute().await,
     }
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::args::StatusArgs;
 use super::exit::ExitCode;
+use crate::engine::probe::{meta_key, FidelityRecord};
 use crate::engine::sync::MAX_ATTEMPTS;
 use crate::engine::Frozen;
 use crate::state::StateFile;
@@ -27,6 +28,8 @@ struct PairStatus {
     quarantined: Vec<QuarantineEntry>,
     /// Folders with an upload batch a run left unfinished (the next run resolves it).
     interrupted_batches: Vec<String>,
+    /// Each probed side's fidelity class, as `check` stored it (`target`, `source`).
+    fidelity: std::collections::BTreeMap<String, FidelityRecord>,
 }
 
 #[derive(Debug, Serialize)]
@@ -150,7 +153,17 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
             since: f.since,
         }
     });
+    let mut fidelity = std::collections::BTreeMap::new();
+    for role in ["source", "target"] {
+        if let Some(record) = state
+            .meta(&meta_key(role))?
+            .and_then(|raw| serde_json::from_slice::<FidelityRecord>(&raw).ok())
+        {
+            fidelity.insert(role.to_string(), record);
+        }
+    }
     Ok(PairStatus {
+        fidelity,
         state_file: path.display().to_string(),
         pair_id: state.pair_id()?,
         frozen,
@@ -250,6 +263,15 @@ fn print_status(s: &PairStatus) {
             q.attempts,
             q.first_seen
         );
+    }
+    for (role, f) in &s.fidelity {
+        println!(
+            "  fidelity of the {role} ({}): {}: {} (probed at {} unix)",
+            f.endpoint, f.class, f.detail, f.probed_at
+        );
+    }
+    if !s.fidelity.contains_key("target") {
+        println!("  fidelity of the target: not probed yet (`mailreplica check` probes it)");
     }
     for f in &s.interrupted_batches {
         println!("  interrupted upload batch in {f} (resolved by the next run)");

@@ -5,6 +5,7 @@ pub mod error;
 pub mod events;
 mod folders;
 pub mod pair;
+pub mod probe;
 pub mod recover;
 mod snapshot;
 pub mod summary;

@@ -304,6 +304,12 @@ pub trait MailStore {
         self.expunge(&done).await?;
         Ok(copied)
     }
+    /// Leaves the open folder without expunging anything (IMAP UNSELECT where offered; else
+    /// nothing happens and the folder stays open). Dovecot closes the session when the selected
+    /// folder is deleted, so callers leave a folder before deleting it.
+    async fn close_folder(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Removes exactly these UIDs from the open folder, never others.
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError>;
     /// Ends the session politely; errors are ignored.

@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod budget;
+pub mod fidelity;
 pub mod identity;
 pub mod plan;
 pub mod validate;

@@ -85,6 +85,11 @@ impl ImapStore {
         }))
     }
 
+    /// The hierarchy delimiter the server announced (`LIST "" ""`), `None` for a flat server.
+    pub fn delimiter(&self) -> Option<char> {
+        self.delimiter
+    }
+
     fn require_write(&self, command: &str) -> Result<(), StoreError> {
         match self.access {
             Access::ReadWrite => Ok(()),
@@ -221,6 +226,19 @@ impl MailStore for ImapStore {
     ) -> Result<Vec<(u32, Option<u32>)>, StoreError> {
         self.require_write("MOVE")?;
         self.move_uids(uids, to).await
+    }
+
+    async fn close_folder(&mut self) -> Result<(), StoreError> {
+        // Never CLOSE: it would expunge messages other clients marked \Deleted.
+        if self.selected.is_none() || !self.caps.has("UNSELECT") {
+            return Ok(());
+        }
+        self.conn
+            .run_text("UNSELECT", connection::Ctx::new("UNSELECT"))
+            .await?;
+        self.selected = None;
+        self.selected_tokens = None;
+        Ok(())
     }
 
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError> {
