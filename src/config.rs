@@ -102,7 +102,7 @@ impl fmt::Display for Endpoint {
 }
 
 /// The URL with any `user:password@` part reduced to `user:***@`, for error messages.
-fn redact_userinfo(raw: &str) -> String {
+pub(crate) fn redact_userinfo(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else {
         return raw.to_string();
     };

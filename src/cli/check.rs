@@ -12,7 +12,6 @@ use serde::Serialize;
 use super::args::CheckArgs;
 use super::exit::ExitCode;
 use crate::config::SideConfig;
-use crate::engine::pair::{default_state_path, pair_id};
 use crate::engine::probe::{self, Cleanup, FidelityRecord, ProbeOutcome};
 use crate::mailstore::imap::ImapStore;
 use crate::mailstore::{Access, FolderInfo, MailStore};
@@ -147,19 +146,9 @@ impl Outcome {
 impl CheckCommand {
     pub async fn execute(self) -> ExitCode {
         let args = self.args;
-        let pair = match args.pair.resolve() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::of_config(&e);
-            }
-        };
-        let id = pair_id(&pair.source.endpoint, &pair.target.endpoint);
-        let Some(state_path) = args.state.clone().or_else(|| default_state_path(&id)) else {
-            eprintln!(
-                "error: no state file location: set XDG_STATE_HOME or HOME, or pass --state FILE"
-            );
-            return ExitCode::Usage;
+        let (pair, id, state_path) = match args.pair.resolve_with_state(args.state.as_deref()) {
+            Ok(r) => r,
+            Err(code) => return code,
         };
         // Opened first: a foreign or locked state file stops the check before any server is
         // written to.

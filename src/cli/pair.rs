@@ -16,6 +16,29 @@ pub struct Pair {
 }
 
 impl PairArgs {
+    /// The pair, its id and its state file (`state`, or the pair's default path); errors are
+    /// printed here and returned as the exit code to use.
+    pub fn resolve_with_state(
+        &self,
+        state: Option<&std::path::Path>,
+    ) -> Result<(Pair, String, std::path::PathBuf), ExitCode> {
+        let pair = self.resolve().map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::of_config(&e)
+        })?;
+        let id = crate::engine::pair::pair_id(&pair.source.endpoint, &pair.target.endpoint);
+        let path = state
+            .map(std::path::Path::to_path_buf)
+            .or_else(|| crate::engine::pair::default_state_path(&id))
+            .ok_or_else(|| {
+                eprintln!(
+                    "error: no state file location: set XDG_STATE_HOME or HOME, or pass --state FILE"
+                );
+                ExitCode::Usage
+            })?;
+        Ok((pair, id, path))
+    }
+
     pub fn resolve(&self) -> Result<Pair, ConfigError> {
         let source = Endpoint::parse(&self.source)?;
         let target = Endpoint::parse(&self.target)?;

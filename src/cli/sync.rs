@@ -8,7 +8,6 @@ use super::args::SyncArgs;
 use super::exit::ExitCode;
 use super::pair::{connect, Pair};
 use super::progress::{human_bytes, Progress};
-use crate::engine::pair::{default_state_path, pair_id};
 use crate::engine::sync::{sync_into_with, SyncOptions};
 use crate::engine::workers::Connector;
 use crate::engine::{EngineError, SyncSummary};
@@ -24,19 +23,9 @@ pub struct SyncCommand {
 impl SyncCommand {
     pub async fn execute(self) -> ExitCode {
         let args = self.args;
-        let pair = match args.pair.resolve() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::of_config(&e);
-            }
-        };
-        let id = pair_id(&pair.source.endpoint, &pair.target.endpoint);
-        let Some(state_path) = args.state.clone().or_else(|| default_state_path(&id)) else {
-            eprintln!(
-                "error: no state file location: set XDG_STATE_HOME or HOME, or pass --state FILE"
-            );
-            return ExitCode::Usage;
+        let (pair, id, state_path) = match args.pair.resolve_with_state(args.state.as_deref()) {
+            Ok(r) => r,
+            Err(code) => return code,
         };
         let state = match open_state(&state_path, &id, args.rebuild_state) {
             Ok(s) => s,

@@ -697,6 +697,57 @@ fn freeze(state: &StateFile, options: &SyncOptions, folder: &str, detail: String
     EngineError::Frozen(frozen)
 }
 
+/// The CPU-heavy look at a fetched body.
+struct Digest {
+    /// The CRLF-normalised bytes, when they differ from the body.
+    normalized: Option<Vec<u8>>,
+    fingerprint: Fingerprint,
+    /// The validation verdict against the listed size, when asked for.
+    verdict: Option<Verdict>,
+}
+
+/// Normalises, fingerprints and (with `validate_all`) validates bodies on the blocking pool;
+/// the bodies come back with their digests by UID.
+async fn digest_bodies(
+    bodies: Vec<crate::mailstore::FetchedBody>,
+    sizes: HashMap<u32, u32>,
+    validate_all: bool,
+) -> (Vec<crate::mailstore::FetchedBody>, HashMap<u32, Digest>) {
+    let work = move || {
+        let digests = bodies
+            .iter()
+            .map(|b| {
+                let bytes = normalize_line_endings(b.bytes());
+                let fingerprint = Fingerprint::of_normalized(&bytes);
+                let verdict = validate_all.then(|| {
+                    validate(
+                        b.bytes(),
+                        &Expectation::exact(sizes.get(&b.uid).copied().unwrap_or(0)),
+                    )
+                });
+                let normalized = match bytes {
+                    std::borrow::Cow::Owned(v) => Some(v),
+                    std::borrow::Cow::Borrowed(_) => None,
+                };
+                (
+                    b.uid,
+                    Digest {
+                        normalized,
+                        fingerprint,
+                        verdict,
+                    },
+                )
+            })
+            .collect();
+        (bodies, digests)
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(done) => done,
+        // A panic in there is a bug: raise it here as if it had happened inline.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// Where the target holds each content, from the state: fingerprint -> (folder, target UID,
 /// INTERNALDATE, flags). Built once per pass on first use, then kept up to date.
 #[derive(Default)]
@@ -1100,6 +1151,13 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 None => self.source.fetch_bodies(&uids_of(k)).await?,
             };
             let next_uids = uids_of(k + 1);
+            // Hashing and validating are the CPU-heavy part of a copy: done on the blocking
+            // pool, so that this thread keeps every connection moving meanwhile.
+            let sizes: HashMap<u32, u32> = batch
+                .iter()
+                .map(|p| (p.source.uid, p.source.size))
+                .collect();
+            let (bodies, mut digests) = digest_bodies(bodies, sizes, candidates.is_empty()).await;
             let by_uid: HashMap<u32, &crate::mailstore::FetchedBody> =
                 bodies.iter().map(|b| (b.uid, b)).collect();
 
@@ -1111,8 +1169,14 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 let Some(body) = by_uid.get(&p.source.uid) else {
                     continue; // expunged since the listing: the next pass sees it gone
                 };
-                let bytes = normalize_line_endings(body.bytes());
-                let fingerprint = Fingerprint::of_normalized(&bytes);
+                let Some(digest) = digests.remove(&p.source.uid) else {
+                    continue;
+                };
+                let bytes = match digest.normalized {
+                    Some(owned) => std::borrow::Cow::Owned(owned),
+                    None => std::borrow::Cow::Borrowed(body.bytes()),
+                };
+                let fingerprint = digest.fingerprint;
                 let me = [Identified {
                     uid: p.source.uid,
                     fingerprint,
@@ -1143,7 +1207,13 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                     adopted += 1;
                     placed += 1;
                     placed_bytes += p.source.size as u64;
-                } else if self.admit(p, body.bytes(), fingerprint, &mut quarantine) {
+                } else if self.admit(
+                    p,
+                    body.bytes(),
+                    fingerprint,
+                    digest.verdict,
+                    &mut quarantine,
+                ) {
                     to_append.push((i, bytes, fingerprint));
                 }
             }
@@ -1612,11 +1682,12 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         p: &Placement,
         raw: &[u8],
         fingerprint: Fingerprint,
+        verdict: Option<Verdict>,
         q: &mut QuarantineUpdate,
     ) -> bool {
         let uid = p.source.uid;
         let key = (self.name.to_string(), uid);
-        let verdict = validate(raw, &Expectation::exact(p.source.size));
+        let verdict = verdict.unwrap_or_else(|| validate(raw, &Expectation::exact(p.source.size)));
         let (class, reason) = match &verdict {
             Verdict::Valid => {
                 if q.known.contains_key(&key) {

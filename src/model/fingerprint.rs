@@ -48,20 +48,21 @@ impl fmt::Display for Fingerprint {
 /// becomes CRLF. Nothing else changes. Borrows when the input is already normalised (the
 /// common case), so large messages are not copied.
 pub fn normalize_line_endings(bytes: &[u8]) -> Cow<'_, [u8]> {
-    let bare_lf = bytes
-        .iter()
-        .enumerate()
-        .any(|(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'));
-    if !bare_lf {
+    // memchr finds the LFs at memory speed; most messages have none bare.
+    let bare = |i: usize| i == 0 || bytes[i - 1] != b'\r';
+    if !memchr::memchr_iter(b'\n', bytes).any(bare) {
         return Cow::Borrowed(bytes);
     }
     let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32);
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'\n' && (i == 0 || bytes[i - 1] != b'\r') {
+    let mut from = 0;
+    for i in memchr::memchr_iter(b'\n', bytes) {
+        if bare(i) {
+            out.extend_from_slice(&bytes[from..i]);
             out.push(b'\r');
+            from = i;
         }
-        out.push(b);
     }
+    out.extend_from_slice(&bytes[from..]);
     Cow::Owned(out)
 }
 

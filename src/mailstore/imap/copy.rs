@@ -21,17 +21,24 @@ impl ImapStore {
         uids: &[u32],
         to: &FolderPath,
     ) -> Result<Vec<(u32, Option<u32>)>, StoreError> {
-        self.selected_name("UID COPY")?;
+        self.transfer("UID COPY", uids, to).await
+    }
+
+    /// `UID COPY` or `UID MOVE` of `uids` to `to`, each UID paired with its copy's from COPYUID.
+    async fn transfer(
+        &mut self,
+        verb: &str,
+        uids: &[u32],
+        to: &FolderPath,
+    ) -> Result<Vec<(u32, Option<u32>)>, StoreError> {
+        self.selected_name(verb)?;
         let wire = self.wire_name(to)?;
         if uids.is_empty() {
             return Ok(Vec::new());
         }
         let display = to.to_string();
-        let cmd = format!("UID COPY {} {}", uid_set(uids), quote_mailbox(&wire));
-        let done = self
-            .conn
-            .run_text(&cmd, Ctx::on("UID COPY", &display))
-            .await?;
+        let cmd = format!("{verb} {} {}", uid_set(uids), quote_mailbox(&wire));
+        let done = self.conn.run_text(&cmd, Ctx::on(verb, &display)).await?;
         Ok(match copy_uid(&done) {
             Some((src, dst)) => map_copied(uids, src, dst),
             None => uids.iter().map(|u| (*u, None)).collect(),
@@ -63,21 +70,7 @@ impl ImapStore {
             self.expunge_uids(&done).await?;
             return Ok(copied);
         }
-        self.selected_name("UID MOVE")?;
-        let wire = self.wire_name(to)?;
-        if uids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let display = to.to_string();
-        let cmd = format!("UID MOVE {} {}", uid_set(uids), quote_mailbox(&wire));
-        let done = self
-            .conn
-            .run_text(&cmd, Ctx::on("UID MOVE", &display))
-            .await?;
-        Ok(match copy_uid(&done) {
-            Some((src, dst)) => map_copied(uids, src, dst),
-            None => uids.iter().map(|u| (*u, None)).collect(),
-        })
+        self.transfer("UID MOVE", uids, to).await
     }
 }
 

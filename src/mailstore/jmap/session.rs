@@ -43,7 +43,7 @@ pub struct JmapUrl {
 impl JmapUrl {
     pub fn parse(raw: &str) -> Result<JmapUrl, JmapError> {
         let bad = |reason: &str| JmapError::BadUrl {
-            url: redact(raw),
+            url: crate::config::redact_userinfo(raw),
             reason: reason.to_string(),
         };
         let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
@@ -131,27 +131,6 @@ impl fmt::Display for JmapUrl {
             "{scheme}://{}@{}:{}{}",
             self.user, self.host, self.port, self.path
         )
-    }
-}
-
-/// The URL with any `user:password@` part reduced to `user:***@`, for error messages.
-fn redact(raw: &str) -> String {
-    let Some(scheme_end) = raw.find("://") else {
-        return raw.to_string();
-    };
-    let rest = &raw[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &raw[..scheme_end + 3],
-                &rest[..colon],
-                &rest[at..]
-            ),
-            None => raw.to_string(),
-        },
-        None => raw.to_string(),
     }
 }
 
