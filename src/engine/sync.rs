@@ -551,8 +551,13 @@ async fn sync_folder<S: MailStore, T: MailStore>(
             .iter()
             .any(|u| !u.add.is_empty() || !u.remove.is_empty());
     let placed_at = clock.elapsed();
+    // The instances as this pass leaves them, read once for both checks below.
+    let after = if wrote || !plan.forget.is_empty() {
+        state.instances(&name)?
+    } else {
+        base
+    };
     let target_tokens = if wrote && target_only == 0 {
-        let after = state.instances(&name)?;
         tokens_after_writes(target, path, &after, target_status.tokens()).await?
     } else {
         target_status.tokens()
@@ -560,6 +565,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     let complete = record_tokens(
         state,
         &name,
+        &after,
         &source_msgs,
         source_now,
         target_tokens,
@@ -615,16 +621,17 @@ fn regression_check(
 /// instance has a target UID), which lets the next pass read only changes.
 /// Removals are applied after every folder, so a folder with removals is complete only once
 /// they are (see [`mark_complete`]): until then the base still holds what the source lost.
+#[allow(clippy::too_many_arguments)]
 fn record_tokens(
     state: &StateFile,
     name: &str,
+    after: &BTreeMap<u32, InstanceRecord>,
     source_msgs: &[MessageMeta],
     source: FolderTokens,
     target: FolderTokens,
     target_only: u32,
     removals: bool,
 ) -> Result<Completeness, EngineError> {
-    let after = state.instances(name)?;
     let placed = source_msgs
         .iter()
         .all(|m| after.get(&m.uid).is_some_and(|i| i.target_uid.is_some()))
@@ -1143,6 +1150,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 .map(|r| placements[r.clone()].iter().map(|p| p.source.uid).collect())
                 .unwrap_or_default()
         };
+        // Set when a copy's target UID is unknown (no UIDPLUS, or an earlier pass): learned at
+        // the end.
+        let mut unknown_uids = base.values().any(|i| i.target_uid.is_none());
         let mut prefetched = Some(self.source.fetch_bodies(&uids_of(0)).await);
         for k in 0..ranges.len() {
             let batch = &placements[ranges[k].clone()];
@@ -1309,6 +1319,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                     }
                 }
             }
+            unknown_uids |= changes
+                .iter()
+                .any(|c| matches!(c, InstanceChange::Put(_, r) if r.target_uid.is_none()));
             self.state
                 .commit_with(self.name, None, &changes, JournalOp::Clear)?;
             self.index.borrow_mut().learn(self.name, &changes);
@@ -1324,7 +1337,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 bytes: placed_bytes,
             });
         }
-        self.learn_unknown_uids().await?;
+        if unknown_uids {
+            self.learn_unknown_uids().await?;
+        }
         Ok(adopted)
     }
 

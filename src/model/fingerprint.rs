@@ -6,10 +6,46 @@ use std::fmt;
 
 /// SHA-256 of a message's CRLF-normalised bytes. Two messages with the same fingerprint are the
 /// same content; copies in one folder are told apart by their ordinal, not by this value.
-#[derive(
-    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(pub [u8; 32]);
+
+/// Stored as 64 hex digits: a JSON array of 32 numbers (what the derive wrote, and what older
+/// state files hold, still read) made decoding the state the largest cost of a small pass.
+impl serde::Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Fingerprint;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a SHA-256 as 64 hex digits or 32 numbers")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Fingerprint, E> {
+                let mut out = [0u8; 32];
+                hex::decode_to_slice(v, &mut out).map_err(E::custom)?;
+                Ok(Fingerprint(out))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Fingerprint, A::Error> {
+                let mut out = [0u8; 32];
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = seq
+                        .next_element()?
+                        .ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+                }
+                Ok(Fingerprint(out))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
 
 impl Fingerprint {
     /// Fingerprint of bytes that are already normalised (see [`normalize_line_endings`]).
@@ -70,6 +106,18 @@ pub fn normalize_line_endings(bytes: &[u8]) -> Cow<'_, [u8]> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn stored_as_hex_and_read_from_hex_or_the_old_number_array() {
+        let fp = Fingerprint::of(b"hello");
+        let json = serde_json::to_string(&fp).unwrap();
+        assert_eq!(json, format!("\"{}\"", hex::encode(fp.0)));
+        assert_eq!(serde_json::from_str::<Fingerprint>(&json).unwrap(), fp);
+        let old = serde_json::to_string(&fp.0.to_vec()).unwrap();
+        assert_eq!(serde_json::from_str::<Fingerprint>(&old).unwrap(), fp);
+        assert!(serde_json::from_str::<Fingerprint>("\"zz\"").is_err());
+        assert!(serde_json::from_str::<Fingerprint>("[1,2]").is_err());
+    }
 
     #[test]
     fn bare_lf_becomes_crlf_and_crlf_is_kept() {
