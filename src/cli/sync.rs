@@ -245,15 +245,19 @@ fn print_summary(s: &SyncSummary) {
     }
     let verb = if s.dry_run { "dry run" } else { "synced" };
     println!(
-        "{verb} {} -> {}: {} folder(s), {} created; {} message(s) uploaded ({} of {} placed), {} copied on the target, {} adopted, {} flag update(s), {} removed, {} removal(s) held; {:.1} s",
+        "{verb} {} -> {}: {} folder(s) ({} unchanged), {} created, {} renamed, {} deleted; {} message(s) uploaded ({} of {} placed), {} copied on the target, {} moved, {} adopted, {} flag update(s), {} removed, {} removal(s) held; {:.1} s",
         s.source,
         s.target,
         s.folders,
+        s.folders_unchanged,
         s.folders_created,
+        s.folders_renamed,
+        s.folders_deleted,
         s.copied,
         human_bytes(s.bytes_uploaded),
         human_bytes(s.bytes_placed),
         s.copied_on_target,
+        s.moved,
         s.adopted,
         s.flags_updated,
         s.removed,
