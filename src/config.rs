@@ -59,21 +59,8 @@ impl Endpoint {
             "imap+plain" => Scheme::ImapPlain,
             other => return Err(bad(&format!("unsupported scheme {other:?}"))),
         };
-        if url.password().is_some() {
-            return Err(bad("passwords do not belong in URLs; use the password environment variable, file or command"));
-        }
-        let user = url::form_urlencoded::parse(format!("u={}", url.username()).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        if user.is_empty() {
-            return Err(bad("missing user name (imap://USER@host:port)"));
-        }
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("missing host"))?
-            .to_string();
+        let (user, host) =
+            user_and_host(&url, "missing user name (imap://USER@host:port)").map_err(bad)?;
         let port = url.port().unwrap_or(match scheme {
             Scheme::Imap | Scheme::ImapPlain => 143,
             Scheme::Imaps => 993,
@@ -102,6 +89,33 @@ impl fmt::Display for Endpoint {
 }
 
 /// The URL with any `user:password@` part reduced to `user:***@`, for error messages.
+/// The percent-decoded user and the host of an account URL (IMAP or JMAP), or why not: a
+/// password in the URL is refused (secrets come from the environment, a file or a command).
+/// `missing_user` is what to say without a user name.
+pub(crate) fn user_and_host(
+    url: &url::Url,
+    missing_user: &'static str,
+) -> Result<(String, String), &'static str> {
+    if url.password().is_some() {
+        return Err(
+            "passwords do not belong in URLs; use the password environment variable, file or command",
+        );
+    }
+    let user = url::form_urlencoded::parse(format!("u={}", url.username()).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    if user.is_empty() {
+        return Err(missing_user);
+    }
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or("missing host")?
+        .to_string();
+    Ok((user, host))
+}
+
 pub(crate) fn redact_userinfo(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else {
         return raw.to_string();

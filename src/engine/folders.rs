@@ -117,19 +117,9 @@ pub(crate) async fn apply_renames<T: MailStore>(
         if on_target.contains(&old_path) && !on_target.contains(new) {
             target.rename_folder(&old_path, new).await?;
             // The folders below moved along.
-            let n = old_path.components().len();
             on_target = on_target
                 .into_iter()
-                .map(|p| {
-                    if p.components().len() >= n && p.components()[..n] == old_path.components()[..]
-                    {
-                        let mut c = new.components().to_vec();
-                        c.extend_from_slice(&p.components()[n..]);
-                        FolderPath::new(c)
-                    } else {
-                        p
-                    }
-                })
+                .map(|p| p.renamed(&old_path, new).unwrap_or(p))
                 .collect();
             summary.folders_renamed += 1;
         }

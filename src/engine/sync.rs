@@ -1228,14 +1228,6 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 }
             }
             if !to_append.is_empty() {
-                let requests: Vec<AppendRequest<'_>> = to_append
-                    .iter()
-                    .map(|(i, bytes, _)| AppendRequest {
-                        flags: &batch[*i].source.flags,
-                        internaldate: &batch[*i].source.internaldate,
-                        bytes,
-                    })
-                    .collect();
                 // Journal the batch durably (with the adoptions so far) before the first
                 // APPEND: a pass that stops inside it is resolved by the next one.
                 let intents = to_append
@@ -1259,7 +1251,6 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                     changes.clear();
                 }
                 crashpoint::hit("after_journal");
-                drop(requests);
                 // Bytes cross the wire once: content the target already holds (this pass or
                 // earlier, any folder, same INTERNALDATE) is placed with UID COPY there.
                 let copied = self

@@ -640,20 +640,14 @@ impl MailStore for MemoryStore {
                     Some("ALREADYEXISTS"),
                 ));
             }
-            let n = from.components().len();
-            let moving: Vec<FolderPath> = s
+            let moving: Vec<(FolderPath, FolderPath)> = s
                 .folders
                 .keys()
-                .filter(|p| {
-                    p.components().len() >= n && p.components()[..n] == from.components()[..]
-                })
-                .cloned()
+                .filter_map(|p| Some((p.clone(), p.renamed(from, to)?)))
                 .collect();
-            for old in moving {
+            for (old, new) in moving {
                 if let Some(f) = s.folders.remove(&old) {
-                    let mut components = to.components().to_vec();
-                    components.extend_from_slice(&old.components()[n..]);
-                    s.folders.insert(FolderPath::new(components), f);
+                    s.folders.insert(new, f);
                 }
             }
             s.counters.renames += 1;

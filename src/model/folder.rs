@@ -41,6 +41,15 @@ impl FolderPath {
         &self.0
     }
 
+    /// Where this path is after `from` was renamed to `to` (IMAP RENAME moves the folders
+    /// below too); `None` when this path is neither `from` nor below it.
+    pub fn renamed(&self, from: &FolderPath, to: &FolderPath) -> Option<FolderPath> {
+        let rest = self.0.strip_prefix(from.0.as_slice())?;
+        let mut components = to.0.clone();
+        components.extend_from_slice(rest);
+        Some(FolderPath::new(components))
+    }
+
     pub fn is_inbox(&self) -> bool {
         self.0.len() == 1 && self.0[0] == "INBOX"
     }
@@ -81,6 +90,19 @@ impl fmt::Debug for FolderPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rename_moves_the_folder_and_those_below_only() {
+        let (from, to) = (
+            FolderPath::from_display("A/B"),
+            FolderPath::from_display("X"),
+        );
+        let moved = |p: &str| FolderPath::from_display(p).renamed(&from, &to);
+        assert_eq!(moved("A/B"), Some(FolderPath::from_display("X")));
+        assert_eq!(moved("A/B/C"), Some(FolderPath::from_display("X/C")));
+        assert_eq!(moved("A/BC"), None);
+        assert_eq!(moved("A"), None);
+    }
 
     #[test]
     fn inbox_is_case_insensitive() {

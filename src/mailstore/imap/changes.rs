@@ -134,7 +134,15 @@ impl ImapStore {
         // flags are in its full response.
         changes.flags = flags.into_iter().filter(|(uid, _)| *uid < u0).collect();
         changes.gone = match (old, &old_done) {
-            (OldQuery::Rescan, Some(_)) => Gone::AllBut(present_uids(&untagged, u0)),
+            // The rescan returned every old message still there (sorted: from a BTreeMap).
+            (OldQuery::Rescan, Some(_)) => Gone::AllBut(
+                changes
+                    .flags
+                    .iter()
+                    .map(|(uid, _)| *uid)
+                    .filter(|u| !vanished.iter().any(|r| r.contains(u)))
+                    .collect(),
+            ),
             (OldQuery::ChangedSince(_), _) => {
                 let old_now = now.messages.saturating_sub(changes.new.len() as u32);
                 if old_now == old_known && vanished.is_empty() {
@@ -151,9 +159,13 @@ impl ImapStore {
             _ => Gone::Ranges(vanished),
         };
         // A message that came and went since the last pass is not new.
-        if let Gone::Ranges(_) = &changes.gone {
-            let gone = changes.gone.clone();
-            changes.new.retain(|m| !gone.removes(m.uid));
+        if let FolderChanges {
+            new,
+            gone: gone @ Gone::Ranges(_),
+            ..
+        } = &mut changes
+        {
+            new.retain(|m| !gone.removes(m.uid));
         }
         Ok(changes)
     }
@@ -189,17 +201,6 @@ fn collect_flags_and_vanished<'a>(
             _ => {}
         }
     }
-}
-
-/// UIDs below `u0` that a `UID FETCH 1:u0-1 (UID FLAGS)` returned.
-fn present_uids(untagged: &[&ImapResponse], u0: u32) -> Vec<u32> {
-    let mut flags = BTreeMap::new();
-    let mut vanished = Vec::new();
-    collect_flags_and_vanished(untagged.iter().copied(), &mut flags, &mut vanished);
-    flags
-        .into_keys()
-        .filter(|u| *u < u0 && !vanished.iter().any(|r| r.contains(u)))
-        .collect()
 }
 
 /// UIDs below `u0` from a `UID SEARCH` answer.

@@ -52,23 +52,9 @@ impl JmapUrl {
             "jmap+http" => JmapScheme::Http,
             other => return Err(bad(&format!("unsupported scheme {other:?}"))),
         };
-        if url.password().is_some() {
-            return Err(bad(
-                "passwords do not belong in URLs; use the password environment variable, file or command",
-            ));
-        }
-        let user = url::form_urlencoded::parse(format!("u={}", url.username()).as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default();
-        if user.is_empty() {
-            return Err(bad("missing user name (jmap://USER@host)"));
-        }
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("missing host"))?
-            .to_string();
+        let (user, host) =
+            crate::config::user_and_host(&url, "missing user name (jmap://USER@host)")
+                .map_err(bad)?;
         let port = url.port().unwrap_or(match scheme {
             JmapScheme::Https => 443,
             JmapScheme::Http => 80,
