@@ -368,6 +368,9 @@ def cmd_changes(a):
     for e in index:
         with open(os.path.join(a.corpus, "delta", e["file"]), "rb") as fh:
             data = fh.read()
+        if a.salt:
+            # Repeated runs (profiling) need new messages that are new: one more header.
+            data = f"X-Bench-Salt: {a.salt}\r\n".encode() + data
         nb += len(data)
         typ, _ = m.append(q(e["folder"]), "(" + " ".join(e["flags"]) + ")",
                           imaplib.Time2Internaldate(e["internaldate"]), data)
@@ -565,6 +568,8 @@ if __name__ == "__main__":
     c.add_argument("--user", required=True)
     c.add_argument("--corpus", required=True)
     c.add_argument("--seed", required=True)
+    c.add_argument("--salt", default="",
+                   help="prefix each new message with a header (repeatable runs)")
     r = sp.add_parser("rename")
     r.add_argument("--port", type=int, required=True)
     r.add_argument("--user", required=True)

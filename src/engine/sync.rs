@@ -5,7 +5,7 @@
 //! UIDVALIDITY changed; plan; then on the target: flag updates, guarded removals, placements in
 //! source UID order, each step committed to the state right after it succeeded.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
 
@@ -14,7 +14,7 @@ use super::folders;
 use super::recover::{journal_entry, resolve_journal};
 use super::snapshot::{list_side, since_tokens, tokens_after_writes, View};
 use super::summary::SyncSummary;
-use super::workers::{run_jobs, Connector, FolderJob, NoConnector, PassShared};
+use super::workers::{run_jobs, run_on_targets, Connector, FolderJob, NoConnector, PassShared};
 use super::{EngineError, Frozen};
 use crate::crashpoint;
 use crate::mailstore::{
@@ -171,8 +171,13 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
             state.set_frozen(None)?;
         }
     }
+    let clock = Instant::now();
     let source_folders = source.list_folders().await?;
     let mut target_folders = target.list_folders().await?;
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        "pass: folders listed"
+    );
     let mut records = state.folders()?;
     regression_check(state, options, &source_folders, &records)?;
     // Folders renamed or deleted on the source (see folders.rs).
@@ -267,8 +272,51 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
             messages: folder.tokens.map_or(0, |t| t.messages),
         });
     }
-    let result = run_jobs(source, target, connector, &shared, jobs, summary).await;
-    result?;
+    // The extra connection pairs of the folder workers stay open for the removals.
+    let mut spare = Vec::new();
+    let result = run_jobs(
+        source, target, connector, &shared, jobs, summary, &mut spare,
+    )
+    .await;
+    let result = match result {
+        Ok(()) => {
+            finish_pass(
+                target,
+                &mut spare,
+                shared,
+                unchanged_messages,
+                &moves.deleted,
+                &on_target,
+                &on_source,
+                summary,
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    for (mut s, mut t) in spare {
+        s.logout().await;
+        t.logout().await;
+    }
+    tracing::debug!(ms = clock.elapsed().as_millis() as u64, "pass: done");
+    result
+}
+
+/// The end of a pass, once every folder was worked on: moves completed, removals through the
+/// budget, deleted folders removed, target-only folders reported.
+#[allow(clippy::too_many_arguments)]
+async fn finish_pass<S: MailStore, T: MailStore>(
+    target: &mut T,
+    spare: &mut [(S, T)],
+    shared: PassShared<'_>,
+    unchanged_messages: usize,
+    deleted: &[String],
+    on_target: &HashSet<FolderPath>,
+    on_source: &HashSet<FolderPath>,
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
+    let (state, options, events) = (shared.state, shared.options, shared.events);
+    let clock = Instant::now();
     let index = shared.index.into_inner();
     let mut pending = shared.pending.into_inner();
     let awaiting_removals = shared.awaiting_removals.into_inner();
@@ -282,8 +330,13 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
         &awaiting_removals,
     )
     .await?;
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        "pass: moves completed"
+    );
     apply_removal_budget(
         target,
+        spare,
         state,
         options,
         events,
@@ -300,10 +353,14 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
         options.dry_run,
         events,
         summary,
-        &moves.deleted,
-        &on_target,
+        deleted,
+        on_target,
     )
     .await?;
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        "pass: removals applied"
+    );
     let state_folders = state.folders()?;
     for path in on_target
         .iter()
@@ -948,8 +1005,9 @@ async fn complete_moves<T: MailStore>(
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn apply_removal_budget<T: MailStore>(
+async fn apply_removal_budget<S, T: MailStore>(
     target: &mut T,
+    spare: &mut [(S, T)],
     state: &StateFile,
     options: &SyncOptions,
     events: &dyn EventSink,
@@ -1016,7 +1074,10 @@ async fn apply_removal_budget<T: MailStore>(
         }
         return Ok(());
     }
-    for (folder, removals) in &decision.apply {
+    // Folders expunge concurrently; a folder's removals leave the state once the target
+    // expunged them.
+    let removed = Cell::new(0u64);
+    let task = async |target: &mut T, (folder, removals): &(FolderPath, Vec<Removal>)| {
         let name = folder.to_string();
         let uids: Vec<u32> = removals.iter().map(|r| r.target_uid).collect();
         target.open_folder(folder).await?;
@@ -1031,11 +1092,15 @@ async fn apply_removal_budget<T: MailStore>(
         if !exempt {
             state.log_removals(now_ms, uids.len() as u64)?;
         }
-        summary.removed += uids.len() as u64;
+        removed.set(removed.get() + uids.len() as u64);
         if awaiting_removals.contains(&name) && !decision.hold.iter().any(|(f, _, _)| f == folder) {
             mark_complete(state, &name)?;
         }
-    }
+        Ok(())
+    };
+    let applied = run_on_targets(target, spare, decision.apply.iter().collect(), task).await;
+    summary.removed += removed.get();
+    applied?;
     // The held set of every folder this pass looked at is exactly what it holds now.
     let now_s = now_ms / 1000;
     for f in pending {

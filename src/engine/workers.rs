@@ -64,7 +64,8 @@ pub(crate) struct PassShared<'a> {
 
 /// Works through `jobs` with the given pair and up to `connections - 1` more from `connector`.
 /// Every worker's summary is added to `summary`, also when one failed; the first error is
-/// returned.
+/// returned. The extra pairs whose worker ended well are left in `spare` for the rest of the
+/// pass (its removals, see [`run_on_targets`]); the caller logs them out.
 pub(crate) async fn run_jobs<S: MailStore, T: MailStore, C: Connector<S, T>>(
     source: &mut S,
     target: &mut T,
@@ -72,6 +73,7 @@ pub(crate) async fn run_jobs<S: MailStore, T: MailStore, C: Connector<S, T>>(
     shared: &PassShared<'_>,
     mut jobs: Vec<FolderJob>,
     summary: &mut SyncSummary,
+    spare: &mut Vec<(S, T)>,
 ) -> Result<(), EngineError> {
     // Largest first: the long folders start early and the short ones fill the gaps.
     jobs.sort_by(|a, b| b.messages.cmp(&a.messages).then(a.path.cmp(&b.path)));
@@ -84,13 +86,16 @@ pub(crate) async fn run_jobs<S: MailStore, T: MailStore, C: Connector<S, T>>(
     let stop = Cell::new(false);
     let extra = (1..workers).map(|_| async {
         let Some((mut s, mut t)) = connector.connect_pair().await else {
-            return (SyncSummary::default(), Ok(()));
+            return (SyncSummary::default(), Ok(()), None);
         };
         let mut own = SyncSummary::default();
         let result = work(&mut s, &mut t, shared, &queue, &stop, &mut own).await;
+        if result.is_ok() {
+            return (own, result, Some((s, t)));
+        }
         s.logout().await;
         t.logout().await;
-        (own, result)
+        (own, result, None)
     });
     let mut own = SyncSummary::default();
     let (first, others) = futures::future::join(
@@ -100,13 +105,48 @@ pub(crate) async fn run_jobs<S: MailStore, T: MailStore, C: Connector<S, T>>(
     .await;
     summary.absorb(own);
     let mut result = first;
-    for (s, r) in others {
+    for (s, r, pair) in others {
         summary.absorb(s);
+        spare.extend(pair);
         if result.is_ok() {
             result = r;
         }
     }
     result
+}
+
+/// Runs `task` on each item, concurrently over the pass's own target connection and the spare
+/// pairs' (Dovecot, for one, spends milliseconds per expunged message: folders in parallel
+/// use the server's cores). Items are taken in order; the first error stops the workers after
+/// their current item and is returned.
+pub(crate) async fn run_on_targets<S, T, I, F>(
+    target: &mut T,
+    spare: &mut [(S, T)],
+    items: Vec<I>,
+    task: F,
+) -> Result<(), EngineError>
+where
+    T: MailStore,
+    F: AsyncFn(&mut T, I) -> Result<(), EngineError>,
+{
+    let queue = RefCell::new(VecDeque::from(items));
+    let stop = Cell::new(false);
+    let worker = async |t: &mut T| -> Result<(), EngineError> {
+        while !stop.get() {
+            let Some(item) = queue.borrow_mut().pop_front() else {
+                break;
+            };
+            if let Err(e) = task(t, item).await {
+                stop.set(true);
+                return Err(e);
+            }
+        }
+        Ok(())
+    };
+    let others = spare.iter_mut().map(|(_, t)| worker(t));
+    let (first, others) =
+        futures::future::join(worker(target), futures::future::join_all(others)).await;
+    others.into_iter().fold(first, Result::and)
 }
 
 /// One worker: folders from the queue until it is empty or some worker failed.
