@@ -4,13 +4,31 @@
 //! folder tree; location and flags of an instance merge independently. Each rule is one
 //! sentence at the code that implements it:
 //!
-//! - folders: [`folders::merge_folders`] (renames, creations) and
-//!   [`folders::decide_deletions`] (a deletion removes the messages; the folder goes only if
-//!   nothing kept remains);
-//! - messages: [`messages::fate`] (what counts as a removal or a change),
-//!   [`merge_flags`] (the flag formula), `outcome` (removal against change) and
-//!   `merge_new` (the same content new on both sides counts once), in [`messages`];
-//! - one side's actions, from the merged state: [`diff`].
+//! - folders: `folders::merge_folders` (renames, creations), `folders::decide_deletions` (a
+//!   deletion removes the messages; the folder goes only if nothing kept remains) and
+//!   `folders::merge_collisions`;
+//! - messages: `messages::fate` (what counts as a removal or a change), [`merge_flags`] (the
+//!   flag formula), `messages::outcome` (removal against change), `messages::merge_new` (the
+//!   same content new on both sides counts once);
+//! - one side's actions, from the merged state: `diff::side_actions`.
+//!
+//! # Readings chosen where DESIGN.md is silent (each keeps mail)
+//!
+//! - `\Deleted` added on one side, the other side untouched: the merged instance keeps
+//!   `\Deleted` on both sides (the intent travels; the expunge stays the user's). Expunging it
+//!   would make `merge(base, A, A)` plan removals, against stability.
+//! - A message kept and restored against a removal loses a `\Deleted` added since the base.
+//! - A `\Seen`-only change losing to a removal is not reported (the rule says it loses).
+//! - "The same content new on both sides counts once" counts instances without a base link,
+//!   per merged folder and identity; moves are followed by their base link instead.
+//! - A folder renamed on one side and deleted on the other, with nothing in it changed, is
+//!   deleted and reported. Different folders ending with one path are merged, reported.
+//! - Paths merge whole: a parent renamed on one side while a child is renamed on the other
+//!   reads as the child renamed differently on both (both names kept, reported).
+//! - A merged folder is carried by the side's folder already at its path, whichever it was,
+//!   so renames never land on a path in use (swapped names become moves of the messages).
+//!   Each renamed folder gets its own `RenameFolder`; the engine skips one a parent's IMAP
+//!   RENAME already did. [`apply`] renames one folder per action.
 //!
 //! The result is the plan (actions per side, conflicts, held items) and the merged state it
 //! leads to, which is also the fresh base the engine records after failback.
