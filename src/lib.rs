@@ -21,7 +21,9 @@
 //!   returns a change set (placements, flag updates, removals); the removal budget decides which
 //!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by
 //!   identity; `reconcile::fidelity` classifies a probe's round trip (exact, normalising,
-//!   rewriting). No I/O.
+//!   rewriting); `reconcile::merge` is failback's three-way merge (base x primary x recovery
+//!   -> actions per side, conflicts, held items and the merged state), not yet wired into the
+//!   engine. No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer) and in memory
 //!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP
