@@ -4,6 +4,7 @@ mod bad_input;
 mod check;
 mod crash;
 mod faults;
+mod folder_names;
 mod imap_copy;
 mod imap_guarantees;
 mod incremental;

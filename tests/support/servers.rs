@@ -76,6 +76,17 @@ impl TestServer {
         )
     }
 
+    /// Dovecot with a Courier-style namespace: `.` separator, every folder below the
+    /// `INBOX.` prefix. IMAP 18143 (`MR_DOVECOT_DOTTED_PORT`), IMAPS 18993
+    /// (`MR_DOVECOT_DOTTED_TLS_PORT`).
+    pub fn dovecot_dotted() -> TestServer {
+        Self::new(
+            "dovecot-dotted",
+            env_port("MR_DOVECOT_DOTTED_PORT", 18143),
+            Some(env_port("MR_DOVECOT_DOTTED_TLS_PORT", 18993)),
+        )
+    }
+
     /// Cyrus IMAP: IMAP 17143 (`MR_CYRUS_IMAP_PORT`), no IMAPS. Users must be
     /// created with [`TestServer::ensure_user`] before logging in.
     pub fn cyrus() -> TestServer {

@@ -123,6 +123,12 @@ impl Connection {
         &self.endpoint
     }
 
+    /// The stream back (async-imap's read buffer is dropped: call only when the server has
+    /// nothing pending), the endpoint and the LITERAL+ setting, for a raw exchange.
+    pub fn into_parts(self) -> (Transport, String, bool) {
+        (self.client.into_inner(), self.endpoint, self.literal_plus)
+    }
+
     pub fn set_literal_plus(&mut self, on: bool) {
         self.literal_plus = on;
     }

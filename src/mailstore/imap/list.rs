@@ -77,7 +77,7 @@ impl ImapStore {
                 }
             }
             folders.push(FolderInfo {
-                path: FolderPath::from_server_name(&name, delimiter),
+                path: self.namespace.path_of(&name, delimiter),
                 selectable,
                 special_use,
                 tokens: tokens.get(data.name.as_ref()).copied(),

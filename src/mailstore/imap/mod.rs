@@ -2,7 +2,7 @@
 //!
 //! Files are named after what they implement: `open` (TLS, login), `list`, `select`, `fetch`,
 //! `append`, `store`, `copy`, `expunge`; `connection` holds the guarantees every command relies
-//! on.
+//! on; `namespace` maps folder names to paths through the server's personal prefix.
 
 pub mod append;
 pub mod changes;
@@ -12,6 +12,7 @@ pub mod expunge;
 pub mod fetch;
 pub mod list;
 pub mod mutf7;
+pub mod namespace;
 pub mod open;
 pub mod select;
 pub mod store;
@@ -34,6 +35,8 @@ pub struct ImapStore {
     endpoint: String,
     /// The hierarchy delimiter (from `LIST "" ""`), `None` for a flat server.
     delimiter: Option<char>,
+    /// The personal namespace's prefix (`INBOX.` on Courier-style servers).
+    namespace: namespace::Namespace,
     /// The open folder: its path and wire name.
     selected: Option<(FolderPath, String)>,
     /// EXISTS of the open folder when it was opened.
@@ -47,13 +50,14 @@ pub struct ImapStore {
 impl ImapStore {
     /// Connects and logs in.
     pub async fn connect(config: &SideConfig, access: Access) -> Result<ImapStore, StoreError> {
-        let (conn, caps) = open::open(config).await?;
+        let (conn, caps, namespace) = open::open(config).await?;
         let mut store = ImapStore {
             conn,
             caps,
             access,
             endpoint: config.endpoint.to_string(),
             delimiter: None,
+            namespace,
             selected: None,
             selected_exists: 0,
             selected_tokens: None,
@@ -90,6 +94,11 @@ impl ImapStore {
         self.delimiter
     }
 
+    /// The personal namespace's prefix (empty when none), which folder paths leave out.
+    pub fn namespace_prefix(&self) -> &str {
+        &self.namespace.prefix
+    }
+
     fn require_write(&self, command: &str) -> Result<(), StoreError> {
         match self.access {
             Access::ReadWrite => Ok(()),
@@ -102,7 +111,7 @@ impl ImapStore {
 
     /// The wire name of a folder path (separator and modified UTF-7).
     fn wire_name(&self, path: &FolderPath) -> Result<String, StoreError> {
-        let name = path.to_server_name(self.delimiter).ok_or_else(|| StoreError::Refused {
+        let name = self.namespace.name_of(path, self.delimiter).ok_or_else(|| StoreError::Refused {
             endpoint: self.endpoint.clone(),
             detail: format!(
                 "folder {path} cannot be named on this server: a component contains its hierarchy separator {:?}",

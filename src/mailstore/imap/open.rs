@@ -11,12 +11,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::connection::{quote, Connection, Ctx, Part};
+use super::namespace::{self, Namespace};
 use super::transport::{connect_tcp, is_loopback, start_tls, Transport};
 use crate::config::{Scheme, SideConfig};
 use crate::mailstore::{Capabilities, StoreError};
 
-/// Connects, secures and logs in. The returned connection is authenticated.
-pub async fn open(config: &SideConfig) -> Result<(Connection, Capabilities), StoreError> {
+/// Connects, secures and logs in. The returned connection is authenticated; the personal
+/// namespace is read where NAMESPACE is offered.
+pub async fn open(
+    config: &SideConfig,
+) -> Result<(Connection, Capabilities, Namespace), StoreError> {
     let ep = &config.endpoint;
     let endpoint = ep.to_string();
     let tcp = connect_tcp(&ep.host, ep.port, config.timeout)
@@ -76,7 +80,17 @@ pub async fn open(config: &SideConfig) -> Result<(Connection, Capabilities), Sto
     login(&mut conn, &caps, config).await?;
     let caps = capabilities(&mut conn).await?;
     conn.set_literal_plus(caps.literal_plus);
-    Ok((conn, caps))
+    if !caps.has("NAMESPACE") {
+        return Ok((conn, caps, Namespace::default()));
+    }
+    let (conn, ns) = namespace::read(conn, config.timeout)
+        .await
+        .map_err(|detail| StoreError::ConnectionLost {
+            endpoint: config.endpoint.to_string(),
+            command: "NAMESPACE".into(),
+            detail,
+        })?;
+    Ok((conn, caps, ns))
 }
 
 enum Prelude {

@@ -1,0 +1,84 @@
+//! Folder names across servers that name folders differently: a Courier-style Dovecot
+//! (`.` separator, every folder below `INBOX.`) and a `/` Dovecot without a prefix replicate
+//! onto each other with the names users expect, both ways.
+
+use crate::mr::{account, assert_same_accounts, sync, verify};
+use crate::support::imap_client::TestImap;
+use crate::support::servers::{fresh_user, TestServer};
+
+fn message(folder: &str, i: usize) -> Vec<u8> {
+    format!(
+        "From: a{i}@example.org\r\nTo: user@example.org\r\nSubject: {folder} {i}\r\nMessage-ID: <{i}.{}@names.test>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nbody {folder} {i}\r\n",
+        folder.replace('/', "-")
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_prefixed_dotted_primary_replicates_to_a_slash_server_and_back() {
+    let dotted = TestServer::dovecot_dotted();
+    let slash = TestServer::dovecot_recovery();
+    dotted.require();
+    slash.require();
+    let (user, back) = (fresh_user("dotted"), fresh_user("dottedback"));
+    let mut d = TestImap::connect(&dotted, &user).await;
+    // The test client speaks server names: on this server `INBOX/Projects/A` is
+    // `INBOX.Projects.A`, and `INBOX.Sent` is `\Sent` (the instance's config).
+    // Leaves only: Dovecot makes `INBOX.Projects` a \Noselect parent, as a mail client would.
+    for folder in ["INBOX.Sent", "INBOX.Projects.A", "INBOX.Projects.B"] {
+        d.run(&format!("CREATE {folder}"), |_| {}).await.unwrap();
+    }
+    for folder in [
+        "INBOX",
+        "INBOX/Sent",
+        "INBOX/Projects/A",
+        "INBOX/Projects/B",
+    ] {
+        for i in 0..4 {
+            let flags: &[&str] = if i % 2 == 0 { &["\\Seen"] } else { &[] };
+            d.append(
+                folder,
+                flags,
+                Some("01-Jan-2024 10:00:00 +0000"),
+                &message(folder, i),
+            )
+            .await;
+        }
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dotted.url(&user), slash.url(&user));
+    let run = sync(&src, &dst, &dir.path().join("there.redb"), &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.count("copied"), 16);
+    let mut s = TestImap::connect(&slash, &user).await;
+    assert_eq!(
+        s.folders().await,
+        ["INBOX", "Projects/A", "Projects/B", "Sent"],
+        "the INBOX. prefix comes off and . becomes /"
+    );
+    let v = verify(&src, &dst).await;
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    let again = sync(&src, &dst, &dir.path().join("there.redb"), &[]).await;
+    assert_eq!(again.count("copied"), 0, "{}", again.stdout);
+
+    // And back, onto a fresh account of the dotted server.
+    let (src2, dst2) = (slash.url(&user), dotted.url(&back));
+    let run = sync(&src2, &dst2, &dir.path().join("back.redb"), &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut b = TestImap::connect(&dotted, &back).await;
+    assert_eq!(
+        b.folders().await,
+        [
+            "INBOX",
+            "INBOX/Projects/A",
+            "INBOX/Projects/B",
+            "INBOX/Sent"
+        ],
+        "the prefix goes back on"
+    );
+    let v = verify(&src2, &dst2).await;
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    // Same messages, flags and dates on the original and the round-tripped account.
+    assert_same_accounts(&account(&mut d).await, &account(&mut b).await);
+}
