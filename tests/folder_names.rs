@@ -46,6 +46,11 @@ async fn a_prefixed_dotted_primary_replicates_to_a_slash_server_and_back() {
         }
     }
 
+    // A mail client's subscriptions: two of the folders.
+    for folder in ["INBOX.Sent", "INBOX.Projects.A"] {
+        d.run(&format!("SUBSCRIBE {folder}"), |_| {}).await.unwrap();
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let (src, dst) = (dotted.url(&user), slash.url(&user));
     let run = sync(&src, &dst, &dir.path().join("there.redb"), &[]).await;
@@ -57,6 +62,12 @@ async fn a_prefixed_dotted_primary_replicates_to_a_slash_server_and_back() {
         ["INBOX", "Projects/A", "Projects/B", "Sent"],
         "the INBOX. prefix comes off and . becomes /"
     );
+    assert_eq!(
+        subscribed(&mut s).await,
+        ["Projects/A", "Sent"],
+        "subscriptions follow"
+    );
+    // verify compares subscriptions and special-use too (INBOX.Sent and Sent are \Sent).
     let v = verify(&src, &dst).await;
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
     let again = sync(&src, &dst, &dir.path().join("there.redb"), &[]).await;
@@ -81,4 +92,19 @@ async fn a_prefixed_dotted_primary_replicates_to_a_slash_server_and_back() {
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
     // Same messages, flags and dates on the original and the round-tripped account.
     assert_same_accounts(&account(&mut d).await, &account(&mut b).await);
+}
+
+/// The subscribed folders, by server name with `/` for the server's separator.
+async fn subscribed(imap: &mut TestImap) -> Vec<String> {
+    let delimiter = imap.delimiter().await.unwrap_or_else(|| "/".into());
+    let mut names = Vec::new();
+    imap.run("LSUB \"\" \"*\"", |r| {
+        if let imap_proto::Response::MailboxData(imap_proto::MailboxDatum::List(l)) = r {
+            names.push(l.name.replace(delimiter.as_str(), "/"));
+        }
+    })
+    .await
+    .unwrap();
+    names.sort();
+    names
 }

@@ -229,6 +229,8 @@ async fn tagged_no_to_uid_fetch_is_an_error_naming_command_and_folder() {
             ["{tag} NO [SERVERBUG] Internal error occurred. Refer to server log."],
         ),
         Step::new("UID FETCH 2", ["{tag} NO [UNAVAILABLE] Mailbox is locked"]),
+        // No LIST-EXTENDED here: subscriptions come from LSUB.
+        Step::new("LSUB", ["{tag} OK LSUB completed"]),
     ]);
     let mut store = open_scripted(&server, Access::ReadOnly, SLOW).await;
 
@@ -703,7 +705,7 @@ async fn read_only_store_examines_and_refuses_writes_before_the_wire() {
     );
     let r = bounded(
         "create_folder",
-        store.create_folder(&FolderPath::from_display("Created")),
+        store.create_folder(&FolderPath::from_display("Created"), None),
     )
     .await;
     assert!(

@@ -146,7 +146,7 @@ async fn probe_steps<S: MailStore>(
     let folder = probe_folder();
     trace.folder_existed = store.list_folders().await?.iter().any(|f| f.path == folder);
     if !trace.folder_existed {
-        match store.create_folder(&folder).await {
+        match store.create_folder(&folder, None).await {
             Ok(()) => trace.folder_created = true,
             Err(e @ StoreError::No { .. }) => return Err(Step::Refused(e)),
             Err(e) => {

@@ -14,6 +14,8 @@ pub struct SyncSummary {
     /// Folders read from what changed since the last pass instead of listed in full.
     pub folders_incremental: u64,
     pub folders_created: u64,
+    /// Folders subscribed or unsubscribed on the target to match the source.
+    pub subscriptions: u64,
     /// Folders renamed on the source and renamed on the target (one RENAME each).
     pub folders_renamed: u64,
     /// Folders deleted on the source, emptied through the removal budget and deleted on the target.

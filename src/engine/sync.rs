@@ -18,7 +18,8 @@ use super::workers::{run_jobs, run_on_targets, Connector, FolderJob, NoConnector
 use super::{EngineError, Frozen};
 use crate::crashpoint;
 use crate::mailstore::{
-    AppendRequest, FlagChange, FolderStatus, FolderTokens, MailStore, MessageMeta, StoreError,
+    AppendRequest, FlagChange, FolderInfo, FolderStatus, FolderTokens, MailStore, MessageMeta,
+    StoreError,
 };
 use crate::model::fingerprint::normalize_line_endings;
 use crate::model::message_id::message_id;
@@ -239,6 +240,11 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
             .expect_removals(&removals.folder.to_string(), &removals.removals);
         shared.pending.borrow_mut().push(removals);
     }
+    let target_uses: HashSet<&str> = target_folders
+        .iter()
+        .filter_map(|f| f.special_use.as_deref())
+        .collect();
+    let subscriptions = subscription_changes(&source_folders, &target_folders);
     let mut jobs = Vec::new();
     for folder in source_folders.iter().filter(|f| f.selectable) {
         let path = &folder.path;
@@ -270,6 +276,10 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
             exempt: matches!(folder.special_use.as_deref(), Some("\\Trash" | "\\Junk")),
             none_held: !held_in.contains(&name),
             messages: folder.tokens.map_or(0, |t| t.messages),
+            create_use: folder
+                .special_use
+                .clone()
+                .filter(|u| !target_uses.contains(u.as_str())),
         });
     }
     // The extra connection pairs of the folder workers stay open for the removals.
@@ -288,6 +298,7 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
                 &moves.deleted,
                 &on_target,
                 &on_source,
+                &subscriptions,
                 summary,
             )
             .await
@@ -313,6 +324,7 @@ async fn finish_pass<S: MailStore, T: MailStore>(
     deleted: &[String],
     on_target: &HashSet<FolderPath>,
     on_source: &HashSet<FolderPath>,
+    subscriptions: &[(FolderPath, bool)],
     summary: &mut SyncSummary,
 ) -> Result<(), EngineError> {
     let (state, options, events) = (shared.state, shared.options, shared.events);
@@ -361,6 +373,7 @@ async fn finish_pass<S: MailStore, T: MailStore>(
         ms = clock.elapsed().as_millis() as u64,
         "pass: removals applied"
     );
+    apply_subscriptions(target, options.dry_run, subscriptions, summary).await?;
     let state_folders = state.folders()?;
     for path in on_target
         .iter()
@@ -369,6 +382,44 @@ async fn finish_pass<S: MailStore, T: MailStore>(
         summary.notices.push(format!(
             "folder {path} exists only on the target; left alone"
         ));
+    }
+    Ok(())
+}
+
+/// The target's subscriptions follow the source's, for every folder the source lists as
+/// selectable (a folder the target does not have yet is unsubscribed there).
+fn subscription_changes(source: &[FolderInfo], target: &[FolderInfo]) -> Vec<(FolderPath, bool)> {
+    let subscribed_on_target: HashMap<&FolderPath, bool> =
+        target.iter().map(|f| (&f.path, f.subscribed)).collect();
+    source
+        .iter()
+        .filter(|f| f.selectable)
+        .filter(|f| subscribed_on_target.get(&f.path).copied().unwrap_or(false) != f.subscribed)
+        .map(|f| (f.path.clone(), f.subscribed))
+        .collect()
+}
+
+/// SUBSCRIBE/UNSUBSCRIBE on the target. A folder the pass could not create is skipped (its
+/// error is reported already); the subscription follows on a later pass.
+async fn apply_subscriptions<T: MailStore>(
+    target: &mut T,
+    dry_run: bool,
+    changes: &[(FolderPath, bool)],
+    summary: &mut SyncSummary,
+) -> Result<(), EngineError> {
+    for (path, on) in changes {
+        let verb = if *on { "subscribe" } else { "unsubscribe" };
+        if dry_run {
+            summary.actions.push(format!("{verb} folder {path}"));
+            continue;
+        }
+        match target.set_subscribed(path, *on).await {
+            Ok(()) => summary.subscriptions += 1,
+            Err(e) if folder_local(&e) && !e.is_connection_lost() => {
+                tracing::debug!(folder = %path, error = %e, "subscription not changed");
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
@@ -385,7 +436,9 @@ pub(super) async fn sync_or_create<S: MailStore, T: MailStore>(
         if shared.options.dry_run {
             summary.actions.push(format!("create folder {path}"));
         } else {
-            target.create_folder(path).await?;
+            target
+                .create_folder(path, job.create_use.as_deref())
+                .await?;
         }
         summary.folders_created += 1;
     }

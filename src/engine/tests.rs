@@ -1102,3 +1102,42 @@ proptest! {
         prop_assert_eq!((c.appends, c.stores, c.expunges, c.creates), (0, 0, 0, 0));
     }
 }
+
+#[test]
+fn subscriptions_follow_the_source_and_special_use_is_created_where_offered() {
+    let mut source = sample_source();
+    source.add_folder("Archive/2024").subscribed = true;
+    source.add_folder("INBOX").subscribed = true;
+    source.add_folder("Sent Items").special_use = Some("\\Sent".into());
+    let mut target = MemoryStore::new("target", Access::ReadWrite);
+    target
+        .capabilities_mut()
+        .raw
+        .push("CREATE-SPECIAL-USE".into());
+    let mut h = Harness::with_target(source, target);
+    let s = h.sync(&opts());
+    assert_eq!(s.subscriptions, 2, "{s:?}");
+    let sent = h.target.folder("Sent Items").expect("created");
+    assert_eq!(sent.special_use.as_deref(), Some("\\Sent"));
+    assert!(h.target.folder("Archive/2024").expect("created").subscribed);
+    assert!(h.target.folder("INBOX").expect("inbox").subscribed);
+    h.assert_verified();
+
+    // Unsubscribed on the source: unsubscribed on the target, once.
+    h.source.add_folder("Archive/2024").subscribed = false;
+    let s = h.sync(&opts());
+    assert_eq!(s.subscriptions, 1);
+    assert!(!h.target.folder("Archive/2024").expect("kept").subscribed);
+    assert_eq!(h.sync(&opts()).subscriptions, 0);
+    h.assert_verified();
+
+    // verify reports a subscription that differs.
+    h.target.add_folder("INBOX").subscribed = false;
+    let diffs = h.differences();
+    assert!(
+        diffs
+            .iter()
+            .any(|d| d.what.contains("subscribed on the source")),
+        "{diffs:?}"
+    );
+}

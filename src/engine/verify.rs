@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use super::EngineError;
-use crate::mailstore::{MailStore, MessageMeta};
+use crate::mailstore::{FolderInfo, MailStore, MessageMeta};
 use crate::model::{Fingerprint, FolderPath};
 
 /// One difference between the sides, readable as is.
@@ -40,20 +40,22 @@ pub async fn verify<S: MailStore, T: MailStore>(
         target: target.endpoint().to_string(),
         ..Default::default()
     };
-    let src_folders: BTreeSet<FolderPath> = source
-        .list_folders()
-        .await?
-        .into_iter()
-        .filter(|f| f.selectable)
-        .map(|f| f.path)
-        .collect();
-    let tgt_folders: BTreeSet<FolderPath> = target
-        .list_folders()
-        .await?
-        .into_iter()
-        .filter(|f| f.selectable)
-        .map(|f| f.path)
-        .collect();
+    let src_list = source.list_folders().await?;
+    let tgt_list = target.list_folders().await?;
+    let selectable = |list: &[FolderInfo]| -> BTreeSet<FolderPath> {
+        list.iter()
+            .filter(|f| f.selectable)
+            .map(|f| f.path.clone())
+            .collect()
+    };
+    let (src_folders, tgt_folders) = (selectable(&src_list), selectable(&tgt_list));
+    let attributes = |list: &[FolderInfo]| -> BTreeMap<FolderPath, (bool, Option<String>)> {
+        list.iter()
+            .map(|f| (f.path.clone(), (f.subscribed, f.special_use.clone())))
+            .collect()
+    };
+    let (src_attrs, tgt_attrs) = (attributes(&src_list), attributes(&tgt_list));
+    let can_mark = target.capabilities().has("CREATE-SPECIAL-USE");
     for path in src_folders.union(&tgt_folders) {
         let folder = path.to_string();
         let diff = |what: String| Difference {
@@ -76,6 +78,32 @@ pub async fn verify<S: MailStore, T: MailStore>(
             _ => {}
         }
         report.folders += 1;
+        if let (Some((sub_a, use_a)), Some((sub_b, use_b))) =
+            (src_attrs.get(path), tgt_attrs.get(path))
+        {
+            if sub_a != sub_b {
+                let (on, off) = if *sub_a {
+                    ("source", "target")
+                } else {
+                    ("target", "source")
+                };
+                report
+                    .differences
+                    .push(diff(format!("subscribed on the {on}, not on the {off}")));
+            }
+            // A target that cannot mark folders (no CREATE-SPECIAL-USE) is only wrong when it
+            // marks this one otherwise.
+            let settable = can_mark || use_b.is_some();
+            if let Some(u) = use_a
+                .as_ref()
+                .filter(|u| settable && use_b.as_ref() != Some(*u))
+            {
+                report.differences.push(diff(format!(
+                    "special-use {u} on the source, {} on the target",
+                    use_b.as_deref().unwrap_or("none")
+                )));
+            }
+        }
         let a = snapshot(source, path, batch_bytes).await?;
         let b = snapshot(target, path, batch_bytes).await?;
         report.messages += a.values().map(|v| v.len() as u64).sum::<u64>();

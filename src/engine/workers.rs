@@ -48,6 +48,8 @@ pub(crate) struct FolderJob {
     pub none_held: bool,
     /// Messages in the source folder, when the listing said (for the largest-first order).
     pub messages: u32,
+    /// The special-use to create the folder with, when the target has no folder with it yet.
+    pub create_use: Option<String>,
 }
 
 /// What the folders of one pass share.

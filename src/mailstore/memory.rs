@@ -43,6 +43,7 @@ pub struct MemoryFolder {
     pub special_use: Option<String>,
     /// False for a `\Noselect` folder: listed, never opened.
     pub selectable: bool,
+    pub subscribed: bool,
     /// What SELECT answers as PERMANENTFLAGS; `None` sends none (every flag storable). Flags
     /// outside it are dropped by APPEND and STORE, as a server keeps them only for the session.
     pub permanent_flags: Option<PermanentFlags>,
@@ -62,6 +63,7 @@ pub enum OpKind {
     StoreFlags,
     Copy,
     Expunge,
+    Subscribe,
 }
 
 impl OpKind {
@@ -78,6 +80,7 @@ impl OpKind {
             OpKind::StoreFlags => "UID STORE",
             OpKind::Copy => "UID COPY",
             OpKind::Expunge => "UID EXPUNGE",
+            OpKind::Subscribe => "SUBSCRIBE",
         }
     }
 }
@@ -256,6 +259,7 @@ impl MemoryStore {
                     messages: BTreeMap::new(),
                     special_use: None,
                     selectable: true,
+                    subscribed: false,
                     permanent_flags: None,
                 },
             );
@@ -602,17 +606,25 @@ impl MailStore for MemoryStore {
                     selectable: f.selectable,
                     special_use: f.special_use.clone(),
                     tokens: None,
+                    subscribed: f.subscribed,
                 })
                 .collect())
         })
     }
 
-    async fn create_folder(&mut self, path: &FolderPath) -> Result<(), StoreError> {
+    async fn create_folder(
+        &mut self,
+        path: &FolderPath,
+        special_use: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.require_write("CREATE")?;
+        let special_use = special_use
+            .filter(|_| self.caps.has("CREATE-SPECIAL-USE"))
+            .map(str::to_string);
         self.run(OpKind::CreateFolder, Some(path), |s| {
             // Like the adapter: a folder that already exists is not an error.
             if !s.folders.contains_key(path) {
-                s.add_folder(path);
+                s.add_folder(path).special_use = special_use;
                 s.counters.creates += 1;
             }
             Ok(())
@@ -661,6 +673,22 @@ impl MailStore for MemoryStore {
             match s.folders.remove(path) {
                 Some(_) => {
                     s.counters.deletes += 1;
+                    Ok(())
+                }
+                None => Err(StoreError::NoSuchFolder {
+                    endpoint: s.endpoint.clone(),
+                    folder: path.to_string(),
+                }),
+            }
+        })
+    }
+
+    async fn set_subscribed(&mut self, path: &FolderPath, on: bool) -> Result<(), StoreError> {
+        self.require_write("SUBSCRIBE")?;
+        self.run(OpKind::Subscribe, Some(path), |s| {
+            match s.folders.get_mut(path) {
+                Some(f) => {
+                    f.subscribed = on;
                     Ok(())
                 }
                 None => Err(StoreError::NoSuchFolder {
@@ -956,7 +984,9 @@ mod tests {
             s.open_folder(&inbox).await.unwrap();
             let before = s.operations();
             let ro = |r: Result<_, StoreError>| matches!(r, Err(StoreError::ReadOnly { .. }));
-            assert!(ro(s.create_folder(&FolderPath::from_display("X")).await));
+            assert!(ro(s
+                .create_folder(&FolderPath::from_display("X"), None)
+                .await));
             assert!(ro(s
                 .append(&inbox, &[request(&flags, &date, b"y")])
                 .await

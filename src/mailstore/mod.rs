@@ -69,6 +69,8 @@ pub struct FolderInfo {
     pub special_use: Option<String>,
     /// The folder's change tokens, when the listing carried them (LIST-STATUS).
     pub tokens: Option<FolderTokens>,
+    /// The account subscribes to the folder (what mail clients show).
+    pub subscribed: bool,
 }
 
 /// What changed in the open folder since some tokens: see [`MailStore::list_changes`].
@@ -231,12 +233,20 @@ pub trait MailStore {
     fn endpoint(&self) -> &str;
     fn capabilities(&self) -> &Capabilities;
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, StoreError>;
-    async fn create_folder(&mut self, path: &FolderPath) -> Result<(), StoreError>;
+    /// Creates a folder; with a special-use (`\Sent`), also marks it so where the server
+    /// offers CREATE-SPECIAL-USE (RFC 6154).
+    async fn create_folder(
+        &mut self,
+        path: &FolderPath,
+        special_use: Option<&str>,
+    ) -> Result<(), StoreError>;
     /// Renames a folder and, as IMAP RENAME does, every folder below it.
     async fn rename_folder(&mut self, from: &FolderPath, to: &FolderPath)
         -> Result<(), StoreError>;
     /// Deletes one folder (not its children). Callers empty it first.
     async fn delete_folder(&mut self, path: &FolderPath) -> Result<(), StoreError>;
+    /// SUBSCRIBE (`true`) or UNSUBSCRIBE (`false`) a folder.
+    async fn set_subscribed(&mut self, path: &FolderPath, on: bool) -> Result<(), StoreError>;
     /// Opens a folder (EXAMINE on a read-only side). Later message calls act on it.
     async fn open_folder(&mut self, path: &FolderPath) -> Result<FolderStatus, StoreError>;
     /// Metadata of every message in the open folder, sorted by UID.

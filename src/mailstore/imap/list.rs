@@ -29,16 +29,43 @@ impl ImapStore {
     pub(super) async fn list(&mut self) -> Result<Vec<FolderInfo>, StoreError> {
         // LIST-STATUS (RFC 5819) gives every folder's tokens in the same round trip. Never ask
         // for more than imap-proto parses (see CRATES.md), nor HIGHESTMODSEQ without CONDSTORE.
+        // LIST-EXTENDED (RFC 5258) marks subscribed folders in the same answer; without it,
+        // LSUB says which they are.
+        let extended = self.caps.has("LIST-EXTENDED");
+        let subscribed = if extended { "SUBSCRIBED " } else { "" };
         let command = if self.caps.has("LIST-STATUS") {
-            if self.caps.condstore {
-                "LIST \"\" \"*\" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ))"
+            let items = if self.caps.condstore {
+                "MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ"
             } else {
-                "LIST \"\" \"*\" RETURN (STATUS (MESSAGES UIDNEXT UIDVALIDITY))"
-            }
+                "MESSAGES UIDNEXT UIDVALIDITY"
+            };
+            format!("LIST \"\" \"*\" RETURN ({subscribed}STATUS ({items}))")
+        } else if extended {
+            "LIST \"\" \"*\" RETURN (SUBSCRIBED)".to_string()
         } else {
-            "LIST \"\" \"*\""
+            "LIST \"\" \"*\"".to_string()
         };
-        let done = self.conn.run_text(command, Ctx::new("LIST")).await?;
+        let done = self.conn.run_text(&command, Ctx::new("LIST")).await?;
+        let lsub: Option<Vec<String>> = if extended {
+            None
+        } else {
+            let names = self
+                .conn
+                .run_text("LSUB \"\" \"*\"", Ctx::new("LSUB"))
+                .await?;
+            Some(
+                names
+                    .untagged
+                    .iter()
+                    .filter_map(|r| match r.parsed() {
+                        Response::MailboxData(MailboxDatum::List(data)) => {
+                            Some(data.name.to_string())
+                        }
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        };
         let mut tokens: HashMap<String, FolderTokens> = HashMap::new();
         for r in &done.untagged {
             if let Response::MailboxData(MailboxDatum::Status { mailbox, status }) = r.parsed() {
@@ -60,6 +87,9 @@ impl ImapStore {
             let name = mutf7::decode(&data.name);
             let mut selectable = true;
             let mut special_use = None;
+            let mut subscribed = lsub
+                .as_ref()
+                .is_some_and(|names| names.iter().any(|n| n == data.name.as_ref()));
             for attr in &data.name_attributes {
                 match attr {
                     NameAttribute::NoSelect => selectable = false,
@@ -73,6 +103,9 @@ impl ImapStore {
                     NameAttribute::Extension(e) if e.eq_ignore_ascii_case("\\NonExistent") => {
                         selectable = false
                     }
+                    NameAttribute::Extension(e) if e.eq_ignore_ascii_case("\\Subscribed") => {
+                        subscribed = true
+                    }
                     _ => {}
                 }
             }
@@ -81,33 +114,62 @@ impl ImapStore {
                 selectable,
                 special_use,
                 tokens: tokens.get(data.name.as_ref()).copied(),
+                subscribed,
             });
         }
         folders.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(folders)
     }
 
-    /// CREATE; a folder that already exists is not an error.
-    pub(super) async fn create(&mut self, path: &FolderPath) -> Result<(), StoreError> {
+    /// CREATE, with `(USE (\Sent))` when a special-use is given; a folder that already exists
+    /// is not an error.
+    pub(super) async fn create(
+        &mut self,
+        path: &FolderPath,
+        special_use: Option<&str>,
+    ) -> Result<(), StoreError> {
         let wire = self.wire_name(path)?;
         let display = path.to_string();
         let quoted = quote_mailbox(&wire);
-        match self
+        // Only the attributes RFC 6154 defines go on the wire (never a server's free text).
+        let use_part = special_use
+            .filter(|u| SPECIAL_USES.iter().any(|k| k.eq_ignore_ascii_case(u)))
+            .map(|u| format!(" (USE ({u}))"))
+            .unwrap_or_default();
+        let mut result = self
             .conn
             .run(
-                &[Part::Text("CREATE "), Part::Text(&quoted)],
+                &[
+                    Part::Text("CREATE "),
+                    Part::Text(&quoted),
+                    Part::Text(&use_part),
+                ],
                 Ctx::on("CREATE", &display),
             )
             .await
+            .map(|_| ());
+        // A special-use the server will not give (another folder has it, `[USEATTR]`): the
+        // folder is still created, without it.
+        if !use_part.is_empty()
+            && matches!(&result, Err(StoreError::No { code, .. }) if code.as_deref() != Some("ALREADYEXISTS"))
         {
-            Ok(_) => Ok(()),
+            result = self
+                .conn
+                .run(
+                    &[Part::Text("CREATE "), Part::Text(&quoted)],
+                    Ctx::on("CREATE", &display),
+                )
+                .await
+                .map(|_| ());
+        }
+        match result {
             Err(StoreError::No { code, text, .. })
                 if code.as_deref() == Some("ALREADYEXISTS")
                     || text.to_ascii_lowercase().contains("already exists") =>
             {
                 Ok(())
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 }
@@ -136,6 +198,25 @@ impl ImapStore {
         Ok(())
     }
 
+    /// SUBSCRIBE or UNSUBSCRIBE.
+    pub(super) async fn subscribe(
+        &mut self,
+        path: &FolderPath,
+        on: bool,
+    ) -> Result<(), StoreError> {
+        let quoted = quote_mailbox(&self.wire_name(path)?);
+        let display = path.to_string();
+        let verb = if on { "SUBSCRIBE" } else { "UNSUBSCRIBE" };
+        let command = format!("{verb} ");
+        self.conn
+            .run(
+                &[Part::Text(&command), Part::Text(&quoted)],
+                Ctx::on(verb, &display),
+            )
+            .await?;
+        Ok(())
+    }
+
     /// DELETE of one folder.
     pub(super) async fn delete(&mut self, path: &FolderPath) -> Result<(), StoreError> {
         let quoted = quote_mailbox(&self.wire_name(path)?);
@@ -149,6 +230,17 @@ impl ImapStore {
         Ok(())
     }
 }
+
+/// The special-use attributes of RFC 6154.
+const SPECIAL_USES: [&str; 7] = [
+    "\\All",
+    "\\Archive",
+    "\\Drafts",
+    "\\Flagged",
+    "\\Junk",
+    "\\Sent",
+    "\\Trash",
+];
 
 /// Tokens from a STATUS answer; `None` unless it has UIDVALIDITY, UIDNEXT and MESSAGES.
 fn tokens_of(status: &[StatusAttribute]) -> Option<FolderTokens> {

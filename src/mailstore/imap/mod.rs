@@ -154,9 +154,14 @@ impl MailStore for ImapStore {
         self.list().await
     }
 
-    async fn create_folder(&mut self, path: &FolderPath) -> Result<(), StoreError> {
+    async fn create_folder(
+        &mut self,
+        path: &FolderPath,
+        special_use: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.require_write("CREATE")?;
-        self.create(path).await
+        let special_use = special_use.filter(|_| self.caps.has("CREATE-SPECIAL-USE"));
+        self.create(path, special_use).await
     }
 
     async fn rename_folder(
@@ -171,6 +176,11 @@ impl MailStore for ImapStore {
     async fn delete_folder(&mut self, path: &FolderPath) -> Result<(), StoreError> {
         self.require_write("DELETE")?;
         self.delete(path).await
+    }
+
+    async fn set_subscribed(&mut self, path: &FolderPath, on: bool) -> Result<(), StoreError> {
+        self.require_write(if on { "SUBSCRIBE" } else { "UNSUBSCRIBE" })?;
+        self.subscribe(path, on).await
     }
 
     async fn open_folder(&mut self, path: &FolderPath) -> Result<FolderStatus, StoreError> {
