@@ -108,3 +108,47 @@ async fn subscribed(imap: &mut TestImap) -> Vec<String> {
     names.sort();
     names
 }
+
+#[tokio::test]
+async fn a_name_holding_the_other_servers_separator_round_trips() {
+    let slash = TestServer::dovecot_primary();
+    let dotted = TestServer::dovecot_dotted();
+    slash.require();
+    dotted.require();
+    let (user, there, back) = (fresh_user("sepa"), fresh_user("sepb"), fresh_user("sepc"));
+    let mut a = TestImap::connect(&slash, &user).await;
+    for folder in ["v1.2", "v1.2/notes", "plain"] {
+        a.create(folder).await;
+        a.append(
+            folder,
+            &["\\Seen"],
+            Some("01-Jan-2024 10:00:00 +0000"),
+            &message(folder, 0),
+        )
+        .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (src, mid, dst) = (slash.url(&user), dotted.url(&there), slash.url(&back));
+    let run = sync(&src, &mid, &dir.path().join("a.redb"), &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.count("copied"), 3, "{}", run.stdout);
+    let mut m = TestImap::connect(&dotted, &there).await;
+    let names = m.folders().await;
+    assert!(
+        names.contains(&"INBOX/v1\u{2024}2".to_string())
+            && names.contains(&"INBOX/v1\u{2024}2/notes".to_string()),
+        "the '.' inside a name has a stand-in on the '.' server: {names:?}"
+    );
+    let v = verify(&src, &mid).await;
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+
+    let run = sync(&mid, &dst, &dir.path().join("b.redb"), &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut b = TestImap::connect(&slash, &back).await;
+    assert_eq!(
+        b.folders().await,
+        ["INBOX", "plain", "v1.2", "v1.2/notes"],
+        "and is '.' again on a '/' server"
+    );
+    assert_same_accounts(&account(&mut a).await, &account(&mut b).await);
+}

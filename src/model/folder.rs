@@ -29,10 +29,18 @@ impl FolderPath {
         FolderPath::new(s.split('/').map(str::to_string).collect())
     }
 
-    /// Splits a server's name on its hierarchy delimiter.
+    /// Splits a server's name on its hierarchy delimiter. The stand-in of that delimiter
+    /// (see [`to_server_name`](Self::to_server_name)) turns back into it.
     pub fn from_server_name(name: &str, delimiter: Option<char>) -> FolderPath {
         match delimiter {
-            Some(d) => FolderPath::new(name.split(d).map(str::to_string).collect()),
+            Some(d) => FolderPath::new(
+                name.split(d)
+                    .map(|c| match stand_in(d) {
+                        Some(e) => c.replace(e, &d.to_string()),
+                        None => c.to_string(),
+                    })
+                    .collect(),
+            ),
             None => FolderPath::new(vec![name.to_string()]),
         }
     }
@@ -59,19 +67,37 @@ impl FolderPath {
         (1..self.0.len()).map(|n| FolderPath(self.0[..n].to_vec()))
     }
 
-    /// The server's name for this path with its delimiter, or `None` when a component holds the
-    /// delimiter itself (that folder cannot be created there as is).
+    /// The server's name for this path with its delimiter. A component holding the delimiter
+    /// itself (`a.b` going to a `.` server) gets a stand-in for it (`a\u{2024}b`), which
+    /// [`from_server_name`](Self::from_server_name) turns back: the name round-trips through
+    /// that server. `None` for a delimiter without a stand-in, or a path of several components
+    /// on a flat server.
     pub fn to_server_name(&self, delimiter: Option<char>) -> Option<String> {
         match delimiter {
             Some(d) => {
-                if self.0.iter().any(|c| c.contains(d)) {
-                    return None;
+                let mut parts = Vec::with_capacity(self.0.len());
+                for c in &self.0 {
+                    if c.contains(d) {
+                        parts.push(c.replace(d, &stand_in(d)?.to_string()));
+                    } else {
+                        parts.push(c.clone());
+                    }
                 }
-                Some(self.0.join(&d.to_string()))
+                Some(parts.join(&d.to_string()))
             }
             None if self.0.len() == 1 => Some(self.0[0].clone()),
             None => None,
         }
+    }
+}
+
+/// What stands for a hierarchy delimiter inside a folder name on that server: ONE DOT LEADER
+/// for `.`, DIVISION SLASH for `/` (they look alike, so users recognise their folder).
+fn stand_in(delimiter: char) -> Option<char> {
+    match delimiter {
+        '.' => Some('\u{2024}'),
+        '/' => Some('\u{2215}'),
+        _ => None,
     }
 }
 
@@ -117,8 +143,22 @@ mod tests {
     fn server_names_use_the_delimiter() {
         let p = FolderPath::from_display("Données/Été");
         assert_eq!(p.to_server_name(Some('.')).as_deref(), Some("Données.Été"));
+        // A component holding the delimiter gets its stand-in, and comes back.
+        let dotted = FolderPath::from_display("a.b/c");
+        let name = dotted.to_server_name(Some('.')).unwrap();
+        assert_eq!(name, "a\u{2024}b.c");
+        assert_eq!(FolderPath::from_server_name(&name, Some('.')), dotted);
+        let slashed = FolderPath::new(vec!["x/y".into(), "z".into()]);
+        let name = slashed.to_server_name(Some('/')).unwrap();
+        assert_eq!(name, "x\u{2215}y/z");
+        assert_eq!(FolderPath::from_server_name(&name, Some('/')), slashed);
+        // On a server without that delimiter the name is kept as it is.
         assert_eq!(
-            FolderPath::from_display("a.b/c").to_server_name(Some('.')),
+            FolderPath::from_server_name("a\u{2024}b", Some('/')).components(),
+            ["a\u{2024}b"]
+        );
+        assert_eq!(
+            FolderPath::new(vec!["a\\b".into()]).to_server_name(Some('\\')),
             None
         );
         let anc: Vec<String> = FolderPath::from_display("A/B/C")
