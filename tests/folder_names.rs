@@ -152,3 +152,60 @@ async fn a_name_holding_the_other_servers_separator_round_trips() {
     );
     assert_same_accounts(&account(&mut a).await, &account(&mut b).await);
 }
+
+#[tokio::test]
+async fn a_special_use_folder_lands_in_the_targets_folder_of_that_use() {
+    let dotted = TestServer::dovecot_dotted();
+    let slash = TestServer::dovecot_recovery();
+    dotted.require();
+    slash.require();
+    let user = fresh_user("suse");
+    let mut d = TestImap::connect(&dotted, &user).await;
+    // "Sent Messages" is \Sent on the dotted instance; the target already has its "Sent".
+    d.run("CREATE \"INBOX.Sent Messages\"", |_| {})
+        .await
+        .unwrap();
+    d.run("CREATE \"INBOX.Sent Messages.2023\"", |_| {})
+        .await
+        .unwrap();
+    for folder in ["INBOX/Sent Messages", "INBOX/Sent Messages/2023"] {
+        for i in 0..3 {
+            d.append(
+                folder,
+                &["\\Seen"],
+                Some("01-Jan-2024 10:00:00 +0000"),
+                &message(folder, i),
+            )
+            .await;
+        }
+    }
+    let mut s = TestImap::connect(&slash, &user).await;
+    s.create("Sent").await;
+    let (src, dst) = (dotted.url(&user), slash.url(&user));
+    let dir = tempfile::tempdir().unwrap();
+    let run = sync(&src, &dst, &dir.path().join("s.redb"), &[]).await;
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.count("copied"), 6);
+    assert!(
+        run.stdout
+            .contains("Sent Messages maps onto the target's Sent"),
+        "the mapping is reported: {}",
+        run.stdout
+    );
+    assert_eq!(
+        s.folders().await,
+        ["INBOX", "Sent", "Sent/2023"],
+        "the sent folder and its child go where the target keeps sent mail"
+    );
+    assert_eq!(s.messages("Sent").await.len(), 3);
+    assert_eq!(s.messages("Sent/2023").await.len(), 3);
+    let v = verify(&src, &dst).await;
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    let again = sync(&src, &dst, &dir.path().join("s.redb"), &[]).await;
+    assert_eq!(
+        (again.count("copied"), again.count("folders_created")),
+        (0, 0),
+        "{}",
+        again.stdout
+    );
+}

@@ -2,17 +2,20 @@
 //! connection failures.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::args::SyncArgs;
 use super::exit::ExitCode;
 use super::pair::{connect, Pair};
 use super::progress::{human_bytes, Progress};
+use crate::engine::mapped::{folder_map, Mapped};
 use crate::engine::sync::{sync_into_with, SyncOptions};
 use crate::engine::workers::Connector;
 use crate::engine::{EngineError, SyncSummary};
 use crate::mailstore::imap::ImapStore;
 use crate::mailstore::{Access, MailStore};
+use crate::reconcile::folder_map::FolderMap;
 use crate::reconcile::Policy;
 use crate::state::{StateError, StateFile};
 
@@ -137,12 +140,28 @@ async fn run_pass(
     } else {
         Access::ReadWrite
     };
-    let mut target = connect(&pair.target, target_access, "target")
+    let target = connect(&pair.target, target_access, "target")
         .await
         .map_err(Failure::Connect)?;
+    // Special-use folders named differently on the target are written under its names.
+    let mut target = target;
+    let (map, source_list, target_list) = match folder_map(&mut source, &mut target).await {
+        Ok((map, s, t)) => (Arc::new(map), s, t),
+        Err(e) => {
+            source.logout().await;
+            target.logout().await;
+            return Err(Failure::Engine(e.into()));
+        }
+    };
+    // The pass starts from these listings (no second LIST).
+    let identity = Arc::new(FolderMap::identity());
+    let mut source = Mapped::with_listing(source, identity.clone(), source_list);
+    let mut target = Mapped::with_listing(target, map.clone(), target_list);
     let more = MoreConnections {
         pair,
         target_access,
+        map: map.clone(),
+        identity,
     };
     let result = sync_into_with(
         &mut source,
@@ -156,6 +175,7 @@ async fn run_pass(
     .await;
     source.logout().await;
     target.logout().await;
+    summary.notices.extend(map.describe());
     result.map_err(Failure::Engine)
 }
 
@@ -164,10 +184,12 @@ async fn run_pass(
 struct MoreConnections<'a> {
     pair: &'a Pair,
     target_access: Access,
+    map: Arc<FolderMap>,
+    identity: Arc<FolderMap>,
 }
 
-impl Connector<ImapStore, ImapStore> for MoreConnections<'_> {
-    async fn connect_pair(&self) -> Option<(ImapStore, ImapStore)> {
+impl Connector<Mapped<ImapStore>, Mapped<ImapStore>> for MoreConnections<'_> {
+    async fn connect_pair(&self) -> Option<(Mapped<ImapStore>, Mapped<ImapStore>)> {
         let mut source = match ImapStore::connect(&self.pair.source, Access::ReadOnly).await {
             Ok(s) => s,
             Err(e) => {
@@ -176,7 +198,10 @@ impl Connector<ImapStore, ImapStore> for MoreConnections<'_> {
             }
         };
         match ImapStore::connect(&self.pair.target, self.target_access).await {
-            Ok(t) => Some((source, t)),
+            Ok(t) => Some((
+                Mapped::new(source, self.identity.clone()),
+                Mapped::new(t, self.map.clone()),
+            )),
             Err(e) => {
                 tracing::debug!("no extra target connection: {e}");
                 source.logout().await;

@@ -3,6 +3,7 @@
 use super::args::VerifyArgs;
 use super::exit::ExitCode;
 use super::pair::connect;
+use crate::engine::mapped::{folder_map, Mapped};
 use crate::engine::verify::verify;
 use crate::mailstore::{Access, MailStore};
 
@@ -27,7 +28,16 @@ impl VerifyCommand {
             Ok(s) => s,
             Err(code) => return code,
         };
-        let result = verify(&mut source, &mut target, 16 << 20).await;
+        // Compared through the folder mapping sync uses (special-use folders named apart).
+        let result = match folder_map(&mut source, &mut target).await {
+            Ok((map, _, listing)) => {
+                let mut mapped = Mapped::with_listing(target, std::sync::Arc::new(map), listing);
+                let r = verify(&mut source, &mut mapped, 16 << 20).await;
+                target = mapped.into_inner();
+                r
+            }
+            Err(e) => Err(e.into()),
+        };
         source.logout().await;
         target.logout().await;
         let report = match result {

@@ -4,6 +4,7 @@
 pub mod action;
 pub mod budget;
 pub mod fidelity;
+pub mod folder_map;
 pub mod identity;
 pub mod merge;
 pub mod plan;

@@ -46,6 +46,15 @@ impl ImapResponse {
     }
 }
 
+/// A connection taken apart for a raw exchange (see [`Connection::into_parts`]).
+pub struct RawParts {
+    pub transport: Transport,
+    endpoint: String,
+    literal_plus: bool,
+    next_tag: u64,
+    timeout: Duration,
+}
+
 /// A piece of a command: text, or a literal sent as `{n}`/`{n+}` plus its bytes.
 pub enum Part<'a> {
     Text(&'a str),
@@ -125,8 +134,22 @@ impl Connection {
 
     /// The stream back (async-imap's read buffer is dropped: call only when the server has
     /// nothing pending), the endpoint and the LITERAL+ setting, for a raw exchange.
-    pub fn into_parts(self) -> (Transport, String, bool) {
-        (self.client.into_inner(), self.endpoint, self.literal_plus)
+    pub fn into_parts(self) -> RawParts {
+        RawParts {
+            transport: self.client.into_inner(),
+            endpoint: self.endpoint,
+            literal_plus: self.literal_plus,
+            next_tag: self.next_tag,
+            timeout: self.timeout,
+        }
+    }
+
+    /// The connection again after a raw exchange; tags go on from where they were.
+    pub fn resume(parts: RawParts) -> Connection {
+        let mut conn = Connection::new(parts.transport, parts.endpoint, parts.timeout);
+        conn.literal_plus = parts.literal_plus;
+        conn.next_tag = parts.next_tag;
+        conn
     }
 
     pub fn set_literal_plus(&mut self, on: bool) {

@@ -32,16 +32,21 @@ impl ImapStore {
         // LIST-EXTENDED (RFC 5258) marks subscribed folders in the same answer; without it,
         // LSUB says which they are.
         let extended = self.caps.has("LIST-EXTENDED");
-        let subscribed = if extended { "SUBSCRIBED " } else { "" };
+        // With RETURN options, Dovecot leaves special-use attributes out unless asked.
+        let options = match (extended, self.caps.special_use) {
+            (true, true) => "SPECIAL-USE SUBSCRIBED ",
+            (true, false) => "SUBSCRIBED ",
+            (false, _) => "",
+        };
         let command = if self.caps.has("LIST-STATUS") {
             let items = if self.caps.condstore {
                 "MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ"
             } else {
                 "MESSAGES UIDNEXT UIDVALIDITY"
             };
-            format!("LIST \"\" \"*\" RETURN ({subscribed}STATUS ({items}))")
+            format!("LIST \"\" \"*\" RETURN ({options}STATUS ({items}))")
         } else if extended {
-            "LIST \"\" \"*\" RETURN (SUBSCRIBED)".to_string()
+            format!("LIST \"\" \"*\" RETURN ({})", options.trim_end())
         } else {
             "LIST \"\" \"*\"".to_string()
         };

@@ -61,7 +61,8 @@ pub async fn read(
     conn: Connection,
     timeout: std::time::Duration,
 ) -> Result<(Connection, Namespace), String> {
-    let (mut transport, endpoint, literal_plus) = conn.into_parts();
+    let mut parts = conn.into_parts();
+    let transport = &mut parts.transport;
     let exchange = async {
         transport
             .write_all(format!("{TAG} NAMESPACE\r\n").as_bytes())
@@ -70,7 +71,7 @@ pub async fn read(
         transport.flush().await.map_err(|e| e.to_string())?;
         let mut found = Namespace::default();
         loop {
-            let line = read_line(&mut transport).await?;
+            let line = read_line(transport).await?;
             if let Some(rest) = line.strip_prefix("* NAMESPACE ") {
                 found = parse_personal(rest).unwrap_or_default();
             } else if let Some(rest) = line.strip_prefix(&format!("{TAG} ")) {
@@ -88,9 +89,7 @@ pub async fn read(
         }
         Ok(r) => r?,
     };
-    let mut conn = Connection::new(transport, endpoint, timeout);
-    conn.set_literal_plus(literal_plus);
-    Ok((conn, namespace))
+    Ok((Connection::resume(parts), namespace))
 }
 
 async fn read_line(transport: &mut Transport) -> Result<String, String> {
