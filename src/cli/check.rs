@@ -17,6 +17,7 @@ use crate::mailstore::imap::ImapStore;
 use crate::mailstore::{Access, FolderInfo, MailStore};
 use crate::model::FolderPath;
 use crate::reconcile::fidelity::{FidelityClass, Transform};
+use crate::reconcile::folder_map::FolderMap;
 use crate::state::StateFile;
 
 /// Connections per side a one-shot run may use (DESIGN.md "Connections, speed, memory").
@@ -71,6 +72,8 @@ struct SideReport {
     /// Everything the server advertised after login.
     advertised: Vec<String>,
     separator: Option<String>,
+    /// The personal namespace prefix (`INBOX.`), left out of folder paths; empty when none.
+    prefix: String,
     /// Selectable folders.
     folders: Option<usize>,
     special_use: Vec<SpecialUse>,
@@ -101,8 +104,9 @@ struct FidelityReport {
 struct MappingRow {
     source: Option<String>,
     target: String,
-    /// `both`, `create` (only on the source: sync creates it), `target_only` (left alone) or
-    /// `cannot_name` (the target cannot hold this name as it is).
+    /// `both`, `create` (only on the source: sync creates it), `special_use` (goes into the
+    /// target's folder of the same special-use, under its name), `target_only` (left alone)
+    /// or `cannot_name` (the target cannot hold this name as it is).
     status: &'static str,
 }
 
@@ -116,6 +120,7 @@ impl SideReport {
             capabilities: BTreeMap::new(),
             advertised: Vec::new(),
             separator: None,
+            prefix: String::new(),
             folders: None,
             special_use: Vec::new(),
             fidelity: FidelityReport {
@@ -318,6 +323,7 @@ async fn login(
             side.capabilities = CAPABILITIES.iter().map(|c| (*c, caps.has(c))).collect();
             side.advertised = caps.raw.clone();
             side.separator = store.delimiter().map(String::from);
+            side.prefix = store.namespace_prefix().to_string();
             Some(store)
         }
         Err(e) => {
@@ -356,12 +362,14 @@ async fn describe(
     }
 }
 
-/// The folder mapping `sync` uses today: every selectable source folder under the same path.
+/// The folder mapping `sync` uses: every selectable source folder under the same path, but
+/// special-use folders named apart (see `reconcile::folder_map`).
 fn mapping(
     source: &[FolderInfo],
     target: &[FolderInfo],
     target_delimiter: Option<char>,
 ) -> Vec<MappingRow> {
+    let map = FolderMap::build(source, target);
     let selectable = |list: &[FolderInfo]| -> BTreeSet<FolderPath> {
         list.iter()
             .filter(|f| f.selectable)
@@ -371,10 +379,13 @@ fn mapping(
     let (on_source, on_target) = (selectable(source), selectable(target));
     let mut rows: Vec<MappingRow> = on_source
         .iter()
-        .map(|p| MappingRow {
+        .map(|p| (p, map.to_target(p)))
+        .map(|(p, t)| MappingRow {
             source: Some(p.to_string()),
-            target: p.to_string(),
-            status: if on_target.contains(p) {
+            target: t.to_string(),
+            status: if &t != p {
+                "special_use"
+            } else if on_target.contains(p) {
                 "both"
             } else if p.to_server_name(target_delimiter).is_none() {
                 "cannot_name"
@@ -383,7 +394,8 @@ fn mapping(
             },
         })
         .collect();
-    rows.extend(on_target.difference(&on_source).map(|p| MappingRow {
+    let reached: BTreeSet<FolderPath> = on_source.iter().map(|p| map.to_target(p)).collect();
+    rows.extend(on_target.difference(&reached).map(|p| MappingRow {
         source: None,
         target: p.to_string(),
         status: "target_only",
@@ -424,6 +436,12 @@ fn print_report(r: &CheckReport) {
                 .map(|s| format!("{s:?}"))
                 .unwrap_or_else(|| "none (flat)".into())
         );
+        if !side.prefix.is_empty() {
+            println!(
+                "  namespace prefix: {:?} (left out of folder paths)",
+                side.prefix
+            );
+        }
         match side.folders {
             Some(n) => println!("  folders: {n}"),
             None => println!("  folders: not listed"),
@@ -458,11 +476,17 @@ fn print_report(r: &CheckReport) {
     }
     match &r.mapping {
         Some(rows) => {
-            println!("folder mapping (source -> target, same path):");
+            println!("folder mapping (source -> target):");
             for row in rows {
                 match (&row.source, row.status) {
                     (Some(s), "both") => println!("  {s} -> {} (exists on both)", row.target),
                     (Some(s), "create") => println!("  {s} -> {} (would be created)", row.target),
+                    (Some(s), "special_use") => {
+                        println!(
+                            "  {s} -> {} (the target's folder of the same special-use)",
+                            row.target
+                        )
+                    }
                     (Some(s), _) => println!(
                         "  {s} -> cannot be named on the target (a component holds its separator)"
                     ),
