@@ -10,6 +10,7 @@ mod imap_guarantees;
 mod incremental;
 mod jmap_cyrus;
 mod jmap_scripted;
+mod keywords;
 mod mr;
 mod rebuild;
 mod support;

@@ -146,6 +146,11 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub pair: PairArgs,
 
+    /// The pair's state file, whose fidelity notes (keywords the target refuses) verify
+    /// accepts (default: the pair's default state file, when there is one)
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
     /// Print the report as one JSON object on stdout
     #[arg(long)]
     pub json: bool,

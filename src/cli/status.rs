@@ -30,6 +30,8 @@ struct PairStatus {
     interrupted_batches: Vec<String>,
     /// Each probed side's fidelity class, as `check` stored it (`target`, `source`).
     fidelity: std::collections::BTreeMap<String, FidelityRecord>,
+    /// Fidelity notes: keywords the target refuses (replicated without them), with its words.
+    refused_keywords: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -164,6 +166,7 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
     }
     Ok(PairStatus {
         fidelity,
+        refused_keywords: crate::engine::keywords::refused(&state)?,
         state_file: path.display().to_string(),
         pair_id: state.pair_id()?,
         frozen,
@@ -272,6 +275,9 @@ fn print_status(s: &PairStatus) {
     }
     if !s.fidelity.contains_key("target") {
         println!("  fidelity of the target: not probed yet (`mailreplica check` probes it)");
+    }
+    for (keyword, why) in &s.refused_keywords {
+        println!("  fidelity note: keyword {keyword} is not kept by the target ({why})");
     }
     for f in &s.interrupted_batches {
         println!("  interrupted upload batch in {f} (resolved by the next run)");

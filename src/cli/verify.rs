@@ -1,11 +1,16 @@
 //! `mailreplica verify`: compare the two sides and list every difference.
 
+use std::collections::BTreeMap;
+
 use super::args::VerifyArgs;
 use super::exit::ExitCode;
 use super::pair::connect;
+use crate::engine::keywords::{is_refused, refused};
 use crate::engine::mapped::{folder_map, Mapped};
-use crate::engine::verify::verify;
+use crate::engine::verify::verify_with;
 use crate::mailstore::{Access, MailStore};
+use crate::model::Flag;
+use crate::state::StateFile;
 
 pub struct VerifyCommand {
     pub args: VerifyArgs,
@@ -13,13 +18,15 @@ pub struct VerifyCommand {
 
 impl VerifyCommand {
     pub async fn execute(self) -> ExitCode {
-        let pair = match self.args.pair.resolve() {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::of_config(&e);
-            }
+        let (pair, id, state_path) = match self
+            .args
+            .pair
+            .resolve_with_state(self.args.state.as_deref())
+        {
+            Ok(r) => r,
+            Err(code) => return code,
         };
+        let refused = refused_keywords(&state_path, &id);
         let mut source = match connect(&pair.source, Access::ReadOnly, "source").await {
             Ok(s) => s,
             Err(code) => return code,
@@ -32,7 +39,8 @@ impl VerifyCommand {
         let result = match folder_map(&mut source, &mut target).await {
             Ok((map, _, listing)) => {
                 let mut mapped = Mapped::with_listing(target, std::sync::Arc::new(map), listing);
-                let r = verify(&mut source, &mut mapped, 16 << 20).await;
+                let ignored = |f: &Flag| is_refused(&refused, f);
+                let r = verify_with(&mut source, &mut mapped, 16 << 20, &ignored).await;
                 target = mapped.into_inner();
                 r
             }
@@ -71,6 +79,24 @@ impl VerifyCommand {
             ExitCode::InSync
         } else {
             ExitCode::Differences
+        }
+    }
+}
+
+/// The keywords the pair's state notes as refused by the target; none when there is no state
+/// file (or it cannot be read now, e.g. a sync holds it: then verify says so).
+fn refused_keywords(path: &std::path::Path, pair_id: &str) -> BTreeMap<String, String> {
+    if !path.exists() {
+        return BTreeMap::new();
+    }
+    match StateFile::open(path, pair_id).and_then(|s| refused(&s)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!(
+                "warning: fidelity notes not read from {}: {e}",
+                path.display()
+            );
+            BTreeMap::new()
         }
     }
 }

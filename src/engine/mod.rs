@@ -4,6 +4,7 @@
 pub mod error;
 pub mod events;
 mod folders;
+pub mod keywords;
 pub mod mapped;
 pub mod pair;
 pub mod probe;

@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use super::events::{Event, EventSink};
 use super::folders;
+use super::keywords;
 use super::recover::{journal_entry, resolve_journal};
 use super::snapshot::{list_side, since_tokens, tokens_after_writes, View};
 use super::summary::SyncSummary;
@@ -565,7 +566,12 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         }
     }
 
-    let storable = |f: &crate::model::Flag| target_status.as_ref().is_none_or(|s| s.can_store(f));
+    // Keywords the target refused earlier are a fidelity note: never compared, never written.
+    let refused_keywords = keywords::refused(state)?;
+    let storable = |f: &crate::model::Flag| {
+        target_status.as_ref().is_none_or(|s| s.can_store(f))
+            && !keywords::is_refused(&refused_keywords, f)
+    };
     let listed_at = clock.elapsed();
     let mut plan = plan_folder(&FolderInput {
         folder: path,
@@ -627,7 +633,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     };
 
     let planned_at = clock.elapsed();
-    apply_flag_updates(target, state, &name, &base, &plan, summary).await?;
+    apply_flag_updates(target, state, &name, &base, &plan, events, summary).await?;
     let flagged_at = clock.elapsed();
     if !plan.forget.is_empty() {
         let changes: Vec<InstanceChange> = plan
@@ -647,6 +653,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         name: &name,
         summary,
         index: &shared.index,
+        refused_keywords: &refused_keywords,
     }
     .place(&plan, &base, &target_msgs, &target_status)
     .await?;
@@ -973,6 +980,7 @@ async fn apply_flag_updates<T: MailStore>(
     name: &str,
     base: &BTreeMap<u32, InstanceRecord>,
     plan: &FolderPlan,
+    events: &dyn EventSink,
     summary: &mut SyncSummary,
 ) -> Result<(), EngineError> {
     if plan.flag_updates.is_empty() {
@@ -990,7 +998,31 @@ async fn apply_flag_updates<T: MailStore>(
             .push(u.target_uid);
     }
     for (add, remove, uids) in groups.values() {
-        target.store_flags(uids, FlagChange::Add, add).await?;
+        match target.store_flags(uids, FlagChange::Add, add).await {
+            Ok(()) => {}
+            // A keyword the target refuses: the rest of the change is stored without it.
+            Err(e) if keywords::is_keyword_refusal(&e) => {
+                let why = refusal_text(&e);
+                let mut stored = false;
+                for (fewer, dropped) in keywords::fallbacks(add) {
+                    if target
+                        .store_flags(uids, FlagChange::Add, &fewer)
+                        .await
+                        .is_ok()
+                    {
+                        for k in keywords::note_refused(state, &dropped, &why)? {
+                            notice(events, summary, keyword_note(&k, &why));
+                        }
+                        stored = true;
+                        break;
+                    }
+                }
+                if !stored {
+                    return Err(e.into());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
         target.store_flags(uids, FlagChange::Remove, remove).await?;
         crashpoint::hit("after_store");
         summary.flags_updated += uids.len() as u64;
@@ -1200,6 +1232,8 @@ struct Placer<'a, S, T> {
     /// Where the target already holds each content (for placing by COPY); shared by the
     /// workers of a pass, never borrowed across an await.
     index: &'a RefCell<TargetIndex>,
+    /// Keywords the target refuses (see keywords.rs): not sent.
+    refused_keywords: &'a BTreeMap<String, String>,
 }
 
 impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
@@ -1381,10 +1415,20 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                     .filter(|p| copied.contains(&p.source.uid))
                     .map(|p| p.source.size as u64)
                     .sum::<u64>();
+                let send_flags: Vec<FlagSet> = to_append
+                    .iter()
+                    .map(|(i, _, _)| {
+                        batch[*i]
+                            .source
+                            .flags
+                            .filtered(|f| !keywords::is_refused(self.refused_keywords, f))
+                    })
+                    .collect();
                 let requests: Vec<AppendRequest<'_>> = to_append
                     .iter()
-                    .map(|(i, bytes, _)| AppendRequest {
-                        flags: &batch[*i].source.flags,
+                    .zip(&send_flags)
+                    .map(|((i, bytes, _), flags)| AppendRequest {
+                        flags,
                         internaldate: &batch[*i].source.internaldate,
                         bytes,
                     })
@@ -1403,8 +1447,18 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 };
                 prefetched = next;
                 let results = results?;
-                for ((i, bytes, fingerprint), result) in to_append.iter().zip(results) {
+                for (((i, bytes, fingerprint), result), flags) in
+                    to_append.iter().zip(results).zip(&send_flags)
+                {
                     let src = &batch[*i].source;
+                    // Refused for a keyword: written again without it, never left behind.
+                    let result = match result {
+                        Err(e) if keywords::is_keyword_refusal(&e) => {
+                            let date = &src.internaldate;
+                            self.append_without_keywords(flags, date, bytes, e).await?
+                        }
+                        other => other,
+                    };
                     match result {
                         Ok(tuid) => {
                             changes.push(self.record(
@@ -1450,6 +1504,36 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             self.learn_unknown_uids().await?;
         }
         Ok(adopted)
+    }
+
+    /// APPENDs one message again with fewer keywords (see keywords.rs) after `refusal`; the
+    /// keywords left out of the attempt that works become a fidelity note. The last refusal
+    /// when none works.
+    async fn append_without_keywords(
+        &mut self,
+        flags: &FlagSet,
+        internaldate: &crate::model::InternalDate,
+        bytes: &[u8],
+        refusal: StoreError,
+    ) -> Result<Result<Option<u32>, StoreError>, EngineError> {
+        let why = refusal_text(&refusal);
+        let mut last = Err(refusal);
+        for (fewer, dropped) in keywords::fallbacks(flags) {
+            let request = AppendRequest {
+                flags: &fewer,
+                internaldate,
+                bytes,
+            };
+            let mut results = self.target.append(self.path, &[request]).await?;
+            last = results.pop().unwrap_or(Ok(None));
+            if last.is_ok() {
+                for k in keywords::note_refused(self.state, &dropped, &why)? {
+                    notice(self.events, self.summary, keyword_note(&k, &why));
+                }
+                break;
+            }
+        }
+        Ok(last)
     }
 
     /// Without UIDPLUS an APPEND does not say which UID the copy got. Learn it now, by identity
@@ -1919,6 +2003,13 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         *ordinal += 1;
         InstanceChange::Put(src.uid, rec)
     }
+}
+
+/// The fidelity note of a keyword the target refuses, reported once.
+fn keyword_note(keyword: &str, why: &str) -> String {
+    format!(
+        "keyword {keyword} is not kept by the target ({why}); messages are replicated without it, and it is left out of later passes and of verify"
+    )
 }
 
 fn refusal_text(e: &StoreError) -> String {

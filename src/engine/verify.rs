@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use super::EngineError;
 use crate::mailstore::{FolderInfo, MailStore, MessageMeta};
-use crate::model::{Fingerprint, FolderPath};
+use crate::model::{Fingerprint, Flag, FolderPath};
 
 /// One difference between the sides, readable as is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -34,6 +34,17 @@ pub async fn verify<S: MailStore, T: MailStore>(
     source: &mut S,
     target: &mut T,
     batch_bytes: u64,
+) -> Result<VerifyReport, EngineError> {
+    verify_with(source, target, batch_bytes, &|_| false).await
+}
+
+/// Like [`verify`], leaving out of every comparison the flags `ignored` says (the keywords a
+/// pair's fidelity notes say the target refuses).
+pub async fn verify_with<S: MailStore, T: MailStore>(
+    source: &mut S,
+    target: &mut T,
+    batch_bytes: u64,
+    ignored: &dyn Fn(&Flag) -> bool,
 ) -> Result<VerifyReport, EngineError> {
     let mut report = VerifyReport {
         source: source.endpoint().to_string(),
@@ -104,8 +115,8 @@ pub async fn verify<S: MailStore, T: MailStore>(
                 )));
             }
         }
-        let a = snapshot(source, path, batch_bytes).await?;
-        let b = snapshot(target, path, batch_bytes).await?;
+        let a = snapshot(source, path, batch_bytes, ignored).await?;
+        let b = snapshot(target, path, batch_bytes, ignored).await?;
         report.messages += a.values().map(|v| v.len() as u64).sum::<u64>();
         compare(&a, &b, &mut |what| report.differences.push(diff(what)));
     }
@@ -119,6 +130,7 @@ async fn snapshot<M: MailStore>(
     store: &mut M,
     path: &FolderPath,
     batch_bytes: u64,
+    ignored: &dyn Fn(&Flag) -> bool,
 ) -> Result<Snapshot, EngineError> {
     store.open_folder(path).await?;
     let metas = store.list_messages().await?;
@@ -139,9 +151,13 @@ async fn snapshot<M: MailStore>(
         for body in store.fetch_bodies(&uids).await? {
             if let Some(m) = by_uid.get(&body.uid) {
                 let key = (Fingerprint::of(body.bytes()), m.internaldate.epoch());
-                out.entry(key)
-                    .or_default()
-                    .push((m.flags.to_imap_list().to_ascii_lowercase(), m.uid));
+                out.entry(key).or_default().push((
+                    m.flags
+                        .filtered(|f| !ignored(f))
+                        .to_imap_list()
+                        .to_ascii_lowercase(),
+                    m.uid,
+                ));
             }
         }
         i = j;
