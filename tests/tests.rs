@@ -3,6 +3,7 @@
 mod bad_input;
 mod check;
 mod crash;
+mod failback;
 mod faults;
 mod imap_copy;
 mod imap_guarantees;
