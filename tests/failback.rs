@@ -133,3 +133,236 @@ async fn failover_without_state_is_refused() {
     assert!(fo.stderr.contains("never synced"), "{fo:?}");
     assert!(!pair.state().exists());
 }
+
+/// The UID of the message with this Message-ID in a folder.
+async fn uid_of(imap: &mut TestImap, folder: &str, message_id: &str) -> u32 {
+    imap.messages(folder)
+        .await
+        .iter()
+        .find(|m| m.message_id.as_deref() == Some(message_id))
+        .unwrap_or_else(|| panic!("{}: {folder} lacks {message_id}", imap.label()))
+        .uid
+}
+
+fn mid(folder: &str, tag: &str, i: usize) -> String {
+    format!("<{folder}-{tag}-{i}@failback.test>")
+}
+
+/// Message-ID -> the folders holding a copy (one entry per copy), over the whole account.
+async fn where_is(imap: &mut TestImap) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut out: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for folder in imap.folders().await {
+        for m in imap.messages(&folder).await {
+            out.entry(m.message_id.unwrap_or_default())
+                .or_default()
+                .push(folder.clone());
+        }
+    }
+    out
+}
+
+fn sha(folder: &str, tag: &str, i: usize) -> String {
+    crate::support::imap_client::sha256_hex(&message(folder, i, tag))
+}
+
+const DATE: Option<&str> = Some("01-Jan-2024 10:00:00 +0000");
+
+/// (kind, folder, identity or handle) of every action of one side in a `--json` plan.
+fn actions(plan: &serde_json::Value, side: &str) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = plan["actions"][side]
+        .as_array()
+        .unwrap_or_else(|| panic!("no actions.{side} in {plan}"))
+        .iter()
+        .map(|a| {
+            let what = a["identity"]
+                .as_str()
+                .or(a["from"].as_str())
+                .unwrap_or("")
+                .to_string();
+            (
+                a["kind"].as_str().unwrap_or("").to_string(),
+                a["folder"].as_str().unwrap_or("").to_string(),
+                what,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn act(kind: &str, folder: &str, what: &str) -> (String, String, String) {
+    (kind.to_string(), folder.to_string(), what.to_string())
+}
+
+/// The failover drill of issue 9, in small: a primary of a few hundred messages replicated,
+/// failed over, changed on both sides (including every must-pass case), merged: the dry run
+/// lists exactly those changes, the failback applies them, verify passes, and every message
+/// not deleted is present exactly once on each side.
+#[tokio::test]
+async fn failback_merges_both_sides_after_failover() {
+    let pair = Pair::new("fb");
+    let base = [
+        ("INBOX", 80),
+        ("Work", 60),
+        ("Lists", 60),
+        ("Archive", 40),
+        ("Travel", 20),
+        ("Old", 20),
+    ];
+    let mut p = pair.primary().await;
+    seed(&mut p, &base).await;
+    let first = pair.sync().await;
+    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.count("copied"), 280);
+    let fo = pair.run("failover", &[]).await;
+    assert_eq!(fo.code, 0, "{fo:?}");
+
+    // The primary, with changes that never replicated.
+    for i in 0..3 {
+        p.append("INBOX", &[], DATE, &message("INBOX", i, "pnew"))
+            .await;
+    }
+    let u = uid_of(&mut p, "Work", &mid("Work", "base", 1)).await;
+    p.set_flags("Work", u, &["\\Seen"], &[]).await; // a read
+    let u = uid_of(&mut p, "Lists", &mid("Lists", "base", 4)).await;
+    p.move_uids("Lists", &[u], "Archive").await; // a move
+    let u = uid_of(&mut p, "INBOX", &mid("INBOX", "base", 9)).await;
+    p.expunge_uids("INBOX", &[u]).await; // a delete
+    p.rename_folder("Travel", "Trips").await; // must-pass 1: renamed while B moves into it
+    p.append("INBOX", &[], DATE, &message("INBOX", 0, "both"))
+        .await; // must-pass 2
+    let u = uid_of(&mut p, "Work", &mid("Work", "base", 4)).await;
+    p.expunge_uids("Work", &[u]).await; // must-pass 3: deleted here, only read there
+    p.delete_folder("Old").await; // must-pass 4: deleted here, mail moved into it there
+
+    // The recovery side, live for days.
+    let mut r = pair.recovery().await;
+    for i in 0..2 {
+        r.append("INBOX", &[], DATE, &message("INBOX", i, "bnew"))
+            .await;
+        r.append("Work", &["\\Flagged"], DATE, &message("Work", i, "bnew"))
+            .await;
+    }
+    r.append("INBOX", &[], DATE, &message("INBOX", 0, "both"))
+        .await;
+    let u = uid_of(&mut r, "Archive", &mid("Archive", "base", 1)).await;
+    r.set_flags("Archive", u, &["\\Seen"], &[]).await;
+    let u = uid_of(&mut r, "Work", &mid("Work", "base", 4)).await;
+    r.set_flags("Work", u, &["\\Seen"], &[]).await;
+    let u = uid_of(&mut r, "INBOX", &mid("INBOX", "base", 20)).await;
+    r.move_uids("INBOX", &[u], "Travel").await;
+    let u = uid_of(&mut r, "INBOX", &mid("INBOX", "base", 30)).await;
+    r.move_uids("INBOX", &[u], "Old").await;
+    let u = uid_of(&mut r, "Archive", &mid("Archive", "base", 2)).await;
+    r.expunge_uids("Archive", &[u]).await;
+    r.create("Projects").await;
+    r.append("Projects", &[], DATE, &message("Projects", 0, "bnew"))
+        .await;
+    r.rename_folder("Lists", "Mailing lists").await; // must-pass 5: a rename, not delete + create
+
+    let dry = pair.run("failback", &["--dry-run", "--json"]).await;
+    assert_eq!(dry.code, 0, "{dry:?}");
+    let plan = dry.json();
+    let none = "";
+    let mut want_primary = vec![
+        act("create_folder", "Projects", none),
+        act("place_upload", "Projects", &sha("Projects", "bnew", 0)),
+        act("rename_folder", "Mailing lists", "Lists"),
+        act("place_upload", "INBOX", &sha("INBOX", "bnew", 0)),
+        act("place_upload", "INBOX", &sha("INBOX", "bnew", 1)),
+        act("place_upload", "Work", &sha("Work", "bnew", 0)),
+        act("place_upload", "Work", &sha("Work", "bnew", 1)),
+        act("set_flags", "Archive", none),
+        act("move", "Trips", "INBOX"),
+        act("create_folder", "Old", none),
+        act("move", "Old", "INBOX"),
+        act("remove", "Archive", &sha("Archive", "base", 2)),
+    ];
+    want_primary.sort();
+    assert_eq!(actions(&plan, "primary"), want_primary, "{plan:#}");
+    let mut want_recovery = vec![
+        act("place_upload", "INBOX", &sha("INBOX", "pnew", 0)),
+        act("place_upload", "INBOX", &sha("INBOX", "pnew", 1)),
+        act("place_upload", "INBOX", &sha("INBOX", "pnew", 2)),
+        act("set_flags", "Work", none),
+        act("move", "Archive", "Mailing lists"),
+        act("remove", "INBOX", &sha("INBOX", "base", 9)),
+        act("rename_folder", "Trips", "Travel"),
+        act("remove", "Work", &sha("Work", "base", 4)),
+    ];
+    for i in 0..20 {
+        want_recovery.push(act("remove", "Old", &sha("Old", "base", i)));
+    }
+    want_recovery.sort();
+    assert_eq!(actions(&plan, "recovery"), want_recovery, "{plan:#}");
+    // The folder the primary deleted is kept for the mail moved into it, and said so.
+    let conflicts = plan["conflicts"].as_array().unwrap();
+    assert!(
+        conflicts
+            .iter()
+            .any(|c| c["folder"] == "Old"
+                && c["text"].as_str().unwrap().contains("kept and recreated")),
+        "{plan:#}"
+    );
+    // Nothing changed by the dry run.
+    let again = pair.run("failback", &["--dry-run", "--json"]).await;
+    assert_eq!(actions(&again.json(), "primary"), want_primary);
+
+    let done = pair.run("failback", &["--json"]).await;
+    assert_eq!(done.code, 0, "{done:?}");
+    let out = done.json();
+    assert_eq!(out["remaining"], 0, "{out:#}");
+    assert_eq!(out["resumed"]["copied"], 0, "{out:#}");
+
+    let v = crate::mr::verify(&pair.source, &pair.target).await;
+    assert_eq!(v.code, 0, "{v:?}");
+
+    // Every message not deleted, exactly once on each side, where the merge put it.
+    let mut expected: std::collections::BTreeMap<String, String> = Default::default();
+    for (folder, n) in base {
+        for i in 0..n {
+            let f = match folder {
+                "Lists" => "Mailing lists",
+                "Travel" => "Trips",
+                f => f,
+            };
+            expected.insert(mid(folder, "base", i), f.to_string());
+        }
+    }
+    for gone in [
+        mid("INBOX", "base", 9),
+        mid("Work", "base", 4),
+        mid("Archive", "base", 2),
+    ] {
+        expected.remove(&gone);
+    }
+    for i in 0..20 {
+        expected.remove(&mid("Old", "base", i));
+    }
+    expected.insert(mid("Lists", "base", 4), "Archive".into());
+    expected.insert(mid("INBOX", "base", 20), "Trips".into());
+    expected.insert(mid("INBOX", "base", 30), "Old".into());
+    for i in 0..3 {
+        expected.insert(mid("INBOX", "pnew", i), "INBOX".into());
+    }
+    for i in 0..2 {
+        expected.insert(mid("INBOX", "bnew", i), "INBOX".into());
+        expected.insert(mid("Work", "bnew", i), "Work".into());
+    }
+    expected.insert(mid("Projects", "bnew", 0), "Projects".into());
+    expected.insert(mid("INBOX", "both", 0), "INBOX".into());
+    let expected: std::collections::BTreeMap<String, Vec<String>> =
+        expected.into_iter().map(|(k, v)| (k, vec![v])).collect();
+    let mut p = pair.primary().await;
+    let mut r = pair.recovery().await;
+    assert_eq!(where_is(&mut p).await, expected, "primary");
+    assert_eq!(where_is(&mut r).await, expected, "recovery");
+
+    // Back to one-way replication: a sync runs and finds nothing to do.
+    let after = pair.sync().await;
+    assert_eq!(after.code, 0, "{after:?}");
+    assert_eq!(after.count("copied"), 0);
+    assert_eq!(after.count("removed"), 0);
+    let status = status_json(&pair.state());
+    assert!(status["failed_over"].is_null(), "{status}");
+}
