@@ -366,3 +366,96 @@ async fn failback_merges_both_sides_after_failover() {
     let status = status_json(&pair.state());
     assert!(status["failed_over"].is_null(), "{status}");
 }
+
+/// Killed at each step of a failback (SIGKILL through `MAILREPLICA_CRASH_AT`), then run
+/// again: the merge finishes with no loss and no duplicate, on both sides.
+#[tokio::test]
+async fn failback_killed_midway_finishes_on_rerun() {
+    for point in [
+        "failback_after_folders:1",
+        "failback_after_upload_batch:1",
+        "failback_after_places:1",
+        "failback_after_remove:1",
+        "failback_after_primary:1",
+        "failback_after_apply:1",
+        "failback_after_reset:1",
+    ] {
+        let pair = Pair::new("fbcrash");
+        let mut p = pair.primary().await;
+        seed(&mut p, &[("INBOX", 30), ("Work", 20)]).await;
+        let first = pair.sync().await;
+        assert_eq!(first.code, 0, "{point}: {first:?}");
+        assert_eq!(pair.run("failover", &[]).await.code, 0);
+
+        // 150 new on the recovery side: two upload batches to the primary.
+        let mut r = pair.recovery().await;
+        for i in 0..150 {
+            r.append("INBOX", &[], DATE, &message("INBOX", i, "bnew"))
+                .await;
+        }
+        r.create("Projects").await;
+        let u = uid_of(&mut r, "Work", &mid("Work", "base", 3)).await;
+        r.expunge_uids("Work", &[u]).await;
+        for i in 0..5 {
+            p.append("Work", &[], DATE, &message("Work", i, "pnew"))
+                .await;
+        }
+        let u = uid_of(&mut p, "INBOX", &mid("INBOX", "base", 7)).await;
+        p.expunge_uids("INBOX", &[u]).await;
+        let u = uid_of(&mut p, "INBOX", &mid("INBOX", "base", 8)).await;
+        p.set_flags("INBOX", u, &["\\Flagged"], &[]).await;
+
+        let state = pair.state().to_string_lossy().into_owned();
+        let args = [
+            "failback",
+            "--source",
+            &pair.source,
+            "--target",
+            &pair.target,
+            "--state",
+            &state,
+            "--json",
+        ];
+        let killed = crate::mr::mailreplica_env(
+            &args,
+            &[
+                ("MAILREPLICA_SOURCE_PASSWORD", "test"),
+                ("MAILREPLICA_TARGET_PASSWORD", "test"),
+                ("MAILREPLICA_CRASH_AT", point),
+            ],
+        )
+        .await;
+        assert_eq!(killed.code, -1, "{point}: not killed: {killed:?}");
+        let rerun = pair.run("failback", &["--json"]).await;
+        assert_eq!(rerun.code, 0, "{point}: {rerun:?}");
+
+        let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (folder, n) in [("INBOX", 30), ("Work", 20)] {
+            for i in 0..n {
+                expected.insert(mid(folder, "base", i), vec![folder.to_string()]);
+            }
+        }
+        expected.remove(&mid("Work", "base", 3));
+        expected.remove(&mid("INBOX", "base", 7));
+        for i in 0..150 {
+            expected.insert(mid("INBOX", "bnew", i), vec!["INBOX".into()]);
+        }
+        for i in 0..5 {
+            expected.insert(mid("Work", "pnew", i), vec!["Work".into()]);
+        }
+        let mut p = pair.primary().await;
+        let mut r = pair.recovery().await;
+        assert_eq!(where_is(&mut p).await, expected, "{point}: primary");
+        assert_eq!(where_is(&mut r).await, expected, "{point}: recovery");
+        assert!(
+            r.folders().await.contains(&"Projects".to_string())
+                && p.folders().await.contains(&"Projects".to_string()),
+            "{point}"
+        );
+        let v = crate::mr::verify(&pair.source, &pair.target).await;
+        assert_eq!(v.code, 0, "{point}: {v:?}");
+        let after = pair.sync().await;
+        assert_eq!(after.code, 0, "{point}: {after:?}");
+        assert_eq!(after.count("copied"), 0, "{point}");
+    }
+}
