@@ -459,3 +459,34 @@ async fn failback_killed_midway_finishes_on_rerun() {
         assert_eq!(after.count("copied"), 0, "{point}");
     }
 }
+
+/// A plan that would remove more than the removal budget on a side applies nothing until
+/// `--allow-deletions`.
+#[tokio::test]
+async fn failback_holds_a_mass_removal_until_allowed() {
+    let pair = Pair::new("fbbudget");
+    let mut p = pair.primary().await;
+    seed(&mut p, &[("INBOX", 5), ("Work", 60)]).await;
+    assert_eq!(pair.sync().await.code, 0);
+    assert_eq!(pair.run("failover", &[]).await.code, 0);
+    let uids: Vec<u32> = p.messages("Work").await.iter().map(|m| m.uid).collect();
+    p.expunge_uids("Work", &uids[..55]).await;
+
+    let held = pair.run("failback", &["--json"]).await;
+    assert_eq!(held.code, 3, "{held:?}");
+    assert!(
+        held.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("--allow-deletions"),
+        "{held:?}"
+    );
+    let mut r = pair.recovery().await;
+    assert_eq!(r.messages("Work").await.len(), 60, "nothing applied");
+    assert_eq!(pair.sync().await.code, 3, "still failed over");
+
+    let allowed = pair.run("failback", &["--json", "--allow-deletions"]).await;
+    assert_eq!(allowed.code, 0, "{allowed:?}");
+    assert_eq!(r.messages("Work").await.len(), 5);
+    assert_eq!(pair.sync().await.code, 0);
+}
