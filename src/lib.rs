@@ -16,14 +16,17 @@
 //!   MOVE or COPY content it holds elsewhere, APPEND the rest under a journal, fetching the next
 //!   batch while this one uploads). Last, the pass's removals: moves first, the rest through the
 //!   removal budget. Emits progress as events. `engine::probe` runs the fidelity probe `check`
-//!   uses: one message in a folder of its own, read back, then removed.
+//!   uses: one message in a folder of its own, read back, then removed. `engine::failover`
+//!   holds the failed-over mark (every one-way pass refuses while it is set);
+//!   `engine::failback` lists both sides in full, links them to the frozen base, and applies
+//!   a merge plan to both sides.
 //! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
 //!   returns a change set (placements, flag updates, removals); the removal budget decides which
 //!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by
 //!   identity; `reconcile::fidelity` classifies a probe's round trip (exact, normalising,
 //!   rewriting); `reconcile::merge` is failback's three-way merge (base x primary x recovery
-//!   -> actions per side, conflicts, held items and the merged state), not yet wired into the
-//!   engine. No I/O.
+//!   -> actions per side, conflicts, held items and the merged state), run by `failback`.
+//!   No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer) and in memory
 //!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP
@@ -50,6 +53,9 @@
 //!   message mapped, its removals applied); its tokens are stored only after its writes
 //!   are proven to be the only change. UIDNEXT or HIGHESTMODSEQ going down freezes the pair
 //!   before anything is written.
+//! - A failed-over pair keeps its base frozen until a failback has applied its whole plan to
+//!   both sides and a second merge plans nothing; only then is the base replaced (by a sync
+//!   pass that adopts by identity). A failback stopped anywhere is run again and re-merges.
 //! - Removals that look like damage (a folder suddenly empty, more than the 24 h budget) are held
 //!   for the user, never applied by a later pass on its own.
 //! - Secrets live in [`config::Secret`] (zeroized, redacted in `Debug`), never in logs, errors

@@ -53,7 +53,7 @@ pub async fn mailreplica_env(args: &[&str], env: &[(&str, &str)]) -> Run {
         .env_remove("MAILREPLICA_TARGET_PASSWORD");
     if args
         .first()
-        .is_some_and(|a| matches!(*a, "sync" | "verify" | "check"))
+        .is_some_and(|a| matches!(*a, "sync" | "verify" | "check" | "failover" | "failback"))
     {
         cmd.arg("--ca-file").arg(ca_file());
     }

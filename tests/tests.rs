@@ -3,6 +3,7 @@
 mod bad_input;
 mod check;
 mod crash;
+mod failback;
 mod faults;
 mod folder_names;
 mod imap_copy;

@@ -39,6 +39,10 @@ pub enum Command {
     /// Log in to both sides and show capabilities, folders, the target's fidelity class, the
     /// folder mapping and the connection cap; writes nothing but a probe message it removes
     Check(CheckArgs),
+    /// Freeze the pair at switch-over to the recovery side: one-way sync stops until failback
+    Failover(FailoverArgs),
+    /// Merge both sides three ways against the base frozen by failover, then resume one-way sync
+    Failback(FailbackArgs),
 }
 
 /// The two accounts of a pair and how to reach them.
@@ -207,4 +211,58 @@ pub struct CheckArgs {
     /// live mailbox) and removes it. Off by default: sync never writes to the source
     #[arg(long)]
     pub probe_source: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Records in the pair's state that the pair is failed over, with the time: the \
+base (what both sides last agreed on) is frozen, and sync refuses to run (exit 3) until \
+`mailreplica failback` merges both sides. Connects to no server. Running it again changes nothing."
+)]
+pub struct FailoverArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+
+    /// State file (default: $XDG_STATE_HOME/mailreplica/<pair id>.redb)
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Print the result as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Lists both sides in full, links their folders and messages to the base frozen by \
+failover (folders by UIDVALIDITY, messages by UID), fetches the bodies of new messages only, and \
+merges three ways: folders first (created, renamed, deleted on one side -> the same on the other; \
+renamed differently on both -> both names kept), then messages (new on one side -> placed on the \
+other, the same content new on both counts once; removed on one side and unchanged on the other -> \
+removed; removed on one side and changed on the other -> kept, reported; moved -> moved; flags \
+(A and B) or (A - base) or (B - base)). Prints the plan per side, grouped by folder, with the \
+conflicts (as diffs) and the held items, then applies it to both sides and returns the pair to \
+one-way replication with a fresh base. Killed midway, run it again: it re-lists and re-merges, \
+and what was already applied reads as the same on both sides."
+)]
+pub struct FailbackArgs {
+    #[command(flatten)]
+    pub pair: PairArgs,
+
+    /// State file (default: $XDG_STATE_HOME/mailreplica/<pair id>.redb)
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Print the plan; change nothing on either side or in the state
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print the plan (and what was applied) as one JSON object on stdout
+    #[arg(long)]
+    pub json: bool,
+
+    /// Apply the plan even when a side would lose more messages than the removal budget
+    /// (max(50, 5 % of the side)); otherwise nothing is applied and the exit code is 3
+    #[arg(long)]
+    pub allow_deletions: bool,
 }

@@ -50,7 +50,7 @@ impl ExitCode {
         match e {
             EngineError::Store(s) => ExitCode::of_store(s),
             EngineError::State(s) => ExitCode::of_state(s),
-            EngineError::Frozen(_) => ExitCode::Attention,
+            EngineError::Frozen(_) | EngineError::FailedOver(_) => ExitCode::Attention,
         }
     }
 }

@@ -4,6 +4,8 @@
 pub mod args;
 pub mod check;
 pub mod exit;
+pub mod failback;
+pub mod failover;
 pub mod man;
 pub mod pair;
 pub mod progress;
@@ -23,5 +25,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => status::StatusCommand { args }.execute(),
         Command::Release(args) => release::ReleaseCommand { args }.execute(),
         Command::Check(args) => check::CheckCommand { args }.execute().await,
+        Command::Failover(args) => failover::FailoverCommand { args }.execute(),
+        Command::Failback(args) => failback::FailbackCommand { args }.execute().await,
     }
 }

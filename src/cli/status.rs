@@ -21,6 +21,8 @@ struct PairStatus {
     pair_id: String,
     /// Set when the pair is frozen (the primary went back in time): why, and what to do.
     frozen: Option<FrozenStatus>,
+    /// Set while the pair is failed over (from `failover` until `failback` finishes).
+    failed_over: Option<FailedOverStatus>,
     /// The summary of the last completed run, as `sync --json` printed it.
     last_pass: Option<serde_json::Value>,
     held_removals: Vec<Held>,
@@ -39,6 +41,13 @@ struct FrozenStatus {
     folder: String,
     detail: String,
     since: u64,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct FailedOverStatus {
+    since: u64,
+    phase: crate::engine::failover::Phase,
     message: String,
 }
 
@@ -94,6 +103,7 @@ impl StatusCommand {
         }
         let attention = all.iter().any(|s| {
             s.frozen.is_some()
+                || s.failed_over.is_some()
                 || !s.held_removals.is_empty()
                 || !s.gave_up.is_empty()
                 || !s.quarantined.is_empty()
@@ -164,7 +174,21 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
             fidelity.insert(role.to_string(), record);
         }
     }
+    let failed_over = crate::engine::failover::failed_over(&state)
+        .map_err(|e| match e {
+            crate::engine::EngineError::State(s) => s,
+            other => crate::state::StateError::Io {
+                path: path.to_path_buf(),
+                detail: other.to_string(),
+            },
+        })?
+        .map(|m| FailedOverStatus {
+            since: m.since,
+            phase: m.phase,
+            message: m.to_string(),
+        });
     Ok(PairStatus {
+        failed_over,
         fidelity,
         refused_keywords: crate::engine::keywords::refused(&state)?,
         state_file: path.display().to_string(),
@@ -213,6 +237,9 @@ fn print_status(s: &PairStatus) {
     println!("state {} (pair {})", s.state_file, s.pair_id);
     if let Some(f) = &s.frozen {
         println!("  FROZEN since {} (unix): {}", f.since, f.message);
+    }
+    if let Some(f) = &s.failed_over {
+        println!("  FAILED OVER: {}", f.message);
     }
     match &s.last_pass {
         Some(p) => println!(

@@ -70,9 +70,11 @@ impl SyncCommand {
                 }
                 Err(Failure::Engine(e)) if !e.is_retryable() || attempt >= args.retries => {
                     eprintln!("error: {e}");
-                    eprintln!(
-                        "nothing already synced was lost; run the same command again to resume"
-                    );
+                    if !matches!(e, EngineError::FailedOver(_)) {
+                        eprintln!(
+                            "nothing already synced was lost; run the same command again to resume"
+                        );
+                    }
                     return ExitCode::of_engine(&e);
                 }
                 Err(failure) => {

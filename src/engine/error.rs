@@ -15,6 +15,9 @@ pub enum EngineError {
     /// changed on the target.
     #[error("{0}")]
     Frozen(Frozen),
+    /// The pair is failed over (see [`super::failover`]): one-way passes refuse until failback.
+    #[error("{0}")]
+    FailedOver(super::failover::FailedOver),
 }
 
 /// Why a pair is frozen, as stored in the state and shown by `status`.
@@ -53,7 +56,7 @@ impl EngineError {
     pub fn is_retryable(&self) -> bool {
         match self {
             EngineError::Store(e) => e.is_retryable() || matches!(e, StoreError::Protocol { .. }),
-            EngineError::State(_) | EngineError::Frozen(_) => false,
+            EngineError::State(_) | EngineError::Frozen(_) | EngineError::FailedOver(_) => false,
         }
     }
 }

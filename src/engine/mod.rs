@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod events;
+pub mod failback;
+pub mod failover;
 mod folders;
 pub mod keywords;
 pub mod mapped;

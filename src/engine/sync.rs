@@ -163,6 +163,8 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
     events: &dyn EventSink,
     summary: &mut SyncSummary,
 ) -> Result<(), EngineError> {
+    // A failed-over pair is two-way until failback: nothing one-way may write (failover.rs).
+    super::failover::refuse_if_failed_over(state)?;
     if let Some(frozen) = frozen(state)? {
         if !options.accept_regression {
             return Err(EngineError::Frozen(frozen));

@@ -1,0 +1,89 @@
+//! `mailreplica failover`: freeze the pair's base at switch-over; sync refuses until failback.
+
+use serde::Serialize;
+
+use super::args::FailoverArgs;
+use super::exit::ExitCode;
+use crate::engine::failover::{
+    failed_over, format_utc, set_failed_over, unix_now, FailedOver, Phase,
+};
+use crate::state::StateFile;
+
+pub struct FailoverCommand {
+    pub args: FailoverArgs,
+}
+
+#[derive(Debug, Serialize)]
+struct Outcome {
+    state_file: String,
+    since: u64,
+    /// False when the pair was already failed over (nothing changed).
+    changed: bool,
+    message: String,
+}
+
+impl FailoverCommand {
+    /// Touches no server: the switch-over is a decision about the pair, recorded in its state.
+    pub fn execute(self) -> ExitCode {
+        let args = self.args;
+        let (_pair, id, path) = match args.pair.resolve_with_state(args.state.as_deref()) {
+            Ok(r) => r,
+            Err(code) => return code,
+        };
+        if !path.is_file() {
+            eprintln!(
+                "error: no state file at {}: this pair was never synced, so there is no base to freeze; fail over only a pair that `mailreplica sync` has replicated (or pass the --state FILE it used)",
+                path.display()
+            );
+            return ExitCode::Usage;
+        }
+        let state = match StateFile::open(&path, &id) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::of_state(&e);
+            }
+        };
+        let (mark, changed) = match failed_over(&state) {
+            Ok(Some(mark)) => (mark, false),
+            Ok(None) => {
+                let mark = FailedOver {
+                    since: unix_now(),
+                    phase: Phase::Frozen,
+                };
+                if let Err(e) = set_failed_over(&state, &mark) {
+                    eprintln!("error: cannot record the failover in {}: {e}; nothing changed, run the command again", path.display());
+                    return ExitCode::of_engine(&e);
+                }
+                (mark, true)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::of_engine(&e);
+            }
+        };
+        let message = if changed {
+            format!(
+                "pair failed over at {}: its base is frozen and sync refuses to run; point users at the recovery side, and run `mailreplica failback` when the primary is back",
+                format_utc(mark.since)
+            )
+        } else {
+            format!("already failed over: {mark}")
+        };
+        if args.json {
+            let out = Outcome {
+                state_file: path.display().to_string(),
+                since: mark.since,
+                changed,
+                message,
+            };
+            println!(
+                "{}",
+                serde_json::to_string(&out).unwrap_or_else(|_| "{}".into())
+            );
+        } else {
+            println!("{message}");
+        }
+        ExitCode::InSync
+    }
+}

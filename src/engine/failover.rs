@@ -1,0 +1,155 @@
+//! The failed-over mark of a pair: set by `failover`, cleared by `failback`; while it is set the
+//! base is frozen and every one-way command refuses to write.
+//!
+//! The mark lives in the state's `meta` table under [`META_KEY`] as JSON. It has two phases:
+//! [`Phase::Frozen`] from `failover` until a failback applied its whole plan, then
+//! [`Phase::Rebuilding`] while failback throws the old base away (the next base is rebuilt
+//! by a one-way pass that adopts, by identity, what both sides now hold). A one-way pass
+//! refuses in both phases: the old base no longer describes either side.
+//!
+//! TODO(watch): DESIGN.md has `failover` reach a running `watch` through a control socket
+//! next to the state. `watch` belongs to another change; until it lands, a running `watch`
+//! sees the mark on its next pass (every pass goes through [`refuse_if_failed_over`]).
+
+use serde::{Deserialize, Serialize};
+
+use super::EngineError;
+use crate::state::StateFile;
+
+/// The `meta` key of the mark.
+pub const META_KEY: &str = "failed_over";
+
+/// Where a failed-over pair stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Failed over: the base is frozen, both sides may change freely.
+    Frozen,
+    /// A failback applied its plan to both sides; the old base is being replaced.
+    Rebuilding,
+}
+
+/// The mark as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedOver {
+    /// Unix seconds of the `failover` call.
+    pub since: u64,
+    pub phase: Phase,
+}
+
+impl std::fmt::Display for FailedOver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.phase {
+            Phase::Frozen => write!(
+                f,
+                "the pair is failed over since {} (unix {}): one-way replication is stopped so that nothing overwrites the recovery side; run `mailreplica failback` to merge both sides and resume replication (`failback --dry-run` shows the plan first)",
+                format_utc(self.since),
+                self.since
+            ),
+            Phase::Rebuilding => write!(
+                f,
+                "the pair was failed over since {} (unix {}) and a failback merged both sides but stopped before it finished; run `mailreplica failback` again to finish it",
+                format_utc(self.since),
+                self.since
+            ),
+        }
+    }
+}
+
+/// The mark, if the pair is failed over. An unreadable mark still reads as failed over (the
+/// safe reading: nothing one-way is written).
+pub fn failed_over(state: &StateFile) -> Result<Option<FailedOver>, EngineError> {
+    Ok(state
+        .meta(META_KEY)?
+        .filter(|raw| !raw.is_empty())
+        .map(|raw| {
+            serde_json::from_slice(&raw).unwrap_or(FailedOver {
+                since: 0,
+                phase: Phase::Frozen,
+            })
+        }))
+}
+
+/// Records the mark (one durable commit).
+pub fn set_failed_over(state: &StateFile, mark: &FailedOver) -> Result<(), EngineError> {
+    let raw = serde_json::to_vec(mark).map_err(|e| {
+        EngineError::State(crate::state::StateError::Io {
+            path: state.path().to_path_buf(),
+            detail: format!("cannot encode the failover mark: {e}"),
+        })
+    })?;
+    Ok(state.set_meta(META_KEY, &raw)?)
+}
+
+/// Clears the mark: the pair is back to one-way replication.
+pub fn clear_failed_over(state: &StateFile) -> Result<(), EngineError> {
+    Ok(state.set_meta(META_KEY, &[])?)
+}
+
+/// Every one-way pass starts here: a failed-over pair is refused before anything is read.
+pub fn refuse_if_failed_over(state: &StateFile) -> Result<(), EngineError> {
+    match failed_over(state)? {
+        Some(mark) => Err(EngineError::FailedOver(mark)),
+        None => Ok(()),
+    }
+}
+
+/// `2024-05-01 10:00:00 UTC`, from unix seconds (no time zone database needed).
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates_are_civil() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(format_utc(1_714_557_600), "2024-05-01 10:00:00 UTC");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00 UTC");
+    }
+
+    #[test]
+    fn the_mark_round_trips_and_refuses_one_way_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateFile::open(&dir.path().join("s.redb"), "pair").unwrap();
+        assert!(refuse_if_failed_over(&state).is_ok());
+        let mark = FailedOver {
+            since: 1_714_557_600,
+            phase: Phase::Frozen,
+        };
+        set_failed_over(&state, &mark).unwrap();
+        assert_eq!(failed_over(&state).unwrap(), Some(mark));
+        let err = refuse_if_failed_over(&state).unwrap_err().to_string();
+        assert!(err.contains("failed over since 2024-05-01"), "{err}");
+        assert!(err.contains("mailreplica failback"), "{err}");
+        clear_failed_over(&state).unwrap();
+        assert_eq!(failed_over(&state).unwrap(), None);
+    }
+}
