@@ -507,9 +507,9 @@ async fn folder_phase<S: MailStore>(
     store.close_folder().await?;
     for action in plan.actions(side) {
         match action {
-            MergeAction::CreateFolder { path, .. } => {
+            MergeAction::CreateFolder { path, special_use } => {
                 // Created by an earlier, interrupted failback, or by a parent's creation.
-                match store.create_folder(path).await {
+                match store.create_folder(path, special_use.as_deref()).await {
                     Ok(()) => report.folders_created[s] += 1,
                     Err(e) if already_exists(&e) => {}
                     Err(e) => return Err(e.into()),
