@@ -16,3 +16,4 @@ mod support_selftest;
 mod sync_cyrus;
 mod sync_dovecot;
 mod validation;
+mod watch;

@@ -11,6 +11,8 @@ pub mod release;
 pub mod status;
 pub mod sync;
 pub mod verify;
+pub mod watch;
+pub mod watch_config;
 
 pub use args::{Cli, Command};
 pub use exit::ExitCode;
@@ -23,5 +25,6 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => status::StatusCommand { args }.execute(),
         Command::Release(args) => release::ReleaseCommand { args }.execute(),
         Command::Check(args) => check::CheckCommand { args }.execute().await,
+        Command::Watch(args) => watch::WatchCommand { args }.execute().await,
     }
 }

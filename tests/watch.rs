@@ -1,0 +1,476 @@
+//! `mailreplica watch` against the real Dovecots: the binary runs in the background on one or
+//! three pairs; changes made on the primaries (APPEND, flags, expunge, move) must show up on the
+//! recovery sides (polled with a deadline: no assertion about speed); SIGTERM ends it with 0,
+//! a restart goes on without duplicates; killed connections do not kill it; `--once` and the
+//! state lock; `status --config`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::mr::{account, assert_same_accounts, mailreplica_env, Key};
+use crate::support::imap_client::TestImap;
+use crate::support::servers::{ca_file, fresh_user, TestServer};
+
+/// How long a change may take to show up before the test fails (a deadline, not a measure).
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn message(tag: &str, i: usize) -> Vec<u8> {
+    format!(
+        "From: sender{i}@example.org\r\nTo: user@example.org\r\nSubject: {tag} {i}\r\nMessage-ID: <{tag}-{i}@watch.test>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nbody of {tag} {i}\r\n"
+    )
+    .into_bytes()
+}
+
+/// One primary account and its recovery account.
+struct TestPair {
+    src: String,
+    dst: String,
+}
+
+impl TestPair {
+    fn new(prefix: &str) -> TestPair {
+        TestPair {
+            src: fresh_user(&format!("{prefix}s")),
+            dst: fresh_user(&format!("{prefix}d")),
+        }
+    }
+    fn source_url(&self) -> String {
+        TestServer::dovecot_primary().url(&self.src)
+    }
+    fn target_url(&self) -> String {
+        TestServer::dovecot_recovery().url(&self.dst)
+    }
+    async fn primary(&self) -> TestImap {
+        TestImap::connect(&TestServer::dovecot_primary(), &self.src).await
+    }
+    async fn recovery(&self) -> TestImap {
+        TestImap::connect(&TestServer::dovecot_recovery(), &self.dst).await
+    }
+}
+
+/// A `mailreplica watch` running in the background, its output in files.
+struct Watch {
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Watch {
+    fn spawn(args: &[&str], log: &Path) -> Watch {
+        let out = std::fs::File::create(log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_mailreplica"))
+            .arg("watch")
+            .args(args)
+            .env_remove("MAILREPLICA_SOURCE_PASSWORD")
+            .env_remove("MAILREPLICA_TARGET_PASSWORD")
+            .env("MAILREPLICA_SOURCE_PASSWORD", "test")
+            .env("MAILREPLICA_TARGET_PASSWORD", "test")
+            .env("MR_WATCH_TEST_PASSWORD", "test")
+            .env("MAILREPLICA_BACKOFF_MS", "200")
+            .env("RUST_LOG", "mailreplica=debug")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap();
+        Watch {
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most `wait`); the exit code.
+    async fn terminate(&mut self, wait: Duration) -> i32 {
+        let mut child = self.child.take().expect("running");
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on the pid of the child this test spawned.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if start.elapsed() > wait {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "watch did not exit within {} s of SIGTERM; log:\n{}",
+                    wait.as_secs(),
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn snapshot(imap: &mut TestImap) -> BTreeMap<String, Vec<Key>> {
+    account(imap).await
+}
+
+/// Polls until the recovery account equals the primary account, or fails after [`DEADLINE`].
+async fn wait_in_step(pair: &TestPair, watch: &mut Watch, what: &str) {
+    let start = Instant::now();
+    loop {
+        let mut p = pair.primary().await;
+        let mut r = pair.recovery().await;
+        let a = snapshot(&mut p).await;
+        let b = snapshot(&mut r).await;
+        p.logout().await;
+        r.logout().await;
+        if a == b {
+            return;
+        }
+        assert!(
+            watch.is_running(),
+            "watch exited while waiting for {what}; log:\n{}",
+            watch.log()
+        );
+        if start.elapsed() > DEADLINE {
+            eprintln!("watch log:\n{}", watch.log());
+            assert_same_accounts(&a, &b);
+            panic!("{what}: accounts differ");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn seed(pair: &TestPair, tag: &str) {
+    let mut p = pair.primary().await;
+    p.create("Archive").await;
+    for i in 0..4 {
+        let flags: &[&str] = if i == 0 { &["\\Seen"] } else { &[] };
+        p.append(
+            "INBOX",
+            flags,
+            Some("01-Jan-2024 10:00:00 +0000"),
+            &message(tag, i),
+        )
+        .await;
+    }
+    p.append(
+        "Archive",
+        &[],
+        Some("01-Jan-2024 10:00:00 +0000"),
+        &message(tag, 100),
+    )
+    .await;
+    p.logout().await;
+}
+
+/// Every kind of change on one primary: an APPEND, a flag change, an expunge and a move.
+async fn change_everything(pair: &TestPair, tag: &str) {
+    let mut p = pair.primary().await;
+    p.append(
+        "INBOX",
+        &[],
+        Some("02-Jan-2024 10:00:00 +0000"),
+        &message(tag, 50),
+    )
+    .await;
+    let inbox = p.messages("INBOX").await;
+    let uids: Vec<u32> = inbox.iter().map(|m| m.uid).collect();
+    p.set_flags("INBOX", uids[1], &["\\Flagged", "$Important"], &[])
+        .await;
+    p.expunge_uids("INBOX", &[uids[2]]).await;
+    p.move_uids("INBOX", &[uids[3]], "Archive").await;
+    p.logout().await;
+}
+
+fn config_file(dir: &Path, pairs: &[&TestPair], extra: &str) -> PathBuf {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    let ca = ca_file();
+    let pw_file = dir.join("recovery.pw");
+    std::fs::write(&pw_file, "test\n").unwrap();
+    let mut text = format!(
+        "# test configuration\n[watch]\nstate_dir = {state:?}\n{extra}\n\n[servers.primary]\nurl = \"imap://127.0.0.1:{pp}\"\nca_file = {ca:?}\nmax_connections = 20\n\n[servers.recovery]\nurl = \"imap://127.0.0.1:{rp}\"\nca_file = {ca:?}\n",
+        state = dir.join("state").display().to_string(),
+        pp = primary.port,
+        rp = recovery.port,
+        ca = ca.display().to_string(),
+    );
+    for (i, pair) in pairs.iter().enumerate() {
+        // The three password sources, one per pair.
+        let recovery_secret = match i % 3 {
+            0 => "password_env = \"MR_WATCH_TEST_PASSWORD\"".to_string(),
+            1 => format!("password_file = {:?}", pw_file.display().to_string()),
+            _ => format!(
+                "password_command = [\"cat\", {:?}]",
+                pw_file.display().to_string()
+            ),
+        };
+        text.push_str(&format!(
+            "\n[accounts.p{i}]\nserver = \"primary\"\nuser = \"{src}\"\npassword_env = \"MR_WATCH_TEST_PASSWORD\"\n\n[accounts.r{i}]\nserver = \"recovery\"\nuser = \"{dst}\"\n{recovery_secret}\n\n[[pairs]]\nname = \"pair{i}\"\nprimary = \"p{i}\"\nrecovery = \"r{i}\"\n",
+            src = pair.src,
+            dst = pair.dst,
+        ));
+    }
+    let path = dir.join("mailreplica.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_one_pair_replicates_changes_and_stops_on_sigterm() {
+    TestServer::dovecot_primary().require();
+    TestServer::dovecot_recovery().require();
+    let pair = TestPair::new("w1");
+    seed(&pair, "one").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pair.redb");
+    let state_arg = state.display().to_string();
+    let (source, target) = (pair.source_url(), pair.target_url());
+    let ca = ca_file().display().to_string();
+    let args = [
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--state",
+        &state_arg,
+        "--ca-file",
+        &ca,
+        "--poll-interval",
+        "30",
+    ];
+    let mut watch = Watch::spawn(&args, &dir.path().join("watch.log"));
+    wait_in_step(&pair, &mut watch, "the first pass").await;
+    change_everything(&pair, "one").await;
+    wait_in_step(&pair, &mut watch, "the changes").await;
+
+    // A second watch on the same pair is refused at once: the state is locked.
+    let second = mailreplica_env(
+        &[
+            "watch", "--source", &source, "--target", &target, "--state", &state_arg, "--once",
+        ],
+        &[
+            ("MAILREPLICA_SOURCE_PASSWORD", "test"),
+            ("MAILREPLICA_TARGET_PASSWORD", "test"),
+        ],
+    )
+    .await;
+    assert_eq!(second.code, 75, "{second:?}");
+    assert!(second.stderr.contains("in use by"), "{}", second.stderr);
+
+    let code = watch.terminate(Duration::from_secs(10)).await;
+    assert_eq!(code, 0, "log:\n{}", watch.log());
+
+    // New mail while stopped; a restart catches up without duplicates.
+    let mut p = pair.primary().await;
+    p.append(
+        "INBOX",
+        &[],
+        Some("03-Jan-2024 10:00:00 +0000"),
+        &message("one", 60),
+    )
+    .await;
+    p.logout().await;
+    let mut watch = Watch::spawn(&args, &dir.path().join("watch2.log"));
+    wait_in_step(&pair, &mut watch, "catching up after a restart").await;
+    let code = watch.terminate(Duration::from_secs(10)).await;
+    assert_eq!(code, 0, "log:\n{}", watch.log());
+}
+
+/// `doveadm kick USER` on the primary instance: the server closes every connection of the user.
+fn kick_on_primary(user: &str) {
+    let dir = std::env::var_os("MAILREPLICA_SERVERS_DIR")
+        .or_else(|| std::env::var_os("MR_SERVERS_DIR"))
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/tmp/mailreplica-servers"));
+    let conf = dir.join("dovecot-primary/dovecot.conf");
+    let out = Command::new("doveadm")
+        .arg("-c")
+        .arg(&conf)
+        .args(["kick", user])
+        .output()
+        .expect("running doveadm kick");
+    assert!(
+        out.status.success(),
+        "doveadm kick {user}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn status_json(config: &Path) -> serde_json::Value {
+    let config = config.display().to_string();
+    let run = mailreplica_env(&["status", "--config", &config, "--json"], &[]).await;
+    assert!(run.code == 0 || run.code == 3, "{run:?}");
+    run.json()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_three_pairs_from_a_config_file() {
+    TestServer::dovecot_primary().require();
+    TestServer::dovecot_recovery().require();
+    let pairs = [
+        TestPair::new("w3a"),
+        TestPair::new("w3b"),
+        TestPair::new("w3c"),
+    ];
+    for (i, pair) in pairs.iter().enumerate() {
+        seed(pair, &format!("three{i}")).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let refs: Vec<&TestPair> = pairs.iter().collect();
+    let config = config_file(dir.path(), &refs, "poll_interval = 5");
+    let config_arg = config.display().to_string();
+    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch.log"));
+    for pair in &pairs {
+        wait_in_step(pair, &mut watch, "the first pass").await;
+    }
+    for (i, pair) in pairs.iter().enumerate() {
+        change_everything(pair, &format!("three{i}")).await;
+    }
+    for pair in &pairs {
+        wait_in_step(pair, &mut watch, "the changes").await;
+    }
+
+    // While it runs, status reads what each agent last recorded.
+    let status = status_json(&config).await;
+    let entries = status.as_array().expect("one entry per pair");
+    assert_eq!(entries.len(), 3, "{status}");
+    for (i, entry) in entries.iter().enumerate() {
+        assert_eq!(entry["name"], format!("pair{i}"), "{entry}");
+        assert!(entry["running"].is_string(), "{entry}");
+        assert!(entry["watch"]["last_success"].is_u64(), "{entry}");
+        assert!(entry["watch"]["lag_seconds"].is_u64(), "{entry}");
+    }
+
+    // The server drops every connection of one primary user: the process survives, the
+    // agent reconnects and goes on replicating.
+    kick_on_primary(&pairs[0].src);
+    let mut p = pairs[0].primary().await;
+    p.append(
+        "INBOX",
+        &[],
+        Some("04-Jan-2024 10:00:00 +0000"),
+        &message("kicked", 1),
+    )
+    .await;
+    p.logout().await;
+    wait_in_step(
+        &pairs[0],
+        &mut watch,
+        "a change after the connections were killed",
+    )
+    .await;
+    assert!(watch.is_running(), "log:\n{}", watch.log());
+
+    let code = watch.terminate(Duration::from_secs(10)).await;
+    assert_eq!(code, 0, "log:\n{}", watch.log());
+    let log = watch.log();
+    assert!(log.contains("pass applied changes"), "log:\n{log}");
+
+    // Stopped: status reads the states themselves.
+    let status = status_json(&config).await;
+    for entry in status.as_array().unwrap() {
+        assert!(entry["running"].is_null(), "{entry}");
+        assert!(entry["watch"]["last_success"].is_u64(), "{entry}");
+        assert!(entry["watch"]["last_error"].is_null(), "{entry}");
+    }
+
+    // --once (cron): one pass of every pair, exit 0 when all are in step.
+    let mut p = pairs[1].primary().await;
+    p.append(
+        "Archive",
+        &["\\Seen"],
+        Some("05-Jan-2024 10:00:00 +0000"),
+        &message("once", 1),
+    )
+    .await;
+    p.logout().await;
+    let once = mailreplica_env(
+        &["watch", "--config", &config_arg, "--once"],
+        &[("MR_WATCH_TEST_PASSWORD", "test")],
+    )
+    .await;
+    assert_eq!(once.code, 0, "{once:?}");
+    let mut p = pairs[1].primary().await;
+    let mut r = pairs[1].recovery().await;
+    assert_same_accounts(&snapshot(&mut p).await, &snapshot(&mut r).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_config_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[servers.a]\nurl = \"imap://127.0.0.1:1\"\n[[pairs]]\nname = \"x\"\nprimary = \"nobody\"\nrecovery = \"nobody\"\n",
+    )
+    .unwrap();
+    let arg = path.display().to_string();
+    let run = mailreplica_env(&["watch", "--config", &arg, "--once"], &[]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("\"nobody\" is not defined"),
+        "{}",
+        run.stderr
+    );
+    let run = mailreplica_env(&["watch", "--once"], &[]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+}
+
+/// Regression: a pass connection kept open with INBOX selected read INBOX's LIST-STATUS from
+/// its session's stale view, so a change to INBOX alone was never replicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_sees_repeated_changes_to_the_only_folder() {
+    TestServer::dovecot_primary().require();
+    TestServer::dovecot_recovery().require();
+    let pair = TestPair::new("wst");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pair.redb").display().to_string();
+    let (source, target) = (pair.source_url(), pair.target_url());
+    let ca = ca_file().display().to_string();
+    let mut watch = Watch::spawn(
+        &[
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state,
+            "--ca-file",
+            &ca,
+            "--poll-interval",
+            "600",
+        ],
+        &dir.path().join("watch.log"),
+    );
+    for i in 0..3 {
+        let mut p = pair.primary().await;
+        p.append("INBOX", &[], None, &message("stale", i)).await;
+        p.logout().await;
+        wait_in_step(&pair, &mut watch, &format!("append {i} to INBOX")).await;
+    }
+    let mut p = pair.primary().await;
+    let uid = p.messages("INBOX").await[0].uid;
+    p.set_flags("INBOX", uid, &["\\Seen"], &[]).await;
+    p.logout().await;
+    wait_in_step(&pair, &mut watch, "a flag change in INBOX").await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
