@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::mr::{account, assert_same_accounts, mailreplica_env, Key};
 use crate::support::imap_client::TestImap;
+use crate::support::proxy::{FaultPlan, Proxy};
 use crate::support::servers::{ca_file, fresh_user, TestServer};
 
 /// How long a change may take to show up before the test fails (a deadline, not a measure).
@@ -473,4 +474,262 @@ async fn watch_sees_repeated_changes_to_the_only_folder() {
     p.logout().await;
     wait_in_step(&pair, &mut watch, "a flag change in INBOX").await;
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
+
+/// The primary goes away (its proxy is dropped: connections cut, new ones refused) while the
+/// watch runs and new mail arrives meanwhile: the agent reports the outage, keeps retrying,
+/// and catches up when the primary is back on the same port; the process never stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_a_primary_outage_and_catches_up() {
+    let primary = TestServer::dovecot_primary();
+    primary.require();
+    TestServer::dovecot_recovery().require();
+    let pair = TestPair::new("wout");
+    seed(&pair, "outage").await;
+    let proxy = Proxy::start(primary.addr(), FaultPlan::None);
+    let port = proxy.port();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pair.redb").display().to_string();
+    let source = format!("imap+plain://{}@127.0.0.1:{port}", pair.src);
+    let target = pair.target_url();
+    let ca = ca_file().display().to_string();
+    let mut watch = Watch::spawn(
+        &[
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state,
+            "--ca-file",
+            &ca,
+            "--poll-interval",
+            "2",
+        ],
+        &dir.path().join("watch.log"),
+    );
+    wait_in_step(&pair, &mut watch, "the first pass").await;
+
+    drop(proxy);
+    let mut p = pair.primary().await;
+    for i in 0..3 {
+        p.append("INBOX", &[], None, &message("during-outage", i))
+            .await;
+    }
+    p.logout().await;
+    // Several failed attempts (backoff 200 ms doubling) while the primary is away.
+    let start = Instant::now();
+    while !watch.log().contains("pass failed") {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no outage reported; log:\n{}",
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(watch.is_running(), "log:\n{}", watch.log());
+
+    let _back = Proxy::start_on(port, primary.addr(), FaultPlan::None);
+    wait_in_step(&pair, &mut watch, "catching up after the outage").await;
+    let start = Instant::now();
+    while !watch.log().contains("recovered after") {
+        assert!(start.elapsed() < DEADLINE, "log:\n{}", watch.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
+
+/// SIGTERM while a pass is stuck in the middle of an upload batch (the recovery server stops
+/// answering at the 5th APPEND): the process exits 0 well within 10 s, and a restart resolves
+/// the interrupted batch and goes on without duplicates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_pass_exits_zero_and_a_restart_has_no_duplicates() {
+    let recovery = TestServer::dovecot_recovery();
+    TestServer::dovecot_primary().require();
+    recovery.require();
+    let pair = TestPair::new("wterm");
+    let mut p = pair.primary().await;
+    for i in 0..30 {
+        p.append(
+            "INBOX",
+            &[],
+            Some("01-Jan-2024 10:00:00 +0000"),
+            &message("term", i),
+        )
+        .await;
+    }
+    p.logout().await;
+    let proxy = Proxy::start(recovery.addr(), FaultPlan::stall_on("APPEND", 5));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pair.redb").display().to_string();
+    let source = pair.source_url();
+    let stalled_target = format!("imap+plain://{}@127.0.0.1:{}", pair.dst, proxy.port());
+    let ca = ca_file().display().to_string();
+    let mut watch = Watch::spawn(
+        &[
+            "--source",
+            &source,
+            "--target",
+            &stalled_target,
+            "--state",
+            &state,
+            "--ca-file",
+            &ca,
+        ],
+        &dir.path().join("watch.log"),
+    );
+    assert!(
+        proxy.wait_faults_fired(1, DEADLINE),
+        "the pass never reached the 5th APPEND; log:\n{}",
+        watch.log()
+    );
+    let code = watch.terminate(Duration::from_secs(10)).await;
+    assert_eq!(code, 0, "log:\n{}", watch.log());
+    assert!(
+        watch.log().contains("stopped in the middle of a pass"),
+        "log:\n{}",
+        watch.log()
+    );
+    let port = proxy.port();
+    drop(proxy);
+
+    // The restart: the same pair (the same URLs), the recovery server answering again.
+    let _healthy = Proxy::start_on(port, recovery.addr(), FaultPlan::None);
+    let mut watch = Watch::spawn(
+        &[
+            "--source",
+            &source,
+            "--target",
+            &stalled_target,
+            "--state",
+            &state,
+            "--ca-file",
+            &ca,
+        ],
+        &dir.path().join("watch2.log"),
+    );
+    wait_in_step(&pair, &mut watch, "the restart after SIGTERM").await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
+
+/// Dovecot allows 10 connections per user and IP by default; with the user's own 6 open (and
+/// this test's 2 checking ones) the watch's 2 still fit: it is never refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_fits_beside_a_users_own_connections() {
+    TestServer::dovecot_primary().require();
+    TestServer::dovecot_recovery().require();
+    let pair = TestPair::new("wcap");
+    seed(&pair, "cap").await;
+    let mut own = Vec::new();
+    for _ in 0..6 {
+        own.push(pair.primary().await);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pair.redb").display().to_string();
+    let (source, target) = (pair.source_url(), pair.target_url());
+    let ca = ca_file().display().to_string();
+    let mut watch = Watch::spawn(
+        &[
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state,
+            "--ca-file",
+            &ca,
+        ],
+        &dir.path().join("watch.log"),
+    );
+    wait_in_step(&pair, &mut watch, "the first pass").await;
+    change_everything(&pair, "cap").await;
+    wait_in_step(&pair, &mut watch, "the changes").await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    let log = watch.log();
+    assert!(
+        !log.to_ascii_lowercase()
+            .contains("maximum number of connections")
+            && !log.contains("pass failed")
+            && !log.contains("IDLE) on the primary lost"),
+        "log:\n{log}"
+    );
+    for c in own {
+        c.logout().await;
+    }
+}
+
+/// A primary restored from an older backup while the watch was stopped, then new mail: the
+/// restarted watch freezes the pair (nothing written to the recovery side), stays up, and
+/// `status` says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
+    TestServer::dovecot_primary().require();
+    TestServer::dovecot_recovery().require();
+    let pair = TestPair::new("wtt");
+    let mut p = pair.primary().await;
+    for i in 0..5 {
+        p.append("INBOX", &[], None, &message("tt", i)).await;
+    }
+    p.logout().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = [&pair];
+    let config = config_file(dir.path(), &pairs, "poll_interval = 2");
+    let config_arg = config.display().to_string();
+    let home = crate::support::servers::dovecot_mail_dir("primary", &pair.src);
+    let backup = dir.path().join("backup");
+    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch.log"));
+    wait_in_step(&pair, &mut watch, "the first pass").await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    copy_tree(&home, &backup);
+    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch2.log"));
+    let mut p = pair.primary().await;
+    for i in 5..7 {
+        p.append("INBOX", &[], None, &message("tt", i)).await;
+    }
+    p.logout().await;
+    wait_in_step(&pair, &mut watch, "two more messages").await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    let mut r = pair.recovery().await;
+    let before = snapshot(&mut r).await;
+    r.logout().await;
+
+    // Restored (no session open on it), then new mail takes a UID the pair already knows.
+    std::fs::remove_dir_all(&home).unwrap();
+    copy_tree(&backup, &home);
+    let mut p = pair.primary().await;
+    p.append("INBOX", &[], None, &message("tt-new", 0)).await;
+    p.logout().await;
+
+    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch3.log"));
+    let start = Instant::now();
+    while !watch.log().contains("went back in time") {
+        assert!(start.elapsed() < DEADLINE, "log:\n{}", watch.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A few poll intervals later: still up, still frozen, nothing changed on the recovery side.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(watch.is_running(), "log:\n{}", watch.log());
+    let mut r = pair.recovery().await;
+    assert_eq!(snapshot(&mut r).await, before);
+    r.logout().await;
+    let status = status_json(&config).await;
+    let entry = &status.as_array().unwrap()[0];
+    assert!(
+        entry["frozen"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("went back in time")),
+        "{entry}"
+    );
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "cp -a {from:?} {to:?}: {out:?}");
 }

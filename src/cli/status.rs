@@ -161,7 +161,8 @@ impl StatusCommand {
                 })
         });
         if self.args.json {
-            let out = if all.len() == 1 {
+            // One object for one state file; with --config always an array, one per pair.
+            let out = if all.len() == 1 && self.args.config.is_none() {
                 serde_json::to_string(&all[0])
             } else {
                 serde_json::to_string(&all)

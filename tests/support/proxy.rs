@@ -196,6 +196,12 @@ impl Proxy {
     /// Starts a proxy on 127.0.0.1 (random port) forwarding every accepted
     /// connection to `upstream`, with `plan` armed once.
     pub fn start(upstream: SocketAddr, plan: FaultPlan) -> Proxy {
+        Self::start_on(0, upstream, plan)
+    }
+
+    /// Like [`Proxy::start`] on a chosen port (0: any), e.g. to bring a "server" back on
+    /// the port a dropped proxy had.
+    pub fn start_on(port: u16, upstream: SocketAddr, plan: FaultPlan) -> Proxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("test-proxy")
@@ -203,7 +209,7 @@ impl Proxy {
             .build()
             .expect("building the proxy runtime");
         let std_listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("binding the proxy listener");
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("binding the proxy listener");
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let shared = Arc::new(Mutex::new(Shared {
