@@ -405,11 +405,28 @@ async fn watch_three_pairs_from_a_config_file() {
     .await;
     p.logout().await;
     let once = mailreplica_env(
-        &["watch", "--config", &config_arg, "--once"],
+        &[
+            "watch",
+            "--config",
+            &config_arg,
+            "--once",
+            "--log-format",
+            "json",
+        ],
         &[("MR_WATCH_TEST_PASSWORD", "test")],
     )
     .await;
     assert_eq!(once.code, 0, "{once:?}");
+    // One JSON object per log line; the pass that changed something names its pair.
+    let applied: Vec<serde_json::Value> = once
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .filter(|v: &serde_json::Value| v["message"] == "pass applied changes")
+        .collect();
+    assert_eq!(applied.len(), 1, "{}", once.stderr);
+    assert_eq!(applied[0]["pair"], "pair1", "{}", once.stderr);
+    assert_eq!(applied[0]["uploaded"], 1, "{}", once.stderr);
     let mut p = pairs[1].primary().await;
     let mut r = pairs[1].recovery().await;
     assert_same_accounts(&snapshot(&mut p).await, &snapshot(&mut r).await);
@@ -732,4 +749,71 @@ fn copy_tree(from: &Path, to: &Path) {
         .output()
         .unwrap();
     assert!(out.status.success(), "cp -a {from:?} {to:?}: {out:?}");
+}
+
+/// 200 messages moved from INBOX to another folder on the primary arrive on the recovery side
+/// as moves: no APPEND reaches the recovery server (counted at a proxy), nothing is held. (The
+/// engine places them by UID MOVE, or by UID COPY and the removal of the originals when the
+/// pass reaches the destination folder first, as here: the larger folder goes first.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_200_messages_is_replicated_as_moves() {
+    let recovery = TestServer::dovecot_recovery();
+    TestServer::dovecot_primary().require();
+    recovery.require();
+    let pair = TestPair::new("wmove");
+    let mut p = pair.primary().await;
+    p.create("Archive").await;
+    for i in 0..200 {
+        p.append(
+            "INBOX",
+            &[],
+            Some("01-Jan-2024 10:00:00 +0000"),
+            &message("move", i),
+        )
+        .await;
+    }
+    p.logout().await;
+    let proxy = Proxy::start(recovery.addr(), FaultPlan::None);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pair.redb").display().to_string();
+    let source = pair.source_url();
+    let target = format!("imap+plain://{}@127.0.0.1:{}", pair.dst, proxy.port());
+    let ca = ca_file().display().to_string();
+    let mut watch = Watch::spawn(
+        &[
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state,
+            "--ca-file",
+            &ca,
+            "--poll-interval",
+            "5",
+        ],
+        &dir.path().join("watch.log"),
+    );
+    wait_in_step(&pair, &mut watch, "the first pass").await;
+    proxy.reset_counts();
+    let mut p = pair.primary().await;
+    let uids: Vec<u32> = p.messages("INBOX").await.iter().map(|m| m.uid).collect();
+    p.move_uids("INBOX", &uids, "Archive").await;
+    p.logout().await;
+    wait_in_step(&pair, &mut watch, "the moves").await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    assert_eq!(proxy.count("APPEND"), 0, "{:?}", proxy.commands());
+    assert!(
+        proxy
+            .commands()
+            .iter()
+            .any(|c| c.contains("UID MOVE") || c.contains("UID COPY")),
+        "{:?}",
+        proxy.commands()
+    );
+    let log = watch.log();
+    assert!(!log.contains("attention"), "removals held? log:\n{log}");
+    let status = mailreplica_env(&["status", "--state", &state, "--json"], &[]).await;
+    assert_eq!(status.code, 0, "{status:?}");
+    assert_eq!(status.json()["held_removals"], serde_json::json!([]));
 }
