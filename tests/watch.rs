@@ -454,7 +454,8 @@ async fn watch_config_errors_are_clear() {
 }
 
 /// Regression: a pass connection kept open with INBOX selected read INBOX's LIST-STATUS from
-/// its session's stale view, so a change to INBOX alone was never replicated.
+/// its session's stale view, so a change to INBOX alone was never replicated. Also: IDLE
+/// renewed every second keeps reporting changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_sees_repeated_changes_to_the_only_folder() {
     TestServer::dovecot_primary().require();
@@ -476,9 +477,14 @@ async fn watch_sees_repeated_changes_to_the_only_folder() {
             &ca,
             "--poll-interval",
             "600",
+            "--idle-renew",
+            "1",
         ],
         &dir.path().join("watch.log"),
     );
+    // With polling every 10 minutes only IDLE can bring the changes in time; renewed every
+    // second, it goes through a few DONE/IDLE rounds first.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     for i in 0..3 {
         let mut p = pair.primary().await;
         p.append("INBOX", &[], None, &message("stale", i)).await;
@@ -491,6 +497,9 @@ async fn watch_sees_repeated_changes_to_the_only_folder() {
     p.logout().await;
     wait_in_step(&pair, &mut watch, "a flag change in INBOX").await;
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    let log = watch.log();
+    assert!(!log.contains("(IDLE) on the primary lost"), "log:
+{log}");
 }
 
 /// The primary goes away (its proxy is dropped: connections cut, new ones refused) while the
