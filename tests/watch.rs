@@ -498,8 +498,11 @@ async fn watch_sees_repeated_changes_to_the_only_folder() {
     wait_in_step(&pair, &mut watch, "a flag change in INBOX").await;
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
     let log = watch.log();
-    assert!(!log.contains("(IDLE) on the primary lost"), "log:
-{log}");
+    assert!(
+        !log.contains("(IDLE) on the primary lost"),
+        "log:
+{log}"
+    );
 }
 
 /// The primary goes away (its proxy is dropped: connections cut, new ones refused) while the

@@ -208,8 +208,19 @@ impl Proxy {
             .enable_all()
             .build()
             .expect("building the proxy runtime");
-        let std_listener =
-            std::net::TcpListener::bind(("127.0.0.1", port)).expect("binding the proxy listener");
+        // A dropped proxy's listener closes a moment later (its runtime shuts down in the
+        // background): rebinding its port waits for that, a few seconds at most.
+        let mut tries = 0;
+        let std_listener = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => break l,
+                Err(e) if port != 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("binding the proxy listener on port {port}: {e}"),
+            }
+        };
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let shared = Arc::new(Mutex::new(Shared {
