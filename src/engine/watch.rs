@@ -232,6 +232,7 @@ impl<L: Link> Agent<L> {
                 heard.set(true);
                 changed.notify_one();
             };
+            let began = Instant::now();
             match self.link.watch_changes(&on_change, halted()).await {
                 Ok(true) => return,
                 Ok(false) => {
@@ -244,8 +245,9 @@ impl<L: Link> Agent<L> {
                     return;
                 }
                 Err(e) => {
-                    // A session that worked for a while starts the count again.
-                    if heard.get() {
+                    // A session that worked (reported a change, or lasted longer than the
+                    // longest delay) starts the count again.
+                    if heard.get() || began.elapsed() > self.settings.backoff_cap {
                         failures = 0;
                     }
                     failures += 1;
@@ -254,11 +256,20 @@ impl<L: Link> Agent<L> {
                         self.settings.backoff_base,
                         self.settings.backoff_cap,
                     );
-                    tracing::warn!(
-                        pair = %name,
-                        "change notification (IDLE) on the primary lost: {e}; reconnecting in {:.1} s (polling goes on)",
-                        delay.as_secs_f64()
-                    );
+                    if failures == 1 {
+                        tracing::warn!(
+                            pair = %name,
+                            "change notification (IDLE) on the primary lost: {e}; reconnecting in {:.1} s (polling goes on)",
+                            delay.as_secs_f64()
+                        );
+                    } else {
+                        tracing::info!(
+                            pair = %name,
+                            failures,
+                            "change notification (IDLE) still unavailable: {e}; reconnecting in {:.1} s",
+                            delay.as_secs_f64()
+                        );
+                    }
                     // Changes made while the link was down are only found by a pass.
                     changed.notify_one();
                     tokio::select! {
