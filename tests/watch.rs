@@ -829,3 +829,44 @@ async fn moving_200_messages_is_replicated_as_moves() {
     assert_eq!(status.code, 0, "{status:?}");
     assert_eq!(status.json()["held_removals"], serde_json::json!([]));
 }
+
+/// Three pairs on a primary server limited to 2 connections in all (`max_connections = 2`):
+/// one pair idles, the others poll, passes take turns; every pair is kept in step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pairs_share_a_servers_connection_limit() {
+    TestServer::dovecot_primary().require();
+    TestServer::dovecot_recovery().require();
+    let pairs = [
+        TestPair::new("wlima"),
+        TestPair::new("wlimb"),
+        TestPair::new("wlimc"),
+    ];
+    for (i, pair) in pairs.iter().enumerate() {
+        seed(pair, &format!("limit{i}")).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let refs: Vec<&TestPair> = pairs.iter().collect();
+    let config = config_file(dir.path(), &refs, "poll_interval = 1");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("max_connections = 20", "max_connections = 2");
+    std::fs::write(&config, text).unwrap();
+    let config_arg = config.display().to_string();
+    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch.log"));
+    for pair in &pairs {
+        wait_in_step(pair, &mut watch, "the first pass").await;
+    }
+    for (i, pair) in pairs.iter().enumerate() {
+        change_everything(pair, &format!("limit{i}")).await;
+    }
+    for pair in &pairs {
+        wait_in_step(pair, &mut watch, "the changes").await;
+    }
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    let log = watch.log();
+    assert!(
+        log.contains("leaves no room for another IDLE"),
+        "log:\n{log}"
+    );
+    assert!(!log.contains("pass failed"), "log:\n{log}");
+}
