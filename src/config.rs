@@ -456,9 +456,15 @@ impl ConfigFile {
         let mut max_connections = BTreeMap::new();
         for (name, server) in &self.servers {
             if let Some(n) = server.max_connections {
-                if n < 2 {
+                // Half may IDLE; a pair with both sides on this server needs 2 for a pass.
+                let both_sides = pairs
+                    .iter()
+                    .any(|p| &p.source_server == name && &p.target_server == name);
+                let least = if both_sides { 4 } else { 2 };
+                if n < least {
                     return Err(err(format!(
-                        "server {name:?}: max_connections must be at least 2 (one pass and one IDLE connection)"
+                        "server {name:?}: max_connections must be at least {least} (half may IDLE; a pass needs one connection per side{})",
+                        if both_sides { ", and a pair has both sides on this server" } else { "" }
                     )));
                 }
                 max_connections.insert(name.clone(), n);
@@ -577,6 +583,27 @@ recovery = "nope"
         assert!(
             toml::from_str::<ConfigFile>("[servers.x]\nurl = \"imap://h\"\nbogus = 1\n").is_err()
         );
+        let one_server = r#"
+[servers.main]
+url = "imap://h"
+max_connections = 3
+[accounts.a]
+server = "main"
+user = "a"
+[accounts.b]
+server = "main"
+user = "b"
+[[pairs]]
+name = "p"
+primary = "a"
+recovery = "b"
+"#;
+        let file: ConfigFile = toml::from_str(one_server).unwrap();
+        let e = file
+            .validate(Path::new("t.toml"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 4"), "{e}");
         let e = Endpoint::for_server("imap://u@h", "a")
             .unwrap_err()
             .to_string();

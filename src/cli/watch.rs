@@ -303,9 +303,17 @@ impl ImapLink {
             .collect();
         wanted.sort_by(|a, b| a.0.cmp(b.0));
         let mut permits = Vec::new();
-        for (_, sem) in wanted {
-            if let Ok(p) = sem.clone().acquire_owned().await {
+        // Both sides on one server: its two permits are taken at once, never one by one.
+        let same = wanted.len() == 2 && wanted[0].0 == wanted[1].0;
+        if same {
+            if let Ok(p) = wanted[0].1.clone().acquire_many_owned(2).await {
                 permits.push(p);
+            }
+        } else {
+            for (_, sem) in wanted {
+                if let Ok(p) = sem.clone().acquire_owned().await {
+                    permits.push(p);
+                }
             }
         }
         *self.held.borrow_mut() = permits;
