@@ -1,7 +1,9 @@
-//! Validated settings for one side: its URL, its password source, and how to connect.
+//! Validated settings: one side (its URL, its password source, how to connect), and the
+//! configuration file (TOML: servers, accounts, pairs) that names many of them.
 
+use std::collections::BTreeMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -24,6 +26,8 @@ pub enum ConfigError {
     },
     #[error("cannot read the {side} password: {detail}")]
     PasswordSource { side: String, detail: String },
+    #[error("configuration file {path}: {detail}")]
+    File { path: String, detail: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +51,29 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The account `user` on the server at `url` (`imap://host:port`, no user in it).
+    pub fn for_server(url: &str, user: &str) -> Result<Endpoint, ConfigError> {
+        let bad = |reason: &str| ConfigError::BadUrl {
+            url: redact_userinfo(url),
+            reason: reason.to_string(),
+        };
+        let mut parsed = url::Url::parse(url).map_err(|e| bad(&e.to_string()))?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(bad(
+                "a server URL names no user; the user goes in the account",
+            ));
+        }
+        if user.is_empty() {
+            return Err(bad("the account's user is empty"));
+        }
+        parsed
+            .set_username(user)
+            .map_err(|()| bad("this URL cannot carry a user"))?;
+        let mut endpoint = Endpoint::parse(parsed.as_str())?;
+        endpoint.user = user.to_string();
+        Ok(endpoint)
+    }
+
     pub fn parse(raw: &str) -> Result<Endpoint, ConfigError> {
         let bad = |reason: &str| ConfigError::BadUrl {
             url: redact_userinfo(raw),
@@ -220,6 +247,237 @@ pub struct SideConfig {
     pub timeout: Duration,
 }
 
+/// The configuration file as written (see `man 5 mailreplica-config`).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub watch: WatchSection,
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerSection>,
+    #[serde(default)]
+    pub accounts: BTreeMap<String, AccountSection>,
+    #[serde(default)]
+    pub pairs: Vec<PairSection>,
+}
+
+/// `[watch]`: settings of every pair.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSection {
+    /// Where state files go (`<state_dir>/<pair name>.redb`).
+    pub state_dir: Option<PathBuf>,
+    pub poll_interval: Option<u64>,
+    pub idle_renew: Option<u64>,
+    /// `false`: poll only.
+    pub idle: Option<bool>,
+}
+
+/// `[servers.NAME]`: one server, without an account.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// `imap://host:port`, `imaps://host:port` or `imap+plain://host:port` (no user).
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// Seconds to wait for any answer (default 120).
+    pub timeout: Option<u64>,
+    /// Connections all pairs together may hold open to this server (default: no limit).
+    pub max_connections: Option<u32>,
+}
+
+/// `[accounts.NAME]`: a user on a server and where its password comes from.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSection {
+    pub server: String,
+    pub user: String,
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// argv (a list), or a string split at white space; never run through a shell.
+    pub password_command: Option<CommandLine>,
+}
+
+/// A command as a list of arguments or as one string.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum CommandLine {
+    Argv(Vec<String>),
+    Line(String),
+}
+
+/// `[[pairs]]`: a primary account replicated to a recovery account.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairSection {
+    pub name: String,
+    pub primary: String,
+    pub recovery: String,
+    /// The pair's state file (default `<state_dir>/<name>.redb`).
+    pub state: Option<PathBuf>,
+    #[serde(default)]
+    pub allow_deletions: bool,
+}
+
+/// One pair of a configuration file, validated, passwords read.
+#[derive(Debug, Clone)]
+pub struct ConfiguredPair {
+    pub name: String,
+    pub source: SideConfig,
+    pub target: SideConfig,
+    /// The names of the servers in the file (connection limits are per server).
+    pub source_server: String,
+    pub target_server: String,
+    /// `None`: the default path of the pair id.
+    pub state: Option<PathBuf>,
+    pub allow_deletions: bool,
+}
+
+/// A configuration file, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub watch: WatchSection,
+    pub pairs: Vec<ConfiguredPair>,
+    /// `max_connections` per server name.
+    pub max_connections: BTreeMap<String, u32>,
+}
+
+impl ConfigFile {
+    /// Reads and parses a file; nothing is resolved yet.
+    pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let err = |detail: String| ConfigError::File {
+            path: path.display().to_string(),
+            detail,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| err(e.to_string()))
+    }
+
+    /// Checks every reference and reads the passwords (`resolve_secrets` false: for `status`,
+    /// which reaches no server).
+    pub fn validate(&self, path: &Path, resolve_secrets: bool) -> Result<Config, ConfigError> {
+        let err = |detail: String| ConfigError::File {
+            path: path.display().to_string(),
+            detail,
+        };
+        if self.pairs.is_empty() {
+            return Err(err("no [[pairs]]: nothing to replicate".into()));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let mut pairs = Vec::new();
+        for p in &self.pairs {
+            if p.name.is_empty()
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+            {
+                return Err(err(format!(
+                    "pair name {:?}: use letters, digits and - _ . @ only (it names the state file)",
+                    p.name
+                )));
+            }
+            if !names.insert(p.name.clone()) {
+                return Err(err(format!("two pairs are named {:?}", p.name)));
+            }
+            let side = |account: &str, role: &str| -> Result<(SideConfig, String), ConfigError> {
+                let a = self.accounts.get(account).ok_or_else(|| {
+                    err(format!(
+                        "pair {:?}: {role} account {account:?} is not defined in [accounts]",
+                        p.name
+                    ))
+                })?;
+                let server = self.servers.get(&a.server).ok_or_else(|| {
+                    err(format!(
+                        "account {account:?}: server {:?} is not defined in [servers]",
+                        a.server
+                    ))
+                })?;
+                let endpoint = Endpoint::for_server(&server.url, &a.user)
+                    .map_err(|e| err(format!("server {:?}: {e}", a.server)))?;
+                let label = format!("{role} account {account:?} of pair {:?}", p.name);
+                let password = if resolve_secrets {
+                    let source = PasswordSource {
+                        file: a.password_file.clone(),
+                        command: a.password_command.as_ref().map(|c| match c {
+                            CommandLine::Argv(v) => v.join(" "),
+                            CommandLine::Line(l) => l.clone(),
+                        }),
+                        env_var: a.password_env.clone().unwrap_or_default(),
+                    };
+                    if source.file.is_none()
+                        && source.command.is_none()
+                        && source.env_var.is_empty()
+                    {
+                        return Err(err(format!(
+                            "account {account:?}: no password source; set password_env, password_file or password_command"
+                        )));
+                    }
+                    source.resolve(&label, &endpoint)?
+                } else {
+                    Secret::new(String::new())
+                };
+                Ok((
+                    SideConfig {
+                        endpoint,
+                        password,
+                        tls: TlsOptions {
+                            ca_file: server.ca_file.clone(),
+                            insecure: server.insecure,
+                        },
+                        allow_plaintext: server.allow_plaintext,
+                        timeout: Duration::from_secs(server.timeout.unwrap_or(120).max(1)),
+                    },
+                    a.server.clone(),
+                ))
+            };
+            let (source, source_server) = side(&p.primary, "primary")?;
+            let (target, target_server) = side(&p.recovery, "recovery")?;
+            let state = p.state.clone().or_else(|| {
+                self.watch
+                    .state_dir
+                    .as_ref()
+                    .map(|d| d.join(format!("{}.redb", p.name)))
+            });
+            pairs.push(ConfiguredPair {
+                name: p.name.clone(),
+                source,
+                target,
+                source_server,
+                target_server,
+                state,
+                allow_deletions: p.allow_deletions,
+            });
+        }
+        let mut max_connections = BTreeMap::new();
+        for (name, server) in &self.servers {
+            if let Some(n) = server.max_connections {
+                // Half may IDLE; a pair with both sides on this server needs 2 for a pass.
+                let both_sides = pairs
+                    .iter()
+                    .any(|p| &p.source_server == name && &p.target_server == name);
+                let least = if both_sides { 4 } else { 2 };
+                if n < least {
+                    return Err(err(format!(
+                        "server {name:?}: max_connections must be at least {least} (half may IDLE; a pass needs one connection per side{})",
+                        if both_sides { ", and a pair has both sides on this server" } else { "" }
+                    )));
+                }
+                max_connections.insert(name.clone(), n);
+            }
+        }
+        Ok(Config {
+            watch: self.watch.clone(),
+            pairs,
+            max_connections,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +508,106 @@ mod tests {
         ] {
             assert!(Endpoint::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn config_file_resolves_pairs() {
+        let text = r#"
+[watch]
+state_dir = "/tmp/mr-state"
+poll_interval = 30
+
+[servers.main]
+url = "imaps://mail.example.com"
+max_connections = 10
+
+[servers.dr]
+url = "imap://dr.example.com:143"
+timeout = 30
+
+[accounts.alice]
+server = "main"
+user = "alice@example.com"
+password_env = "MR_CONFIG_TEST_PW"
+
+[accounts.alice-dr]
+server = "dr"
+user = "alice"
+password_command = ["printf", "x"]
+
+[[pairs]]
+name = "alice"
+primary = "alice"
+recovery = "alice-dr"
+"#;
+        let file: ConfigFile = toml::from_str(text).unwrap();
+        std::env::set_var("MR_CONFIG_TEST_PW", "pw");
+        let config = file.validate(Path::new("t.toml"), true).unwrap();
+        let pair = &config.pairs[0];
+        assert_eq!(
+            pair.source.endpoint.to_string(),
+            "imaps://alice@example.com@mail.example.com:993"
+        );
+        assert_eq!(pair.target.endpoint.port, 143);
+        assert_eq!(pair.source.password.expose(), "pw");
+        assert_eq!(pair.target.password.expose(), "x");
+        assert_eq!(pair.target.timeout, Duration::from_secs(30));
+        assert_eq!(
+            pair.state.as_deref(),
+            Some(Path::new("/tmp/mr-state/alice.redb"))
+        );
+        assert_eq!(config.max_connections.get("main"), Some(&10));
+        assert_eq!(config.watch.poll_interval, Some(30));
+    }
+
+    #[test]
+    fn config_file_errors_name_what_is_wrong() {
+        let missing = r#"
+[servers.main]
+url = "imap://h"
+[accounts.a]
+server = "main"
+user = "a"
+password_env = "X"
+[[pairs]]
+name = "p"
+primary = "a"
+recovery = "nope"
+"#;
+        let file: ConfigFile = toml::from_str(missing).unwrap();
+        let e = file
+            .validate(Path::new("t.toml"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("\"nope\" is not defined"), "{e}");
+        assert!(
+            toml::from_str::<ConfigFile>("[servers.x]\nurl = \"imap://h\"\nbogus = 1\n").is_err()
+        );
+        let one_server = r#"
+[servers.main]
+url = "imap://h"
+max_connections = 3
+[accounts.a]
+server = "main"
+user = "a"
+[accounts.b]
+server = "main"
+user = "b"
+[[pairs]]
+name = "p"
+primary = "a"
+recovery = "b"
+"#;
+        let file: ConfigFile = toml::from_str(one_server).unwrap();
+        let e = file
+            .validate(Path::new("t.toml"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 4"), "{e}");
+        let e = Endpoint::for_server("imap://u@h", "a")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("names no user"), "{e}");
     }
 
     #[test]

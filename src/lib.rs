@@ -5,7 +5,9 @@
 //! Data flows top to bottom; each layer only calls the ones below it.
 //!
 //! - [`cli`]: argument parsing (clap), one file per subcommand, progress bars and summaries,
-//!   errors to exit codes. The only layer that prints.
+//!   errors to exit codes. The only layer that prints. `cli::watch` runs one agent per pair
+//!   as local tokio tasks (the pass shares per-pass state in `RefCell`s), bounds connections
+//!   per server with fair semaphores, and turns SIGTERM/SIGINT into the agents' stop signal.
 //! - [`engine`]: drives a pass (`engine::sync`): list the folders of both sides with their
 //!   tokens (LIST-STATUS), freeze on time travel, propagate folder renames and deletions
 //!   (`engine::folders`), skip folders whose tokens prove them unchanged, and work on the others
@@ -19,7 +21,11 @@
 //!   uses: one message in a folder of its own, read back, then removed. `engine::failover`
 //!   holds the failed-over mark (every one-way pass refuses while it is set);
 //!   `engine::failback` lists both sides in full, links them to the frozen base, and applies
-//!   a merge plan to both sides.
+//!   a merge plan to both sides. `engine::watch` is the agent of `watch`: the same pass at
+//!   start, on every change the primary reports (IDLE on INBOX, leading-edge debounce) and
+//!   every poll interval, over one pass connection per side; outages back off and recover, a
+//!   frozen pair stops, the stop signal ends it at a safe point. It reaches the servers
+//!   through a `Link` the CLI implements over IMAP.
 //! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
 //!   returns a change set (placements, flag updates, removals); the removal budget decides which
 //!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by
@@ -28,12 +34,14 @@
 //!   -> actions per side, conflicts, held items and the merged state), run by `failback`.
 //!   No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
-//!   ([`mailstore::imap`], on async-imap's framing with our own command layer) and in memory
+//!   ([`mailstore::imap`], on async-imap's framing with our own command layer, IDLE included)
+//!   and in memory
 //!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP
 //!   transport and mapping, not yet behind the trait.
 //! - [`state`]: the redb state file: per folder, per message instance, what was synced.
 //! - [`model`]: the vocabulary (folder paths, flags, fingerprints, dates), no I/O.
-//! - [`config`]: URLs, password sources and connection settings, validated.
+//! - [`config`]: URLs, password sources and connection settings, validated; the TOML
+//!   configuration file (servers, accounts, pairs) of `watch` and `status`.
 //! - [`crashpoint`]: `MAILREPLICA_CRASH_AT` hooks that let crash tests kill the process at a
 //!   chosen step.
 //!

@@ -7,18 +7,27 @@ use mailreplica::cli::{self, Cli};
 
 fn main() {
     let cli = Cli::parse();
-    let level = match cli.verbose {
+    // A watch is a service: its passes and outages are logged at info by default.
+    let quiet = if matches!(cli.command, cli::Command::Watch(_)) {
+        1
+    } else {
+        0
+    };
+    let level = match cli.verbose + quiet {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("mailreplica={level}")));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match cli.log_format {
+        cli::args::LogFormat::Text => logs.init(),
+        cli::args::LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -19,3 +19,4 @@ mod support_selftest;
 mod sync_cyrus;
 mod sync_dovecot;
 mod validation;
+mod watch;

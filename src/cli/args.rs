@@ -22,8 +22,18 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Log lines as plain text or as one JSON object per line (for log shippers)
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -36,6 +46,9 @@ pub enum Command {
     Status(StatusArgs),
     /// Release held removals so that the next sync applies them
     Release(ReleaseArgs),
+    /// Keep pairs in step continuously: a pass at start, then on every change the primary
+    /// reports (IDLE) and at least every poll interval; --once for cron
+    Watch(WatchArgs),
     /// Log in to both sides and show capabilities, folders, the target's fidelity class, the
     /// folder mapping and the connection cap; writes nothing but a probe message it removes
     Check(CheckArgs),
@@ -166,6 +179,11 @@ pub struct StatusArgs {
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
 
+    /// Every pair of this configuration file (see mailreplica-config(5)), by name; while a
+    /// watch runs, what it last recorded
+    #[arg(long, value_name = "FILE", conflicts_with = "state")]
+    pub config: Option<PathBuf>,
+
     /// Print the status as one JSON object on stdout
     #[arg(long)]
     pub json: bool,
@@ -263,6 +281,60 @@ pub struct FailbackArgs {
 
     /// Apply the plan even when a side would lose more messages than the removal budget
     /// (max(50, 5 % of the side)); otherwise nothing is applied and the exit code is 3
+    #[arg(long)]
+    pub allow_deletions: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "Keeps one pair (--source/--target) or every pair of a configuration file \
+(--config, see mailreplica-config(5)) in step until stopped. Each pair gets an agent: a full \
+incremental pass at start (cheap when nothing changed: unchanged folders are skipped by their \
+LIST-STATUS tokens), then a pass whenever the primary reports a change on INBOX (IMAP IDLE, renewed \
+every --idle-renew seconds) and at least every --poll-interval seconds for the other folders. A \
+change seen during a pass leads to one more pass right after it. On the primary an agent uses two \
+connections: one idling, one for passes.\n\nA lost connection or a failed pass is retried with \
+growing delays (at most a minute) and never stops the process; the outage and the recovery are \
+logged. A pair whose primary went back in time (restored from a backup) is frozen: it is no longer \
+replicated, the log and `mailreplica status` say why, the other pairs go on.\n\nSIGTERM or SIGINT \
+stops every agent: a pass under way gets a few seconds to finish, else it is abandoned (its upload \
+batch is journaled and resolved by the next run); the state is flushed and the exit code is 0.\n\n\
+--once runs one pass of every pair and exits: 0 all in sync, 3 held removals or messages not \
+replicated, 69/75/77 a server unavailable, a temporary failure, a refused login. Each pair's state \
+file is locked while a watch runs, so an overlapping run exits at once (75) saying who holds it."
+)]
+pub struct WatchArgs {
+    /// Configuration file (TOML) naming servers, accounts and pairs (see mailreplica-config(5))
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["source", "target", "state"])]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub pair: Option<PairArgs>,
+
+    /// State file of the pair given by --source/--target (default:
+    /// $XDG_STATE_HOME/mailreplica/<pair id>.redb)
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// One pass of every pair, then exit with the common exit codes (for cron)
+    #[arg(long)]
+    pub once: bool,
+
+    /// Seconds between passes when no change is reported (every folder is checked); default
+    /// 60, or poll_interval in the file's [watch]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub poll_interval: Option<u64>,
+
+    /// Seconds after which IDLE is ended and started again (silence for twice this long means
+    /// the connection is dead); default 600, or idle_renew in the file's [watch]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=1740))]
+    pub idle_renew: Option<u64>,
+
+    /// Do not IDLE: find changes by polling only (one connection to the primary)
+    #[arg(long)]
+    pub no_idle: bool,
+
+    /// Apply removals even when they reach the removal guard (otherwise held, see status)
     #[arg(long)]
     pub allow_deletions: bool,
 }

@@ -13,6 +13,8 @@ pub mod release;
 pub mod status;
 pub mod sync;
 pub mod verify;
+pub mod watch;
+pub mod watch_config;
 
 pub use args::{Cli, Command};
 pub use exit::ExitCode;
@@ -27,5 +29,6 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => check::CheckCommand { args }.execute().await,
         Command::Failover(args) => failover::FailoverCommand { args }.execute(),
         Command::Failback(args) => failback::FailbackCommand { args }.execute().await,
+        Command::Watch(args) => watch::WatchCommand { args }.execute().await,
     }
 }

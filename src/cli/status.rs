@@ -8,15 +8,25 @@ use super::args::StatusArgs;
 use super::exit::ExitCode;
 use crate::engine::probe::{meta_key, FidelityRecord};
 use crate::engine::sync::MAX_ATTEMPTS;
+use crate::engine::watch::{status_path, StatusCopy, WatchRecord, WATCH_META};
 use crate::engine::Frozen;
+use crate::state::StateError;
 use crate::state::StateFile;
 
 pub struct StatusCommand {
     pub args: StatusArgs,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Default)]
 struct PairStatus {
+    /// The pair's name in the configuration file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// Set while a process holds the state (a running watch or sync): the rest of this entry
+    /// is what that watch last recorded (its status file), not the state itself.
+    running: Option<String>,
+    /// What the watch agent recorded: last successful pass, lag, last error, outage.
+    watch: Option<WatchStatus>,
     state_file: String,
     pair_id: String,
     /// Set when the pair is frozen (the primary went back in time): why, and what to do.
@@ -34,6 +44,39 @@ struct PairStatus {
     fidelity: std::collections::BTreeMap<String, FidelityRecord>,
     /// Fidelity notes: keywords the target refuses (replicated without them), with its words.
     refused_keywords: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+struct WatchStatus {
+    /// Unix seconds when the last successful pass ended.
+    last_success: Option<u64>,
+    /// Seconds since the start of the last successful pass: every change older than this is
+    /// on the recovery side.
+    lag_seconds: Option<u64>,
+    last_error: Option<String>,
+    /// Unix seconds when the current outage began, if one is under way.
+    outage_since: Option<u64>,
+    failures: u32,
+    passes: u64,
+    passes_with_changes: u64,
+}
+
+impl WatchStatus {
+    fn of(r: &WatchRecord) -> WatchStatus {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        WatchStatus {
+            last_success: r.last_success,
+            lag_seconds: r.last_success_started.map(|t| now.saturating_sub(t)),
+            last_error: r.last_error.clone(),
+            outage_since: r.outage_since,
+            failures: r.failures,
+            passes: r.passes,
+            passes_with_changes: r.passes_with_changes,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -83,21 +126,37 @@ struct GaveUp {
 
 impl StatusCommand {
     pub fn execute(self) -> ExitCode {
-        let files = match &self.args.state {
-            Some(f) => vec![f.clone()],
-            None => default_state_files(),
-        };
-        if files.is_empty() {
-            eprintln!("error: no state file found; pass --state FILE");
-            return ExitCode::Usage;
-        }
         let mut all = Vec::new();
-        for file in files {
-            match pair_status(&file) {
-                Ok(s) => all.push(s),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::of_state(&e);
+        if let Some(config) = &self.args.config {
+            let planned = match super::watch_config::plans(config, false) {
+                Ok(p) => p,
+                Err(code) => return code,
+            };
+            for plan in planned.pairs {
+                match configured_pair_status(&plan.name, &plan.state) {
+                    Ok(s) => all.push(s),
+                    Err(e) => {
+                        eprintln!("error: pair {}: {e}", plan.name);
+                        return ExitCode::of_state(&e);
+                    }
+                }
+            }
+        } else {
+            let files = match &self.args.state {
+                Some(f) => vec![f.clone()],
+                None => default_state_files(),
+            };
+            if files.is_empty() {
+                eprintln!("error: no state file found; pass --state FILE or --config FILE");
+                return ExitCode::Usage;
+            }
+            for file in files {
+                match pair_status(&file) {
+                    Ok(s) => all.push(s),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::of_state(&e);
+                    }
                 }
             }
         }
@@ -107,9 +166,15 @@ impl StatusCommand {
                 || !s.held_removals.is_empty()
                 || !s.gave_up.is_empty()
                 || !s.quarantined.is_empty()
+                || s.watch.as_ref().is_some_and(|w| w.last_error.is_some())
+                || s.last_pass.as_ref().is_some_and(|p| {
+                    p["removals_held"].as_u64().unwrap_or(0) > 0
+                        || p["quarantined"].as_array().is_some_and(|q| !q.is_empty())
+                })
         });
         if self.args.json {
-            let out = if all.len() == 1 {
+            // One object for one state file; with --config always an array, one per pair.
+            let out = if all.len() == 1 && self.args.config.is_none() {
                 serde_json::to_string(&all[0])
             } else {
                 serde_json::to_string(&all)
@@ -128,8 +193,54 @@ impl StatusCommand {
     }
 }
 
+/// A pair of a configuration file: its state, or while a watch holds it, the status file that
+/// watch writes; a pair that never ran has neither.
+fn configured_pair_status(name: &str, path: &std::path::Path) -> Result<PairStatus, StateError> {
+    let mut status = if !path.exists() {
+        PairStatus {
+            state_file: path.display().to_string(),
+            ..PairStatus::default()
+        }
+    } else {
+        match pair_status(path) {
+            Ok(s) => s,
+            Err(StateError::Locked { holder, .. }) => from_status_copy(path, holder),
+            Err(e) => return Err(e),
+        }
+    };
+    status.name = Some(name.to_string());
+    Ok(status)
+}
+
+/// What a running watch last wrote beside the state.
+fn from_status_copy(path: &std::path::Path, holder: String) -> PairStatus {
+    let copy: Option<StatusCopy> = std::fs::read(status_path(path))
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok());
+    let mut status = PairStatus {
+        state_file: path.display().to_string(),
+        running: Some(holder),
+        ..PairStatus::default()
+    };
+    if let Some(copy) = copy {
+        status.watch = Some(WatchStatus::of(&copy.watch));
+        status.last_pass = copy.last_pass;
+        status.frozen = copy.frozen.map(|message| FrozenStatus {
+            folder: String::new(),
+            detail: String::new(),
+            since: 0,
+            message,
+        });
+    }
+    status
+}
+
 fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::StateError> {
     let state = StateFile::open_read_only(path)?;
+    let watch = state
+        .meta(WATCH_META)?
+        .and_then(|raw| serde_json::from_slice::<WatchRecord>(&raw).ok())
+        .map(|r| WatchStatus::of(&r));
     let last_pass = state
         .meta("last_pass")?
         .and_then(|raw| serde_json::from_slice(&raw).ok());
@@ -189,6 +300,9 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
         });
     Ok(PairStatus {
         failed_over,
+        name: None,
+        running: None,
+        watch,
         fidelity,
         refused_keywords: crate::engine::keywords::refused(&state)?,
         state_file: path.display().to_string(),
@@ -234,7 +348,33 @@ fn default_state_files() -> Vec<PathBuf> {
 }
 
 fn print_status(s: &PairStatus) {
-    println!("state {} (pair {})", s.state_file, s.pair_id);
+    match &s.name {
+        Some(name) => println!("pair {name}: state {}", s.state_file),
+        None => println!("state {} (pair {})", s.state_file, s.pair_id),
+    }
+    if let Some(holder) = &s.running {
+        println!("  running: {holder} holds the state; showing what it last recorded");
+    }
+    if let Some(w) = &s.watch {
+        match (w.last_success, w.lag_seconds) {
+            (Some(at), Some(lag)) => println!(
+                "  last successful pass ended at {at} (unix); lag at most {lag} s; {} pass(es), {} with changes",
+                w.passes, w.passes_with_changes
+            ),
+            _ => println!("  no successful pass yet"),
+        }
+        if let Some(since) = w.outage_since {
+            println!(
+                "  OUTAGE since {since} (unix), {} failed attempt(s)",
+                w.failures
+            );
+        }
+        if let Some(e) = &w.last_error {
+            println!("  last error: {e}");
+        }
+    } else if s.running.is_some() {
+        println!("  no status recorded yet");
+    }
     if let Some(f) = &s.frozen {
         println!("  FROZEN since {} (unix): {}", f.since, f.message);
     }

@@ -15,6 +15,7 @@ mod snapshot;
 pub mod summary;
 pub mod sync;
 pub mod verify;
+pub mod watch;
 pub mod workers;
 
 pub use error::{EngineError, Frozen};

@@ -196,14 +196,31 @@ impl Proxy {
     /// Starts a proxy on 127.0.0.1 (random port) forwarding every accepted
     /// connection to `upstream`, with `plan` armed once.
     pub fn start(upstream: SocketAddr, plan: FaultPlan) -> Proxy {
+        Self::start_on(0, upstream, plan)
+    }
+
+    /// Like [`Proxy::start`] on a chosen port (0: any), e.g. to bring a "server" back on
+    /// the port a dropped proxy had.
+    pub fn start_on(port: u16, upstream: SocketAddr, plan: FaultPlan) -> Proxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("test-proxy")
             .enable_all()
             .build()
             .expect("building the proxy runtime");
-        let std_listener =
-            std::net::TcpListener::bind("127.0.0.1:0").expect("binding the proxy listener");
+        // A dropped proxy's listener closes a moment later (its runtime shuts down in the
+        // background): rebinding its port waits for that, a few seconds at most.
+        let mut tries = 0;
+        let std_listener = loop {
+            match std::net::TcpListener::bind(("127.0.0.1", port)) {
+                Ok(l) => break l,
+                Err(e) if port != 0 && e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("binding the proxy listener on port {port}: {e}"),
+            }
+        };
         std_listener.set_nonblocking(true).unwrap();
         let addr = std_listener.local_addr().unwrap();
         let shared = Arc::new(Mutex::new(Shared {

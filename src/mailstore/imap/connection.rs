@@ -323,7 +323,11 @@ impl Connection {
 
     /// Reads until the `+` continuation of a synchronising literal. A tagged completion instead
     /// means the server refused the command before the literal.
-    async fn await_continuation(&mut self, tag: &str, ctx: Ctx<'_>) -> Result<(), StoreError> {
+    pub(super) async fn await_continuation(
+        &mut self,
+        tag: &str,
+        ctx: Ctx<'_>,
+    ) -> Result<(), StoreError> {
         loop {
             let response = self.read_one(ctx).await?;
             match response.parsed() {
@@ -350,6 +354,31 @@ impl Connection {
         }
     }
 
+    /// Waits up to `wait` for one response (IDLE): `None` when none came in time, which does
+    /// not poison (reading a response is cancel-safe: async-imap's framing keeps partial input
+    /// in its buffer). EOF, BYE handling and errors are as for every read.
+    pub(super) async fn read_within(
+        &mut self,
+        wait: Duration,
+        ctx: Ctx<'_>,
+    ) -> Result<Option<ImapResponse>, StoreError> {
+        self.check_poison(ctx)?;
+        match tokio::time::timeout(wait, self.client.read_response()).await {
+            Err(_) => Ok(None),
+            Ok(result) => self.judge_read(result, |r| r.parsed(), ctx).map(Some),
+        }
+    }
+
+    /// Writes one line outside any command (IDLE's `DONE`) and flushes it.
+    pub(super) async fn write_line(&mut self, line: &str, ctx: Ctx<'_>) -> Result<(), StoreError> {
+        self.check_poison(ctx)?;
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.write(&bytes, ctx).await?;
+        self.flush(ctx).await
+    }
+
     /// Reads one response, with the timeout; any failure poisons the connection.
     async fn read_one(&mut self, ctx: Ctx<'_>) -> Result<ImapResponse, StoreError> {
         self.check_poison(ctx)?;
@@ -362,7 +391,19 @@ impl Connection {
                     seconds: self.timeout.as_secs(),
                 })
             }
-            Ok(Err(e)) => {
+            Ok(result) => self.judge_read(result, |r| r.parsed(), ctx),
+        }
+    }
+
+    /// A read's outcome: a response, or the connection poisoned by an error or EOF.
+    fn judge_read<R: Send + Sync + 'static>(
+        &mut self,
+        result: std::io::Result<Option<R>>,
+        parsed: for<'a> fn(&'a R) -> &'a Response<'a>,
+        ctx: Ctx<'_>,
+    ) -> Result<ImapResponse, StoreError> {
+        match result {
+            Err(e) => {
                 self.poison(&e.to_string());
                 Err(StoreError::ConnectionLost {
                     endpoint: self.endpoint.clone(),
@@ -370,7 +411,7 @@ impl Connection {
                     detail: e.to_string(),
                 })
             }
-            Ok(Ok(None)) => {
+            Ok(None) => {
                 self.poison("EOF");
                 Err(StoreError::ConnectionLost {
                     endpoint: self.endpoint.clone(),
@@ -378,10 +419,7 @@ impl Connection {
                     detail: "the server closed the connection".into(),
                 })
             }
-            Ok(Ok(Some(response))) => Ok(ImapResponse(Box::new(Holder {
-                response,
-                parsed: |r| r.parsed(),
-            }))),
+            Ok(Some(response)) => Ok(ImapResponse(Box::new(Holder { response, parsed }))),
         }
     }
 

@@ -1,8 +1,8 @@
 //! The IMAP adapter: [`ImapStore`] implements [`MailStore`] over one guarded [`Connection`].
 //!
 //! Files are named after what they implement: `open` (TLS, login), `list`, `select`, `fetch`,
-//! `append`, `store`, `copy`, `expunge`; `connection` holds the guarantees every command relies
-//! on; `namespace` maps folder names to paths through the server's personal prefix.
+//! `append`, `store`, `copy`, `expunge`, `idle`; `connection` holds the guarantees every command
+//! relies on; `namespace` maps folder names to paths through the server's personal prefix.
 
 pub mod append;
 pub mod changes;
@@ -10,6 +10,7 @@ pub mod connection;
 pub mod copy;
 pub mod expunge;
 pub mod fetch;
+pub mod idle;
 pub mod list;
 pub mod mutf7;
 pub mod namespace;
