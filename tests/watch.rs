@@ -764,9 +764,9 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// 200 messages moved from INBOX to another folder on the primary arrive on the recovery side
-/// as moves: no APPEND reaches the recovery server (counted at a proxy), nothing is held. (The
-/// engine places them by UID MOVE, or by UID COPY and the removal of the originals when the
-/// pass reaches the destination folder first, as here: the larger folder goes first.)
+/// as moves: no APPEND and no UID COPY reaches the recovery server (counted at a proxy), the
+/// copies are placed by UID MOVE (the folder that lost messages is worked on first), nothing
+/// is held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moving_200_messages_is_replicated_as_moves() {
     let recovery = TestServer::dovecot_recovery();
@@ -815,13 +815,12 @@ async fn moving_200_messages_is_replicated_as_moves() {
     wait_in_step(&pair, &mut watch, "the moves").await;
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
     assert_eq!(proxy.count("APPEND"), 0, "{:?}", proxy.commands());
+    // The folder that lost messages is worked on first, so the moves are UID MOVEs.
+    let commands = proxy.commands();
     assert!(
-        proxy
-            .commands()
-            .iter()
-            .any(|c| c.contains("UID MOVE") || c.contains("UID COPY")),
-        "{:?}",
-        proxy.commands()
+        commands.iter().any(|c| c.contains("UID MOVE"))
+            && !commands.iter().any(|c| c.contains("UID COPY")),
+        "{commands:?}"
     );
     let log = watch.log();
     assert!(!log.contains("attention"), "removals held? log:\n{log}");
@@ -869,4 +868,64 @@ async fn pairs_share_a_servers_connection_limit() {
         "log:\n{log}"
     );
     assert!(!log.contains("pass failed"), "log:\n{log}");
+}
+
+/// `failover` while `watch` holds the pair's state: the request left beside the state is
+/// taken by the running agent before anything else, replication stops (new primary mail stays
+/// off the recovery side), the process stays up, and `status` says the pair is failed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_reaches_a_running_watch() {
+    TestServer::dovecot_primary().require();
+    TestServer::dovecot_recovery().require();
+    let pair = TestPair::new("wfo");
+    seed(&pair, "fo").await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("pair.redb").display().to_string();
+    let (source, target) = (pair.source_url(), pair.target_url());
+    let ca = ca_file().display().to_string();
+    let mut watch = Watch::spawn(
+        &[
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state,
+            "--ca-file",
+            &ca,
+            "--poll-interval",
+            "30",
+        ],
+        &dir.path().join("watch.log"),
+    );
+    wait_in_step(&pair, &mut watch, "the first pass").await;
+
+    let fo = mailreplica_env(
+        &[
+            "failover", "--source", &source, "--target", &target, "--state", &state,
+        ],
+        &[
+            ("MAILREPLICA_SOURCE_PASSWORD", "test"),
+            ("MAILREPLICA_TARGET_PASSWORD", "test"),
+        ],
+    )
+    .await;
+    assert_eq!(fo.code, 0, "{fo:?}");
+    assert!(
+        fo.stdout.contains("took the request"),
+        "the running watch acknowledges within seconds: {}\nlog:\n{}",
+        fo.stdout,
+        watch.log()
+    );
+    // New mail on the primary is not replicated any more.
+    let before = pair.recovery().await.messages("INBOX").await.len();
+    let mut p = pair.primary().await;
+    p.append("INBOX", &[], None, &message("fo", 99)).await;
+    p.logout().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(watch.is_running(), "log:\n{}", watch.log());
+    assert_eq!(pair.recovery().await.messages("INBOX").await.len(), before);
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    let status = mailreplica_env(&["status", "--state", &state, "--json"], &[]).await;
+    assert!(!status.json()["failed_over"].is_null(), "{}", status.stdout);
 }

@@ -5,9 +5,10 @@ use serde::Serialize;
 use super::args::FailoverArgs;
 use super::exit::ExitCode;
 use crate::engine::failover::{
-    failed_over, format_utc, set_failed_over, unix_now, FailedOver, Phase,
+    failed_over, format_utc, request_path, set_failed_over, take_request, unix_now, write_request,
+    FailedOver, Phase,
 };
-use crate::state::StateFile;
+use crate::state::{StateError, StateFile};
 
 pub struct FailoverCommand {
     pub args: FailoverArgs,
@@ -39,11 +40,17 @@ impl FailoverCommand {
         }
         let state = match StateFile::open(&path, &id) {
             Ok(s) => s,
+            // A running watch holds the state: it takes the request before its next pass.
+            Err(StateError::Locked { holder, .. }) => return request(&path, &holder, args.json),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::of_state(&e);
             }
         };
+        if let Err(e) = take_request(&state) {
+            eprintln!("error: {e}");
+            return ExitCode::of_engine(&e);
+        }
         let (mark, changed) = match failed_over(&state) {
             Ok(Some(mark)) => (mark, false),
             Ok(None) => {
@@ -86,4 +93,50 @@ impl FailoverCommand {
         }
         ExitCode::InSync
     }
+}
+
+/// Leaves the failover request for the agent holding the state and waits a little for it to
+/// take it (it does before its next pass, so nothing one-way is written after that).
+fn request(path: &std::path::Path, holder: &str, json: bool) -> ExitCode {
+    let since = unix_now();
+    if let Err(e) = write_request(path, since) {
+        eprintln!(
+            "error: {holder} holds {} and the failover request could not be written beside it ({e}); stop that process, then run failover again",
+            path.display()
+        );
+        return ExitCode::Usage;
+    }
+    let request = request_path(path);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while request.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let taken = !request.exists();
+    let message = if taken {
+        format!(
+            "pair failed over at {}: {holder} took the request and stopped one-way replication; point users at the recovery side, and run `mailreplica failback` when the primary is back (stop {holder} first)",
+            format_utc(since)
+        )
+    } else {
+        format!(
+            "failover requested at {}: {holder} holds the state and takes the request before its next pass ({} until then); nothing one-way is written after that",
+            format_utc(since),
+            request.display()
+        )
+    };
+    if json {
+        let out = Outcome {
+            state_file: path.display().to_string(),
+            since,
+            changed: true,
+            message,
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&out).unwrap_or_else(|_| "{}".into())
+        );
+    } else {
+        println!("{message}");
+    }
+    ExitCode::InSync
 }

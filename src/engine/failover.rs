@@ -7,9 +7,12 @@
 //! by a one-way pass that adopts, by identity, what both sides now hold). A one-way pass
 //! refuses in both phases: the old base no longer describes either side.
 //!
-//! TODO(watch): DESIGN.md has `failover` reach a running `watch` through a control socket
-//! next to the state. `watch` belongs to another change; until it lands, a running `watch`
-//! sees the mark on its next pass (every pass goes through [`refuse_if_failed_over`]).
+//! A running `watch` holds the state file, so `failover` cannot write the mark there. It then
+//! leaves a request file beside the state (`<state>.failover`, see [`request_path`]); every
+//! one-way pass looks for it before anything else ([`refuse_if_failed_over`]), records the mark
+//! in the state it holds and removes the file, which is how `failover` learns the running
+//! agent took it. (DESIGN.md names a control socket; a file needs no listener, survives a
+//! restart of the agent, and is checked at the same point a socket message would be.)
 
 use serde::{Deserialize, Serialize};
 
@@ -86,8 +89,49 @@ pub fn clear_failed_over(state: &StateFile) -> Result<(), EngineError> {
     Ok(state.set_meta(META_KEY, &[])?)
 }
 
-/// Every one-way pass starts here: a failed-over pair is refused before anything is read.
+/// The failover request left beside a state file a running agent holds.
+pub fn request_path(state: &std::path::Path) -> std::path::PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".failover");
+    std::path::PathBuf::from(name)
+}
+
+/// Leaves a failover request for the agent holding the state (written whole, then renamed).
+pub fn write_request(state: &std::path::Path, since: u64) -> std::io::Result<()> {
+    let path = request_path(state);
+    let tmp = path.with_extension("failover.tmp");
+    let raw = serde_json::to_vec(&FailedOver {
+        since,
+        phase: Phase::Frozen,
+    })
+    .unwrap_or_default();
+    std::fs::write(&tmp, raw)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// A request left by `failover` becomes the mark in the state (kept when the pair is already
+/// failed over), then the request file goes.
+pub fn take_request(state: &StateFile) -> Result<(), EngineError> {
+    let path = request_path(state.path());
+    let Ok(raw) = std::fs::read(&path) else {
+        return Ok(());
+    };
+    if failed_over(state)?.is_none() {
+        let mark = serde_json::from_slice(&raw).unwrap_or(FailedOver {
+            since: unix_now(),
+            phase: Phase::Frozen,
+        });
+        set_failed_over(state, &mark)?;
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Every one-way pass starts here: a failed-over pair (or one with a failover request) is
+/// refused before anything is read.
 pub fn refuse_if_failed_over(state: &StateFile) -> Result<(), EngineError> {
+    take_request(state)?;
     match failed_over(state)? {
         Some(mark) => Err(EngineError::FailedOver(mark)),
         None => Ok(()),

@@ -279,6 +279,13 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
             exempt: matches!(folder.special_use.as_deref(), Some("\\Trash" | "\\Junk")),
             none_held: !held_in.contains(&name),
             messages: folder.tokens.map_or(0, |t| t.messages),
+            shrunk: match (
+                records.get(&name).and_then(|r| r.source_tokens),
+                folder.tokens,
+            ) {
+                (Some(before), Some(now)) => now.messages < before.messages,
+                _ => false,
+            },
             create_use: folder
                 .special_use
                 .clone()
@@ -879,6 +886,10 @@ async fn digest_bodies(
 #[derive(Default)]
 pub(crate) struct TargetIndex {
     built: bool,
+    /// A worker is building it (see `ensure_built`).
+    building: bool,
+    /// Changes learned while it was being built, applied once it is.
+    queued: Vec<(String, Vec<InstanceChange>)>,
     map: HashMap<Fingerprint, Vec<(String, u32, i64, FlagSet)>>,
     /// Removals this pass found, by the target copy they would remove: (folder, target UID)
     /// -> source UID of the instance.
@@ -898,26 +909,67 @@ impl TargetIndex {
         }
     }
 
-    fn build(&mut self, state: &StateFile) -> Result<(), EngineError> {
-        if self.built {
-            return Ok(());
-        }
-        for (folder, _, rec) in state.all_instances()? {
-            if let (Some(fp), Some(tuid)) = (rec.fingerprint, rec.target_uid) {
-                self.map.entry(fp).or_default().push((
-                    folder,
-                    tuid,
-                    rec.internaldate.epoch(),
-                    rec.flags,
-                ));
+    /// Builds the index on first use from the state as it is then. The decoding (tens of
+    /// milliseconds for 20 000 instances) runs on a blocking thread, so the other folder
+    /// workers of the pass go on meanwhile; a worker that needs the index while another builds
+    /// it waits for that build.
+    async fn ensure_built(
+        index: &RefCell<TargetIndex>,
+        state: &StateFile,
+    ) -> Result<(), EngineError> {
+        loop {
+            {
+                let mut ix = index.borrow_mut();
+                if ix.built {
+                    return Ok(());
+                }
+                if !ix.building {
+                    ix.building = true;
+                    break;
+                }
             }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
-        self.built = true;
+        let clock = Instant::now();
+        let snapshot = state.instances_snapshot();
+        let placed = match snapshot {
+            Ok(snapshot) => tokio::task::spawn_blocking(move || snapshot.placed())
+                .await
+                .map_err(|e| {
+                    EngineError::State(crate::state::StateError::Io {
+                        path: state.path().to_path_buf(),
+                        detail: format!("reading the instances failed: {e}"),
+                    })
+                }),
+            Err(e) => Ok(Err(e)),
+        };
+        let mut ix = index.borrow_mut();
+        ix.building = false;
+        let placed = placed??;
+        for (folder, fp, tuid, date, flags) in placed {
+            ix.map
+                .entry(fp)
+                .or_default()
+                .push((folder, tuid, date, flags));
+        }
+        ix.built = true;
+        // Changes learned while the index was being read (the snapshot predates them).
+        for (folder, changes) in std::mem::take(&mut ix.queued) {
+            ix.learn(&folder, &changes);
+        }
+        tracing::debug!(
+            ms = clock.elapsed().as_millis() as u64,
+            contents = ix.map.len(),
+            "content index of the target built"
+        );
         Ok(())
     }
 
     fn learn(&mut self, folder: &str, changes: &[InstanceChange]) {
         if !self.built {
+            if self.building {
+                self.queued.push((folder.to_string(), changes.to_vec()));
+            }
             return;
         }
         for c in changes {
@@ -1762,7 +1814,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         if to_append.is_empty() || !self.target.capabilities().uidplus {
             return Ok(placed);
         }
-        self.index.borrow_mut().build(self.state)?;
+        TargetIndex::ensure_built(self.index, self.state).await?;
         // By folder holding the content: (target UID there, its flags, the placement, fingerprint).
         let mut by_folder: BTreeMap<String, Vec<(u32, FlagSet, &Placement, Fingerprint)>> =
             BTreeMap::new();

@@ -291,12 +291,27 @@ impl<L: Link> Agent<L> {
         let mut conns: Option<(L::Source, L::Target)> = None;
         let mut record = self.load_record();
         let mut next_poll = Instant::now();
+        let request = super::failover::request_path(self.state.path());
         loop {
             tokio::select! {
                 biased;
                 _ = until_true(stop.clone()) => break,
                 _ = changed.notified() => {},
                 _ = tokio::time::sleep_until(next_poll) => {},
+                _ = appears(&request) => {},
+            }
+            // A failover (requested by `failover` beside the state, or recorded) stops the
+            // pair before anything is connected: the primary may well be down.
+            if let Err(EngineError::FailedOver(mark)) =
+                super::failover::refuse_if_failed_over(&self.state)
+            {
+                tracing::warn!(pair = %name, "{mark}. This pair is no longer replicated; other pairs go on");
+                record.last_error = Some(mark.to_string());
+                self.save(&record);
+                let _ = idle_off.send(true);
+                self.close(conns.take()).await;
+                until_true(stop.clone()).await;
+                break;
             }
             let started = Instant::now();
             let started_unix = now_secs();
@@ -610,6 +625,16 @@ pub fn changed_something(s: &SyncSummary) -> bool {
         + s.folders_renamed
         + s.folders_deleted
         > 0
+}
+
+/// Completes once `path` exists (checked twice a second).
+async fn appears(path: &std::path::Path) {
+    loop {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[cfg(test)]

@@ -48,6 +48,9 @@ pub(crate) struct FolderJob {
     pub none_held: bool,
     /// Messages in the source folder, when the listing said (for the largest-first order).
     pub messages: u32,
+    /// The source folder holds fewer messages than at the last pass: it may be where moved
+    /// messages came from, so it goes first (see `run_jobs`).
+    pub shrunk: bool,
     /// The special-use to create the folder with, when the target has no folder with it yet.
     pub create_use: Option<String>,
 }
@@ -78,7 +81,14 @@ pub(crate) async fn run_jobs<S: MailStore, T: MailStore, C: Connector<S, T>>(
     spare: &mut Vec<(S, T)>,
 ) -> Result<(), EngineError> {
     // Largest first: the long folders start early and the short ones fill the gaps.
-    jobs.sort_by(|a, b| b.messages.cmp(&a.messages).then(a.path.cmp(&b.path)));
+    // Folders that lost messages go first: their removals are known before the folders that
+    // gained messages place them, so a message moved on the source is moved on the target
+    // (UID MOVE) rather than copied and then removed. Then the largest first.
+    jobs.sort_by(|a, b| {
+        (b.shrunk, b.messages)
+            .cmp(&(a.shrunk, a.messages))
+            .then(a.path.cmp(&b.path))
+    });
     let workers = if shared.options.dry_run {
         1
     } else {

@@ -303,6 +303,15 @@ impl StateFile {
     }
 
     /// Every instance of every folder, as (folder, source UID, record).
+    /// A consistent view of every instance as the state holds them now, to be read on
+    /// another thread ([`InstancesSnapshot::read`]) while this one goes on.
+    pub fn instances_snapshot(&self) -> Result<InstancesSnapshot, StateError> {
+        Ok(InstancesSnapshot {
+            txn: self.begin_read()?,
+            path: self.path.clone(),
+        })
+    }
+
     pub fn all_instances(&self) -> Result<Vec<(String, u32, InstanceRecord)>, StateError> {
         let txn = self.begin_read()?;
         let table = txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
@@ -753,6 +762,48 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 fn restrict_file(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
+/// A read transaction over the instances that can move to another thread.
+pub struct InstancesSnapshot {
+    txn: ReadTransaction,
+    path: PathBuf,
+}
+
+impl InstancesSnapshot {
+    /// Every instance with a fingerprint and a target UID: (folder, fingerprint, target UID,
+    /// INTERNALDATE instant, flags).
+    #[allow(clippy::type_complexity)]
+    pub fn placed(
+        self,
+    ) -> Result<
+        Vec<(
+            String,
+            crate::model::Fingerprint,
+            u32,
+            i64,
+            crate::model::FlagSet,
+        )>,
+        StateError,
+    > {
+        let bad = |e: &dyn std::fmt::Display| corrupt(&self.path, e.to_string());
+        let table = self.txn.open_table(INSTANCES).map_err(|e| bad(&e))?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(|e| bad(&e))? {
+            let (k, v) = entry.map_err(|e| bad(&e))?;
+            let rec: InstanceRecord = serde_json::from_slice(v.value()).map_err(|e| bad(&e))?;
+            if let (Some(fp), Some(tuid)) = (rec.fingerprint, rec.target_uid) {
+                out.push((
+                    k.value().0.to_string(),
+                    fp,
+                    tuid,
+                    rec.internaldate.epoch(),
+                    rec.flags,
+                ));
+            }
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
