@@ -27,7 +27,7 @@ impl FailoverCommand {
     /// Touches no server: the switch-over is a decision about the pair, recorded in its state.
     pub fn execute(self) -> ExitCode {
         let args = self.args;
-        let (_pair, id, path) = match args.pair.resolve_with_state(args.state.as_deref()) {
+        let (id, path) = match args.pair.state_only(args.state.as_deref()) {
             Ok(r) => r,
             Err(code) => return code,
         };

@@ -39,6 +39,31 @@ impl PairArgs {
         Ok((pair, id, path))
     }
 
+    /// The pair's id and state file without its passwords, for commands that touch no server
+    /// (`failover`: at 3 a.m. the primary is down and its password may be out of reach).
+    pub fn state_only(
+        &self,
+        state: Option<&std::path::Path>,
+    ) -> Result<(String, std::path::PathBuf), ExitCode> {
+        let endpoints =
+            Endpoint::parse(&self.source).and_then(|s| Ok((s, Endpoint::parse(&self.target)?)));
+        let (source, target) = endpoints.map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::of_config(&e)
+        })?;
+        let id = crate::engine::pair::pair_id(&source, &target);
+        let path = state
+            .map(std::path::Path::to_path_buf)
+            .or_else(|| crate::engine::pair::default_state_path(&id))
+            .ok_or_else(|| {
+                eprintln!(
+                    "error: no state file location: set XDG_STATE_HOME or HOME, or pass --state FILE"
+                );
+                ExitCode::Usage
+            })?;
+        Ok((id, path))
+    }
+
     pub fn resolve(&self) -> Result<Pair, ConfigError> {
         let source = Endpoint::parse(&self.source)?;
         let target = Endpoint::parse(&self.target)?;
