@@ -12,6 +12,7 @@ use crate::support::servers::{fresh_user, TestServer};
 pub struct Pair {
     pub source: String,
     pub target: String,
+    pub recovery_server: TestServer,
     pub src_user: String,
     pub dst_user: String,
     pub dir: tempfile::TempDir,
@@ -19,13 +20,21 @@ pub struct Pair {
 
 impl Pair {
     pub fn new(prefix: &str) -> Pair {
+        Pair::with_recovery(prefix, TestServer::dovecot_recovery())
+    }
+
+    /// The recovery account on `r` (Cyrus accounts are created first).
+    pub fn with_recovery(prefix: &str, r: TestServer) -> Pair {
         let src_user = fresh_user(&format!("{prefix}a"));
         let dst_user = fresh_user(&format!("{prefix}b"));
         let p = TestServer::dovecot_primary();
-        let r = TestServer::dovecot_recovery();
+        if r.is_cyrus() {
+            r.ensure_user(&dst_user);
+        }
         Pair {
             source: format!("imap+plain://{src_user}@127.0.0.1:{}", p.port),
             target: format!("imap+plain://{dst_user}@127.0.0.1:{}", r.port),
+            recovery_server: r,
             src_user,
             dst_user,
             dir: tempfile::tempdir().unwrap(),
@@ -41,7 +50,7 @@ impl Pair {
     }
 
     pub async fn recovery(&self) -> TestImap {
-        TestImap::connect(&TestServer::dovecot_recovery(), &self.dst_user).await
+        TestImap::connect(&self.recovery_server, &self.dst_user).await
     }
 
     pub async fn sync(&self) -> Run {
@@ -200,7 +209,23 @@ fn act(kind: &str, folder: &str, what: &str) -> (String, String, String) {
 /// not deleted is present exactly once on each side.
 #[tokio::test]
 async fn failback_merges_both_sides_after_failover() {
-    let pair = Pair::new("fb");
+    drill(Pair::new("fb")).await;
+}
+
+/// The same drill with the recovery side on Cyrus: its autocreated special-use folders are on
+/// the primary too before the first sync, so the base is the same as with Dovecot.
+#[tokio::test]
+async fn failback_merges_both_sides_with_cyrus_as_recovery() {
+    TestServer::cyrus().require();
+    let pair = Pair::with_recovery("fbcy", TestServer::cyrus());
+    let mut p = pair.primary().await;
+    for f in ["Sent", "Drafts", "Trash", "Junk"] {
+        p.create(f).await;
+    }
+    drill(pair).await;
+}
+
+async fn drill(pair: Pair) {
     let base = [
         ("INBOX", 80),
         ("Work", 60),
