@@ -77,22 +77,29 @@ impl FailoverCommand {
         } else {
             format!("already failed over: {mark}")
         };
-        if args.json {
-            let out = Outcome {
+        print_outcome(
+            Outcome {
                 state_file: path.display().to_string(),
                 since: mark.since,
                 changed,
                 message,
-            };
-            println!(
-                "{}",
-                serde_json::to_string(&out).unwrap_or_else(|_| "{}".into())
-            );
-        } else {
-            println!("{message}");
-        }
-        ExitCode::InSync
+            },
+            args.json,
+        )
     }
+}
+
+/// Prints what failover did (one JSON object with --json) and returns exit 0.
+fn print_outcome(out: Outcome, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&out).unwrap_or_else(|_| "{}".into())
+        );
+    } else {
+        println!("{}", out.message);
+    }
+    ExitCode::InSync
 }
 
 /// Leaves the failover request for the agent holding the state and waits a little for it to
@@ -124,19 +131,13 @@ fn request(path: &std::path::Path, holder: &str, json: bool) -> ExitCode {
             request.display()
         )
     };
-    if json {
-        let out = Outcome {
+    print_outcome(
+        Outcome {
             state_file: path.display().to_string(),
             since,
             changed: true,
             message,
-        };
-        println!(
-            "{}",
-            serde_json::to_string(&out).unwrap_or_else(|_| "{}".into())
-        );
-    } else {
-        println!("{message}");
-    }
-    ExitCode::InSync
+        },
+        json,
+    )
 }

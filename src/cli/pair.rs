@@ -26,16 +26,7 @@ impl PairArgs {
             eprintln!("error: {e}");
             ExitCode::of_config(&e)
         })?;
-        let id = crate::engine::pair::pair_id(&pair.source.endpoint, &pair.target.endpoint);
-        let path = state
-            .map(std::path::Path::to_path_buf)
-            .or_else(|| crate::engine::pair::default_state_path(&id))
-            .ok_or_else(|| {
-                eprintln!(
-                    "error: no state file location: set XDG_STATE_HOME or HOME, or pass --state FILE"
-                );
-                ExitCode::Usage
-            })?;
+        let (id, path) = self.state_only(state)?;
         Ok((pair, id, path))
     }
 
