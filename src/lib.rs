@@ -17,9 +17,15 @@
 //!   (`engine::recover`), plan, then validate and place messages (adopt what the target holds,
 //!   MOVE or COPY content it holds elsewhere, APPEND the rest under a journal, fetching the next
 //!   batch while this one uploads). Last, the pass's removals: moves first, the rest through the
-//!   removal budget. Emits progress as events. `engine::probe` runs the fidelity probe `check`
+//!   removal budget, expunged folder by folder over the same connection pairs; last,
+//!   subscriptions follow the source. The target is seen through `engine::mapped` (the
+//!   engine speaks source paths; a special-use folder named apart on the target is
+//!   translated, see `reconcile::folder_map`). Keywords a target refuses are learned from its
+//!   refusals and kept as a fidelity note (`engine::keywords`): the message goes without them.
+//!   Emits progress as events. `engine::probe` runs the fidelity probe `check`
 //!   uses: one message in a folder of its own, read back, then removed. `engine::failover`
-//!   holds the failed-over mark (every one-way pass refuses while it is set);
+//!   holds the failed-over mark (every one-way pass refuses while it is set, and takes the
+//!   request file `failover` leaves beside a state a running watch holds);
 //!   `engine::failback` lists both sides in full, links them to the frozen base, and applies
 //!   a merge plan to both sides. `engine::watch` is the agent of `watch`: the same pass at
 //!   start, on every change the primary reports (IDLE on INBOX, leading-edge debounce) and
@@ -31,15 +37,16 @@
 //!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by
 //!   identity; `reconcile::fidelity` classifies a probe's round trip (exact, normalising,
 //!   rewriting); `reconcile::merge` is failback's three-way merge (base x primary x recovery
-//!   -> actions per side, conflicts, held items and the merged state), run by `failback`.
-//!   No I/O.
+//!   -> actions per side, conflicts, held items and the merged state), run by `failback`;
+//!   `reconcile::folder_map` maps special-use folders named apart. No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
-//!   ([`mailstore::imap`], on async-imap's framing with our own command layer, IDLE included)
-//!   and in memory
+//!   ([`mailstore::imap`], on async-imap's framing with our own command layer, IDLE included;
+//!   NAMESPACE read raw, its personal prefix left out of folder paths) and in memory
 //!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP
 //!   transport and mapping, not yet behind the trait.
 //! - [`state`]: the redb state file: per folder, per message instance, what was synced.
-//! - [`model`]: the vocabulary (folder paths, flags, fingerprints, dates), no I/O.
+//! - [`model`]: the vocabulary (folder paths as components, with a reversible stand-in for a
+//!   server's separator inside a name; flags, fingerprints, dates), no I/O.
 //! - [`config`]: URLs, password sources and connection settings, validated; the TOML
 //!   configuration file (servers, accounts, pairs) of `watch` and `status`.
 //! - [`crashpoint`]: `MAILREPLICA_CRASH_AT` hooks that let crash tests kill the process at a
