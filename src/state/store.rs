@@ -304,7 +304,7 @@ impl StateFile {
 
     /// Every instance of every folder, as (folder, source UID, record).
     /// A consistent view of every instance as the state holds them now, to be read on
-    /// another thread ([`InstancesSnapshot::read`]) while this one goes on.
+    /// another thread ([`InstancesSnapshot::placed`]) while this one goes on.
     pub fn instances_snapshot(&self) -> Result<InstancesSnapshot, StateError> {
         Ok(InstancesSnapshot {
             txn: self.begin_read()?,
