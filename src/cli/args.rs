@@ -138,6 +138,11 @@ pub struct SyncArgs {
     #[arg(long)]
     pub accept_invalid: bool,
 
+    /// Try again now the messages the target refused (otherwise a refused message is reported
+    /// once and tried again a day later)
+    #[arg(long)]
+    pub retry_refused: bool,
+
     /// Seconds a message broken as stored must stay unchanged before it is replicated as it is
     #[arg(long, value_name = "SECONDS", default_value_t = 600)]
     pub settle: u64,

@@ -37,6 +37,8 @@ struct PairStatus {
     last_pass: Option<serde_json::Value>,
     held_removals: Vec<Held>,
     gave_up: Vec<GaveUp>,
+    /// Messages the target refused, with its words; tried again a day after the refusal.
+    refused: Vec<RefusedEntry>,
     quarantined: Vec<QuarantineEntry>,
     /// Folders with an upload batch a run left unfinished (the next run resolves it).
     interrupted_batches: Vec<String>,
@@ -114,6 +116,16 @@ struct QuarantineEntry {
     reason: String,
     first_seen: u64,
     attempts: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct RefusedEntry {
+    folder: String,
+    source_uid: u32,
+    size: u32,
+    /// Unix seconds of the refusal.
+    since: u64,
+    error: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -267,6 +279,17 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
             last_error: a.last_error,
         })
         .collect();
+    let refused = state
+        .refused(None)?
+        .into_iter()
+        .map(|((folder, source_uid), r)| RefusedEntry {
+            folder,
+            source_uid,
+            size: r.size,
+            since: r.since,
+            error: r.error,
+        })
+        .collect();
     let frozen = state.frozen()?.map(|raw| {
         let f = Frozen::from_raw(&raw);
         FrozenStatus {
@@ -311,6 +334,7 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
         last_pass,
         held_removals,
         gave_up,
+        refused,
         quarantined: state
             .quarantine(None)?
             .into_iter()
@@ -419,6 +443,12 @@ fn print_status(s: &PairStatus) {
         println!(
             "  gave up: {} source uid {} after {} attempts: {}",
             g.folder, g.source_uid, g.attempts, g.last_error
+        );
+    }
+    for r in &s.refused {
+        println!(
+            "  refused by the target: {} source uid {} ({} bytes) at {} unix: {} (tried again a day later)",
+            r.folder, r.source_uid, r.size, r.since, r.error
         );
     }
     for q in &s.quarantined {

@@ -48,6 +48,11 @@ impl SyncCommand {
             settle_secs: args.settle,
             accept_regression: args.accept_regression,
             connections: usize::from(args.connections),
+            retry_refused_after: if args.retry_refused {
+                0
+            } else {
+                crate::engine::sync::RETRY_REFUSED_AFTER
+            },
             ..SyncOptions::default()
         };
         let mut summary = SyncSummary::default();
@@ -299,6 +304,12 @@ fn print_summary(s: &SyncSummary) {
     }
     for note in &s.notices {
         println!("note: {note}");
+    }
+    if s.refused_waiting > 0 {
+        println!(
+            "{} message(s) refused by the target earlier are not tried again before a day has passed (`mailreplica status` lists them)",
+            s.refused_waiting
+        );
     }
     for r in &s.refused {
         println!("refused: {r}");

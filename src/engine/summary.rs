@@ -16,6 +16,9 @@ pub struct SyncSummary {
     pub folders_created: u64,
     /// Folders subscribed or unsubscribed on the target to match the source.
     pub subscriptions: u64,
+    /// Messages the target refused in an earlier pass, not tried again before a day passed
+    /// (reported then; `status` lists them).
+    pub refused_waiting: u64,
     /// Folders renamed on the source and renamed on the target (one RENAME each).
     pub folders_renamed: u64,
     /// Folders deleted on the source, emptied through the removal budget and deleted on the target.
@@ -75,6 +78,7 @@ impl SyncSummary {
         self.removed += other.removed;
         self.removals_held += other.removals_held;
         self.refused.extend(other.refused);
+        self.refused_waiting += other.refused_waiting;
         self.quarantined.extend(other.quarantined);
         self.accepted_invalid += other.accepted_invalid;
         self.gave_up.extend(other.gave_up);

@@ -31,13 +31,16 @@ use crate::reconcile::validate::{validate, Expectation, Verdict};
 use crate::reconcile::{plan_folder, Action, FolderInput, FolderPlan, Placement, Policy, Removal};
 use crate::state::store::InstanceChange;
 use crate::state::{
-    FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalOp, Quarantined, StateFile,
+    FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalOp, Quarantined, Refused, StateFile,
 };
 
 /// Failed uploads of one message after which it is given up and reported. Five, not fewer: on a
 /// link that drops every few hundred kilobytes a small message can be the one in flight at a cut
 /// two or three times by bad luck.
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// A message the target refused is tried again this long after (seconds).
+pub const RETRY_REFUSED_AFTER: u64 = 24 * 3600;
 
 /// Knobs of a pass.
 #[derive(Debug, Clone)]
@@ -63,6 +66,9 @@ pub struct SyncOptions {
     /// Journal each upload batch (always, except to measure what the journal costs:
     /// `MAILREPLICA_BENCH_NO_JOURNAL=1`, used by scripts/bench).
     pub journal: bool,
+    /// Seconds after which a message the target refused is tried again (a day; 0 with
+    /// `--retry-refused`).
+    pub retry_refused_after: u64,
 }
 
 impl Default for SyncOptions {
@@ -78,6 +84,7 @@ impl Default for SyncOptions {
             accept_regression: false,
             connections: 4,
             journal: std::env::var_os("MAILREPLICA_BENCH_NO_JOURNAL").is_none(),
+            retry_refused_after: RETRY_REFUSED_AFTER,
         }
     }
 }
@@ -139,6 +146,7 @@ pub async fn sync_into_with<S: MailStore, T: MailStore, C: Connector<S, T>>(
     summary.folders_incremental = 0;
     summary.target_only = 0;
     summary.removals_held = 0;
+    summary.refused_waiting = 0;
     summary.notices.clear();
     summary.refused.clear();
     summary.gave_up.clear();
@@ -600,8 +608,24 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         }
         _ => true,
     });
+    // A message the target refused was reported then; it is tried again a day later, not on
+    // every pass (the server's answer will not change by itself).
+    let refused: BTreeMap<u32, Refused> = state
+        .refused(Some(&name))?
+        .into_iter()
+        .map(|((_, uid), r)| (uid, r))
+        .collect();
+    let now = unix_now();
+    plan.placements
+        .retain(|p| match refused.get(&p.source.uid) {
+            Some(r) if now < r.since.saturating_add(options.retry_refused_after) => {
+                summary.refused_waiting += 1;
+                false
+            }
+            _ => true,
+        });
     if !options.dry_run {
-        // Quarantine records of messages the source no longer has are dropped.
+        // Quarantine and refusal records of messages the source no longer has are dropped.
         let present: HashSet<u32> = source_msgs.iter().map(|m| m.uid).collect();
         let stale: Vec<u32> = state
             .quarantine(Some(&name))?
@@ -610,6 +634,12 @@ async fn sync_folder<S: MailStore, T: MailStore>(
             .filter(|uid| !present.contains(uid))
             .collect();
         state.update_quarantine(&name, &[], &stale)?;
+        let gone: Vec<u32> = refused
+            .keys()
+            .copied()
+            .filter(|uid| !present.contains(uid))
+            .collect();
+        state.update_refused(&name, &[], &gone)?;
     }
 
     // Removals are decided for the whole pass by the removal budget, after every folder.
@@ -663,6 +693,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         summary,
         index: &shared.index,
         refused_keywords: &refused_keywords,
+        refused: &refused,
     }
     .place(&plan, &base, &target_msgs, &target_status)
     .await?;
@@ -1288,6 +1319,8 @@ struct Placer<'a, S, T> {
     index: &'a RefCell<TargetIndex>,
     /// Keywords the target refuses (see keywords.rs): not sent.
     refused_keywords: &'a BTreeMap<String, String>,
+    /// Messages of this folder the target refused before (forgotten once placed).
+    refused: &'a BTreeMap<u32, Refused>,
 }
 
 impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
@@ -1515,6 +1548,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                     };
                     match result {
                         Ok(tuid) => {
+                            if self.refused.contains_key(&src.uid) {
+                                self.state.update_refused(self.name, &[], &[src.uid])?;
+                            }
                             changes.push(self.record(
                                 &mut ordinals,
                                 src.clone(),
@@ -1529,9 +1565,16 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                         Err(e) => {
                             let text = refusal_text(&e);
                             self.summary.refused.push(format!(
-                                "{}: source uid {} ({} bytes): {text}",
+                                "{}: source uid {} ({} bytes): {text}; tried again in 24 h (or now with --retry-refused)",
                                 self.name, src.uid, src.size
                             ));
+                            let record = Refused {
+                                since: unix_now(),
+                                size: src.size,
+                                error: text,
+                            };
+                            self.state
+                                .update_refused(self.name, &[(src.uid, record)], &[])?;
                         }
                     }
                 }

@@ -624,7 +624,12 @@ fn interrupt_at_every_operation(base: &mut Harness, side: Which, faults: &[Fault
 
             h.source.reconnect();
             h.target.reconnect();
-            if let Err(e) = h.try_sync(&opts()) {
+            // A NO to an APPEND reads as a refusal, tried again a day later: here, at once.
+            let clean_pass = SyncOptions {
+                retry_refused_after: 0,
+                ..opts()
+            };
+            if let Err(e) = h.try_sync(&clean_pass) {
                 panic!("{ctx}: the clean pass failed: {e}");
             }
             assert_same(&h.source, &h.target, &ctx);
@@ -689,7 +694,11 @@ fn an_interrupted_pass_releasing_held_removals_converges() {
             h.target.fail_after(i, fault);
             let _ = h.try_sync(&allow_deletions());
             h.target.reconnect();
-            h.sync(&allow_deletions());
+            // A NO to an APPEND reads as a refusal, tried again a day later: here, at once.
+            h.sync(&SyncOptions {
+                retry_refused_after: 0,
+                ..allow_deletions()
+            });
             h.assert_mirrored();
             h.assert_verified();
         }
@@ -840,16 +849,29 @@ fn a_dry_run_changes_neither_the_target_nor_the_state() {
 }
 
 #[test]
-fn a_refused_message_is_reported_and_copied_by_the_next_pass() {
+fn a_refused_message_is_reported_once_and_tried_again_a_day_later() {
     let mut h = Harness::new(sample_source());
     h.target.fail_next(OpKind::Append, Fault::No);
     let s = h.sync(&opts());
     assert_eq!(s.refused.len(), 1, "{:?}", s.refused);
     assert!(s.needs_attention());
     assert_eq!(s.copied, total_messages(&h.source) - 1);
+    assert_eq!(h.state().refused(None).unwrap().len(), 1);
+    // The next pass does not try again (the server's answer would be the same), nor report.
     h.reset_counters();
     let s = h.sync(&opts());
+    assert_eq!((s.copied, s.refused_waiting), (0, 1));
+    assert!(s.refused.is_empty() && !s.needs_attention());
+    assert_eq!(h.target.appends(), 0);
+    // A day later (here: asked for at once), it is tried again and placed.
+    h.reset_counters();
+    let retry = SyncOptions {
+        retry_refused_after: 0,
+        ..opts()
+    };
+    let s = h.sync(&retry);
     assert_eq!((s.copied, s.adopted), (1, 0));
+    assert!(h.state().refused(None).unwrap().is_empty());
     assert!(s.refused.is_empty());
     h.assert_mirrored();
     h.assert_verified();

@@ -26,6 +26,20 @@ pub const REMOVAL_LOG: TableDefinition<u64, u64> = TableDefinition::new("removal
 /// Key: (folder path, source UID). Messages not uploaded because validation failed.
 pub const QUARANTINE: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("quarantine");
 
+/// Key: (folder path, source UID). Messages the target refused: reported once, tried again a
+/// day later (DESIGN.md "Validation, quarantine"). A table added after version 1: absent in
+/// older files, which reads as empty.
+pub const REFUSED: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("refused");
+
+/// A message the target refused, in the server's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    /// Unix seconds of the refusal.
+    pub since: u64,
+    pub size: u32,
+    pub error: String,
+}
+
 /// A quarantined message: why, since when, and how often it was seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Quarantined {

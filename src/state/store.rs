@@ -9,8 +9,9 @@ use redb::{
 
 use super::lock::StateLock;
 use super::schema::{
-    Attempts, FolderRecord, HeldRemoval, InstanceRecord, JournalEntry, Quarantined, ATTEMPTS,
-    FOLDERS, HELD, INSTANCES, JOURNAL, META, QUARANTINE, REMOVAL_LOG, SCHEMA_VERSION,
+    Attempts, FolderRecord, HeldRemoval, InstanceRecord, JournalEntry, Quarantined, Refused,
+    ATTEMPTS, FOLDERS, HELD, INSTANCES, JOURNAL, META, QUARANTINE, REFUSED, REMOVAL_LOG,
+    SCHEMA_VERSION,
 };
 use super::StateError;
 
@@ -468,7 +469,7 @@ impl StateFile {
 
     fn move_folder(&self, old: &str, new: Option<&str>) -> Result<(), StateError> {
         let txn = self.begin_lazy_write(false)?;
-        for def in [INSTANCES, ATTEMPTS, HELD, QUARANTINE] {
+        for def in [INSTANCES, ATTEMPTS, HELD, QUARANTINE, REFUSED] {
             let mut table = txn.open_table(def).map_err(|e| self.corrupt(e))?;
             let mut moved: Vec<(u32, Vec<u8>)> = Vec::new();
             for entry in table
@@ -512,6 +513,7 @@ impl StateFile {
         txn.delete_table(ATTEMPTS).map_err(|e| self.corrupt(e))?;
         txn.delete_table(HELD).map_err(|e| self.corrupt(e))?;
         txn.delete_table(QUARANTINE).map_err(|e| self.corrupt(e))?;
+        txn.delete_table(REFUSED).map_err(|e| self.corrupt(e))?;
         txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
         txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
         txn.open_table(JOURNAL).map_err(|e| self.corrupt(e))?;
@@ -627,6 +629,40 @@ impl StateFile {
             }
             for (uid, q) in put {
                 let bytes = serde_json::to_vec(q).map_err(|e| self.corrupt(e))?;
+                table
+                    .insert((folder, *uid), bytes.as_slice())
+                    .map_err(|e| self.corrupt(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.corrupt(e))
+    }
+
+    /// Messages the target refused, by (folder, source UID); one folder's or all.
+    pub fn refused(
+        &self,
+        folder: Option<&str>,
+    ) -> Result<BTreeMap<(String, u32), Refused>, StateError> {
+        self.keyed(REFUSED, folder)
+    }
+
+    /// Records refusals and forgets others (placed since, or gone from the source).
+    pub fn update_refused(
+        &self,
+        folder: &str,
+        put: &[(u32, Refused)],
+        remove: &[u32],
+    ) -> Result<(), StateError> {
+        if put.is_empty() && remove.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_lazy_write(false)?;
+        {
+            let mut table = txn.open_table(REFUSED).map_err(|e| self.corrupt(e))?;
+            for uid in remove {
+                table.remove((folder, *uid)).map_err(|e| self.corrupt(e))?;
+            }
+            for (uid, r) in put {
+                let bytes = serde_json::to_vec(r).map_err(|e| self.corrupt(e))?;
                 table
                     .insert((folder, *uid), bytes.as_slice())
                     .map_err(|e| self.corrupt(e))?;
