@@ -51,10 +51,12 @@ pub async fn mailreplica_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     cmd.args(args)
         .env_remove("MAILREPLICA_SOURCE_PASSWORD")
         .env_remove("MAILREPLICA_TARGET_PASSWORD");
-    if args
-        .first()
-        .is_some_and(|a| matches!(*a, "sync" | "verify" | "check" | "failover" | "failback"))
-    {
+    if args.first().is_some_and(|a| {
+        matches!(
+            *a,
+            "sync" | "verify" | "check" | "failover" | "failback" | "migrate"
+        )
+    }) {
         cmd.arg("--ca-file").arg(ca_file());
     }
     for (k, v) in env {

@@ -12,6 +12,7 @@ mod incremental;
 mod jmap_cyrus;
 mod jmap_scripted;
 mod keywords;
+mod migrate;
 mod mr;
 mod rebuild;
 mod support;

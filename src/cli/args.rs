@@ -56,6 +56,9 @@ pub enum Command {
     Failover(FailoverArgs),
     /// Merge both sides three ways against the base frozen by failover, then resume one-way sync
     Failback(FailbackArgs),
+    /// Copy an account to another provider: the source is only read, the target only gains
+    /// messages; folder patterns, size and date limits; verify at the end
+    Migrate(MigrateArgs),
 }
 
 /// The two accounts of a pair and how to reach them.
@@ -342,4 +345,45 @@ pub struct WatchArgs {
     /// Apply removals even when they reach the removal guard (otherwise held, see status)
     #[arg(long)]
     pub allow_deletions: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(
+    long_about = "One-way copy of an account to another server (a move between providers). The \
+source is opened read-only (EXAMINE, BODY.PEEK: not even \\Seen changes); the target only gains \
+messages: nothing is ever removed there, not even when the source loses a message later. Folders \
+keep their paths, with the target's separator and namespace prefix, and special-use folders go \
+into the target's folder of the same use (`Sent Items` -> `Sent`). Resumable: run the same \
+command again and it copies only what is missing (the state file remembers what was copied). \
+--dry-run prints the folder mapping and what would be copied. At the end, `verify` compares both \
+accounts (skipped with --no-verify, and when a selection leaves messages out)."
+)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub sync: SyncArgs,
+
+    /// Copy only folders whose path (as printed, `Archive/2024`) matches this regular
+    /// expression; repeatable
+    #[arg(long, value_name = "REGEX")]
+    pub include: Vec<String>,
+
+    /// Leave out folders whose path matches this regular expression; repeatable
+    #[arg(long, value_name = "REGEX")]
+    pub exclude: Vec<String>,
+
+    /// Skip (and report) messages larger than this many bytes
+    #[arg(long, value_name = "BYTES")]
+    pub max_size: Option<u32>,
+
+    /// Skip messages received (INTERNALDATE) before this day, YYYY-MM-DD (UTC)
+    #[arg(long, value_name = "DATE")]
+    pub min_date: Option<String>,
+
+    /// Skip messages received on or after this day, YYYY-MM-DD (UTC)
+    #[arg(long, value_name = "DATE")]
+    pub max_date: Option<String>,
+
+    /// Do not run verify at the end
+    #[arg(long)]
+    pub no_verify: bool,
 }

@@ -7,6 +7,7 @@ pub mod exit;
 pub mod failback;
 pub mod failover;
 pub mod man;
+pub mod migrate;
 pub mod pair;
 pub mod progress;
 pub mod release;
@@ -22,7 +23,16 @@ pub use exit::ExitCode;
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Sync(args) => sync::SyncCommand { args }.execute().await,
+        Command::Sync(args) => {
+            sync::SyncCommand {
+                args,
+                selection: Default::default(),
+                keep_target_messages: false,
+            }
+            .execute()
+            .await
+        }
+        Command::Migrate(args) => migrate::MigrateCommand { args }.execute().await,
         Command::Verify(args) => verify::VerifyCommand { args }.execute().await,
         Command::Status(args) => status::StatusCommand { args }.execute(),
         Command::Release(args) => release::ReleaseCommand { args }.execute(),

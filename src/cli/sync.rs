@@ -16,11 +16,16 @@ use crate::engine::{EngineError, SyncSummary};
 use crate::mailstore::imap::ImapStore;
 use crate::mailstore::{Access, MailStore};
 use crate::reconcile::folder_map::FolderMap;
+use crate::reconcile::selection::Selection;
 use crate::reconcile::Policy;
 use crate::state::{StateError, StateFile};
 
 pub struct SyncCommand {
     pub args: SyncArgs,
+    /// What is copied (`migrate`); everything for `sync`.
+    pub selection: Selection,
+    /// Never remove from the target (`migrate`).
+    pub keep_target_messages: bool,
 }
 
 impl SyncCommand {
@@ -53,6 +58,8 @@ impl SyncCommand {
             } else {
                 crate::engine::sync::RETRY_REFUSED_AFTER
             },
+            selection: self.selection,
+            keep_target_messages: self.keep_target_messages,
             ..SyncOptions::default()
         };
         let mut summary = SyncSummary::default();
@@ -309,6 +316,15 @@ fn print_summary(s: &SyncSummary) {
         println!(
             "{} message(s) refused by the target earlier are not tried again before a day has passed (`mailreplica status` lists them)",
             s.refused_waiting
+        );
+    }
+    for k in &s.skipped {
+        println!("skipped: {k}");
+    }
+    if s.folders_excluded > 0 || s.skipped_by_selection > 0 {
+        println!(
+            "left out by the selection: {} folder(s), {} message(s)",
+            s.folders_excluded, s.skipped_by_selection
         );
     }
     for r in &s.refused {

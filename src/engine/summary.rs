@@ -19,6 +19,12 @@ pub struct SyncSummary {
     /// Messages the target refused in an earlier pass, not tried again before a day passed
     /// (reported then; `status` lists them).
     pub refused_waiting: u64,
+    /// Folders left out by the selection (`migrate --include/--exclude`).
+    pub folders_excluded: u64,
+    /// Messages left out by the selection (`migrate --max-size/--min-date/--max-date`).
+    pub skipped_by_selection: u64,
+    /// The messages skipped for their size, one line each (reported, never silently).
+    pub skipped: Vec<String>,
     /// Folders renamed on the source and renamed on the target (one RENAME each).
     pub folders_renamed: u64,
     /// Folders deleted on the source, emptied through the removal budget and deleted on the target.
@@ -79,6 +85,9 @@ impl SyncSummary {
         self.removals_held += other.removals_held;
         self.refused.extend(other.refused);
         self.refused_waiting += other.refused_waiting;
+        self.folders_excluded += other.folders_excluded;
+        self.skipped_by_selection += other.skipped_by_selection;
+        self.skipped.extend(other.skipped);
         self.quarantined.extend(other.quarantined);
         self.accepted_invalid += other.accepted_invalid;
         self.gave_up.extend(other.gave_up);

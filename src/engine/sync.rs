@@ -69,6 +69,10 @@ pub struct SyncOptions {
     /// Seconds after which a message the target refused is tried again (a day; 0 with
     /// `--retry-refused`).
     pub retry_refused_after: u64,
+    /// Which folders and messages are copied (`migrate`; `sync` copies everything).
+    pub selection: crate::reconcile::selection::Selection,
+    /// Never remove a message from the target (`migrate`: a copy, not a mirror).
+    pub keep_target_messages: bool,
 }
 
 impl Default for SyncOptions {
@@ -85,6 +89,8 @@ impl Default for SyncOptions {
             connections: 4,
             journal: std::env::var_os("MAILREPLICA_BENCH_NO_JOURNAL").is_none(),
             retry_refused_after: RETRY_REFUSED_AFTER,
+            selection: crate::reconcile::selection::Selection::default(),
+            keep_target_messages: false,
         }
     }
 }
@@ -147,6 +153,9 @@ pub async fn sync_into_with<S: MailStore, T: MailStore, C: Connector<S, T>>(
     summary.target_only = 0;
     summary.removals_held = 0;
     summary.refused_waiting = 0;
+    summary.folders_excluded = 0;
+    summary.skipped_by_selection = 0;
+    summary.skipped.clear();
     summary.notices.clear();
     summary.refused.clear();
     summary.gave_up.clear();
@@ -244,7 +253,12 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
     let mut unchanged_messages: usize = 0;
     // A deleted folder's messages leave through the budget; registered first, so that one the
     // source moved elsewhere before deleting the folder is moved on the target too.
-    for removals in folders::deletion_removals(state, &moves.deleted, &on_target)? {
+    let deleted: &[String] = if options.keep_target_messages {
+        &[]
+    } else {
+        &moves.deleted
+    };
+    for removals in folders::deletion_removals(state, deleted, &on_target)? {
         shared
             .index
             .borrow_mut()
@@ -259,6 +273,10 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
     let mut jobs = Vec::new();
     for folder in source_folders.iter().filter(|f| f.selectable) {
         let path = &folder.path;
+        if !options.selection.folder_selected(path) {
+            summary.folders_excluded += 1;
+            continue;
+        }
         summary.folders += 1;
         let name = path.to_string();
         // Unchanged on both sides since a pass that left it complete: not even opened.
@@ -608,6 +626,24 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         }
         _ => true,
     });
+    // Messages outside the selection (migrate's size and date limits) are not copied.
+    plan.placements
+        .retain(|p| match options.selection.skip(&p.source) {
+            None => true,
+            Some(why) => {
+                summary.skipped_by_selection += 1;
+                if matches!(why, crate::reconcile::selection::Skip::TooLarge) {
+                    summary.skipped.push(format!(
+                        "{name}: source uid {} ({} bytes): larger than --max-size, not copied",
+                        p.source.uid, p.source.size
+                    ));
+                }
+                false
+            }
+        });
+    if options.keep_target_messages {
+        plan.removals.clear();
+    }
     // A message the target refused was reported then; it is tried again a day later, not on
     // every pass (the server's answer will not change by itself).
     let refused: BTreeMap<u32, Refused> = state

@@ -8,6 +8,7 @@ pub mod folder_map;
 pub mod identity;
 pub mod merge;
 pub mod plan;
+pub mod selection;
 pub mod validate;
 
 pub use action::Action;

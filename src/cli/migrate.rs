@@ -1,0 +1,67 @@
+//! `mailreplica migrate`: a one-way copy to another provider, on the sync engine: the source
+//! only read, the target only gaining messages, a folder and message selection, verify at the
+//! end.
+
+use super::args::{MigrateArgs, VerifyArgs};
+use super::exit::ExitCode;
+use super::sync::SyncCommand;
+use super::verify::VerifyCommand;
+use crate::reconcile::selection::{parse_day, Selection};
+
+pub struct MigrateCommand {
+    pub args: MigrateArgs,
+}
+
+impl MigrateCommand {
+    pub async fn execute(self) -> ExitCode {
+        let args = self.args;
+        let selection = match selection(&args) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::Usage;
+            }
+        };
+        let everything = selection.selects_everything();
+        let (pair, state, dry_run, json) = (
+            args.sync.pair.clone(),
+            args.sync.state.clone(),
+            args.sync.dry_run,
+            args.sync.json,
+        );
+        let copied = SyncCommand {
+            args: args.sync,
+            selection,
+            keep_target_messages: true,
+        }
+        .execute()
+        .await;
+        if dry_run || args.no_verify || !matches!(copied, ExitCode::InSync) {
+            return copied;
+        }
+        if !everything {
+            if !json {
+                println!(
+                    "verify skipped: the selection leaves folders or messages out, so the accounts differ on purpose"
+                );
+            }
+            return copied;
+        }
+        if !json {
+            println!("verifying both accounts...");
+        }
+        VerifyCommand {
+            args: VerifyArgs { pair, state, json },
+        }
+        .execute()
+        .await
+    }
+}
+
+fn selection(args: &MigrateArgs) -> Result<Selection, String> {
+    let mut s = Selection::with_patterns(&args.include, &args.exclude)?;
+    s.max_size = args.max_size;
+    s.min_date = args.min_date.as_deref().map(parse_day).transpose()?;
+    s.max_date = args.max_date.as_deref().map(parse_day).transpose()?;
+    Ok(s)
+}
