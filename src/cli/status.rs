@@ -33,6 +33,8 @@ struct PairStatus {
     frozen: Option<FrozenStatus>,
     /// Set while the pair is failed over (from `failover` until `failback` finishes).
     failed_over: Option<FailedOverStatus>,
+    /// `failover` left a request a running agent has not taken yet.
+    failover_requested: bool,
     /// The summary of the last completed run, as `sync --json` printed it.
     last_pass: Option<serde_json::Value>,
     held_removals: Vec<Held>,
@@ -232,6 +234,7 @@ fn from_status_copy(path: &std::path::Path, holder: String) -> PairStatus {
     let mut status = PairStatus {
         state_file: path.display().to_string(),
         running: Some(holder),
+        failover_requested: crate::engine::failover::request_path(path).exists(),
         ..PairStatus::default()
     };
     if let Some(copy) = copy {
@@ -323,6 +326,7 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
         });
     Ok(PairStatus {
         failed_over,
+        failover_requested: crate::engine::failover::request_path(path).exists(),
         name: None,
         running: None,
         watch,
@@ -404,6 +408,9 @@ fn print_status(s: &PairStatus) {
     }
     if let Some(f) = &s.failed_over {
         println!("  FAILED OVER: {}", f.message);
+    }
+    if s.failover_requested {
+        println!("  FAILOVER REQUESTED: the agent holding the state takes it before its next pass");
     }
     match &s.last_pass {
         Some(p) => println!(
