@@ -265,3 +265,45 @@ async fn refused_login_is_reported_per_side_without_the_password() {
     assert!(json["mapping"].is_null(), "{json}");
     assert!(!run.stdout.contains(secret) && !run.stderr.contains(secret));
 }
+
+/// The Courier-style Dovecot: check shows its separator and namespace prefix, and the mapping
+/// sync will use (the prefix left out, `Sent Messages` into the target's `Sent`).
+#[tokio::test]
+async fn dotted_source_shows_its_prefix_and_the_special_use_mapping() {
+    let dotted = TestServer::dovecot_dotted();
+    let recovery = TestServer::dovecot_recovery();
+    dotted.require();
+    let (src_user, dst_user) = (fresh_user("chkdot"), fresh_user("chkdotdst"));
+    let mut d = TestImap::connect(&dotted, &src_user).await;
+    for folder in ["INBOX.Sent Messages", "INBOX.Projects.A"] {
+        d.run(&format!("CREATE \"{folder}\""), |_| {})
+            .await
+            .unwrap();
+    }
+    TestImap::connect(&recovery, &dst_user)
+        .await
+        .create("Sent")
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = check(
+        &dotted.url(&src_user),
+        &recovery.url(&dst_user),
+        &dir.path().join("check.redb"),
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    assert_eq!(json["source"]["separator"], ".", "{json:#}");
+    assert_eq!(json["source"]["prefix"], "INBOX.", "{json:#}");
+    let rows = json["mapping"].as_array().expect("mapping rows");
+    let row = |source: &str| {
+        rows.iter()
+            .find(|r| r["source"] == source)
+            .unwrap_or_else(|| panic!("no row for {source}: {json:#}"))
+    };
+    assert_eq!(row("Projects/A")["target"], "Projects/A");
+    assert_eq!(row("Projects/A")["status"], "create");
+    assert_eq!(row("Sent Messages")["target"], "Sent");
+    assert_eq!(row("Sent Messages")["status"], "special_use");
+}
