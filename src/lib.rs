@@ -5,7 +5,8 @@
 //! Data flows top to bottom; each layer only calls the ones below it.
 //!
 //! - [`cli`]: argument parsing (clap), one file per subcommand, progress bars and summaries,
-//!   errors to exit codes. The only layer that prints. `cli::watch` runs one agent per pair
+//!   errors to exit codes. The only layer that prints. `cli::migrate` is `sync` with a
+//!   selection and no removal on the target, then `verify`. `cli::watch` runs one agent per pair
 //!   as local tokio tasks (the pass shares per-pass state in `RefCell`s), bounds connections
 //!   per server with fair semaphores, and turns SIGTERM/SIGINT into the agents' stop signal.
 //! - [`engine`]: drives a pass (`engine::sync`): list the folders of both sides with their
@@ -38,7 +39,8 @@
 //!   identity; `reconcile::fidelity` classifies a probe's round trip (exact, normalising,
 //!   rewriting); `reconcile::merge` is failback's three-way merge (base x primary x recovery
 //!   -> actions per side, conflicts, held items and the merged state), run by `failback`;
-//!   `reconcile::folder_map` maps special-use folders named apart. No I/O.
+//!   `reconcile::folder_map` maps special-use folders named apart; `reconcile::selection` is
+//!   what `migrate` copies (folder patterns, size and date limits). No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer, IDLE included;
 //!   NAMESPACE read raw, its personal prefix left out of folder paths) and in memory
