@@ -6,7 +6,7 @@
 //! connection. Capabilities are read again after TLS and after login.
 
 use base64::Engine;
-use imap_proto::{Capability, Response};
+use imap_proto::{Capability, Response, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -77,8 +77,12 @@ pub async fn open(
     };
 
     let caps = capabilities(&mut conn).await?;
-    login(&mut conn, &caps, config).await?;
-    let caps = capabilities(&mut conn).await?;
+    // The capabilities after login: from the OK's [CAPABILITY ...] when the server sends it
+    // (Dovecot does; one round trip less per connection), else asked for.
+    let caps = match login(&mut conn, &caps, config).await? {
+        Some(after) => after,
+        None => capabilities(&mut conn).await?,
+    };
     conn.set_literal_plus(caps.literal_plus);
     if !caps.has("NAMESPACE") {
         return Ok((conn, caps, Namespace::default()));
@@ -211,17 +215,22 @@ async fn write_all(
     }
 }
 
+/// One capability as the server spelled it (`AUTH=PLAIN`, `IDLE`).
+fn capability_atom(c: &Capability<'_>) -> String {
+    match c {
+        Capability::Imap4rev1 => "IMAP4REV1".to_string(),
+        Capability::Auth(a) => format!("AUTH={a}"),
+        Capability::Atom(a) => a.to_string(),
+    }
+}
+
 /// Asks for CAPABILITY and parses the answer.
 pub async fn capabilities(conn: &mut Connection) -> Result<Capabilities, StoreError> {
     let done = conn.run_text("CAPABILITY", Ctx::new("CAPABILITY")).await?;
     let mut atoms: Vec<String> = Vec::new();
     for r in &done.untagged {
         if let Response::Capabilities(caps) = r.parsed() {
-            atoms.extend(caps.iter().map(|c| match c {
-                Capability::Imap4rev1 => "IMAP4REV1".to_string(),
-                Capability::Auth(a) => format!("AUTH={a}"),
-                Capability::Atom(a) => a.to_string(),
-            }));
+            atoms.extend(caps.iter().map(capability_atom));
         }
     }
     if atoms.is_empty() {
@@ -236,7 +245,7 @@ async fn login(
     conn: &mut Connection,
     caps: &Capabilities,
     config: &SideConfig,
-) -> Result<(), StoreError> {
+) -> Result<Option<Capabilities>, StoreError> {
     let user = &config.endpoint.user;
     let password = config.password.expose();
     let result = if caps.has("AUTH=PLAIN") && caps.has("SASL-IR") {
@@ -271,7 +280,19 @@ async fn login(
         conn.run(&parts, Ctx::new("LOGIN")).await
     };
     match result {
-        Ok(_) => Ok(()),
+        Ok(done) => Ok(match done.code() {
+            Some(ResponseCode::Capabilities(list)) => {
+                let atoms: Vec<String> = list.iter().map(capability_atom).collect();
+                // Only a complete list is trusted (it names the protocol version).
+                atoms
+                    .iter()
+                    .any(|a| {
+                        a.eq_ignore_ascii_case("IMAP4REV1") || a.eq_ignore_ascii_case("IMAP4REV2")
+                    })
+                    .then(|| Capabilities::from_atoms(atoms.iter().map(String::as_str)))
+            }
+            _ => None,
+        }),
         Err(StoreError::No { endpoint, text, .. }) => Err(StoreError::Auth {
             endpoint,
             detail: text,
