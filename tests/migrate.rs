@@ -103,6 +103,11 @@ async fn migrate_copies_the_selection_and_never_touches_the_source() {
         run.stdout
     );
     assert!(run.stdout.contains("verify skipped"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("  INBOX: 4 / 3 / 1 / 0 / 3"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(s.folders().await, ["INBOX", "Projects/A", "Sent"]);
     assert_eq!(s.messages("INBOX").await.len(), 3);
     assert_eq!(s.messages("Sent").await.len(), 3);
@@ -126,5 +131,20 @@ async fn migrate_copies_the_selection_and_never_touches_the_source() {
         s.messages("Projects/A").await.len(),
         3,
         "migrate never removes on the target"
+    );
+    // The per-folder report of the folders this run worked on.
+    let reports = json["folder_reports"].as_array().expect("folder reports");
+    let a = reports
+        .iter()
+        .find(|r| r["folder"] == "Projects/A")
+        .unwrap_or_else(|| panic!("{json:#}"));
+    assert_eq!(
+        (&a["source"], &a["copied"], &a["on_target"]),
+        (
+            &serde_json::json!(2),
+            &serde_json::json!(0),
+            &serde_json::json!(3)
+        ),
+        "{json:#}"
     );
 }

@@ -318,6 +318,15 @@ fn print_summary(s: &SyncSummary) {
             s.refused_waiting
         );
     }
+    if !s.folder_reports.is_empty() {
+        println!("folder: on the source / copied now / skipped / refused / on the target");
+        for r in &s.folder_reports {
+            println!(
+                "  {}: {} / {} / {} / {} / {}",
+                r.folder, r.source, r.copied, r.skipped, r.refused, r.on_target
+            );
+        }
+    }
     for k in &s.skipped {
         println!("skipped: {k}");
     }

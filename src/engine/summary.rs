@@ -2,6 +2,18 @@
 
 use serde::Serialize;
 
+/// One folder of a migration: its messages on the source, what this run copied, skipped (by
+/// the selection) and saw refused, and how many of its messages the target now holds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FolderReport {
+    pub folder: String,
+    pub source: u64,
+    pub copied: u64,
+    pub skipped: u64,
+    pub refused: u64,
+    pub on_target: u64,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncSummary {
     pub source: String,
@@ -25,6 +37,9 @@ pub struct SyncSummary {
     pub skipped_by_selection: u64,
     /// The messages skipped for their size, one line each (reported, never silently).
     pub skipped: Vec<String>,
+    /// Per folder worked on, what `migrate` reports (empty for `sync`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub folder_reports: Vec<FolderReport>,
     /// Folders renamed on the source and renamed on the target (one RENAME each).
     pub folders_renamed: u64,
     /// Folders deleted on the source, emptied through the removal budget and deleted on the target.
@@ -88,6 +103,7 @@ impl SyncSummary {
         self.folders_excluded += other.folders_excluded;
         self.skipped_by_selection += other.skipped_by_selection;
         self.skipped.extend(other.skipped);
+        self.folder_reports.extend(other.folder_reports);
         self.quarantined.extend(other.quarantined);
         self.accepted_invalid += other.accepted_invalid;
         self.gave_up.extend(other.gave_up);

@@ -14,7 +14,7 @@ use super::folders;
 use super::keywords;
 use super::recover::{journal_entry, resolve_journal};
 use super::snapshot::{list_side, since_tokens, tokens_after_writes, View};
-use super::summary::SyncSummary;
+use super::summary::{FolderReport, SyncSummary};
 use super::workers::{run_jobs, run_on_targets, Connector, FolderJob, NoConnector, PassShared};
 use super::{EngineError, Frozen};
 use crate::crashpoint;
@@ -156,6 +156,7 @@ pub async fn sync_into_with<S: MailStore, T: MailStore, C: Connector<S, T>>(
     summary.folders_excluded = 0;
     summary.skipped_by_selection = 0;
     summary.skipped.clear();
+    summary.folder_reports.clear();
     summary.notices.clear();
     summary.refused.clear();
     summary.gave_up.clear();
@@ -627,10 +628,12 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         _ => true,
     });
     // Messages outside the selection (migrate's size and date limits) are not copied.
+    let mut skipped_here = 0u64;
     plan.placements
         .retain(|p| match options.selection.skip(&p.source) {
             None => true,
             Some(why) => {
+                skipped_here += 1;
                 summary.skipped_by_selection += 1;
                 if matches!(why, crate::reconcile::selection::Skip::TooLarge) {
                     summary.skipped.push(format!(
@@ -708,6 +711,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     };
 
     let planned_at = clock.elapsed();
+    let (placed_before, refused_before) = (placed_count(summary), summary.refused.len());
     apply_flag_updates(target, state, &name, &base, &plan, events, summary).await?;
     let flagged_at = clock.elapsed();
     if !plan.forget.is_empty() {
@@ -767,6 +771,16 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     )?;
     if complete == Completeness::OnceRemoved {
         shared.awaiting_removals.borrow_mut().insert(name.clone());
+    }
+    if options.keep_target_messages {
+        summary.folder_reports.push(FolderReport {
+            folder: name.clone(),
+            source: source_msgs.len() as u64,
+            copied: placed_count(summary) - placed_before,
+            skipped: skipped_here,
+            refused: (summary.refused.len() - refused_before) as u64,
+            on_target: after.values().filter(|i| i.target_uid.is_some()).count() as u64,
+        });
     }
     tracing::debug!(
         folder = %name,
@@ -2136,6 +2150,11 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         *ordinal += 1;
         InstanceChange::Put(src.uid, rec)
     }
+}
+
+/// Messages placed on the target so far, however (uploaded, copied, moved or adopted).
+fn placed_count(s: &SyncSummary) -> u64 {
+    s.copied + s.copied_on_target + s.moved + s.adopted
 }
 
 /// The fidelity note of a keyword the target refuses, reported once.
