@@ -17,7 +17,7 @@ use super::pair::{connect, Pair};
 use super::progress::Progress;
 use crate::engine::failback::{apply_plan, removals, snapshot, ApplyReport, Snapshot};
 use crate::engine::failover::{
-    clear_failed_over, failed_over, format_utc, set_failed_over, FailedOver, Phase,
+    clear_failed_over, failed_over, format_utc, set_failed_over, take_request, FailedOver, Phase,
 };
 use crate::engine::sync::{sync_into, SyncOptions};
 use crate::engine::{EngineError, SyncSummary};
@@ -110,7 +110,8 @@ impl FailbackCommand {
                 return ExitCode::of_state(&e);
             }
         };
-        let mark = match failed_over(&state) {
+        // A failover request no agent took (the watch stopped first) counts as the failover.
+        let mark = match take_request(&state).and_then(|()| failed_over(&state)) {
             Ok(Some(m)) => m,
             Ok(None) => {
                 eprintln!(

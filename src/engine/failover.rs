@@ -196,4 +196,17 @@ mod tests {
         clear_failed_over(&state).unwrap();
         assert_eq!(failed_over(&state).unwrap(), None);
     }
+
+    #[test]
+    fn a_request_left_beside_the_state_becomes_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.redb");
+        let state = StateFile::open(&path, "pair").unwrap();
+        write_request(&path, 1_714_557_600).unwrap();
+        assert!(request_path(&path).exists());
+        let err = refuse_if_failed_over(&state).unwrap_err().to_string();
+        assert!(err.contains("failed over since 2024-05-01"), "{err}");
+        assert!(!request_path(&path).exists(), "the request is taken once");
+        assert_eq!(failed_over(&state).unwrap().unwrap().since, 1_714_557_600);
+    }
 }
