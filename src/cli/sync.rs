@@ -154,11 +154,10 @@ async fn run_pass(
     } else {
         Access::ReadWrite
     };
-    let target = connect(&pair.target, target_access, "target")
+    let mut target = connect(&pair.target, target_access, "target")
         .await
         .map_err(Failure::Connect)?;
     // Special-use folders named differently on the target are written under its names.
-    let mut target = target;
     let (map, source_list, target_list) = match folder_map(&mut source, &mut target).await {
         Ok((map, s, t)) => (Arc::new(map), s, t),
         Err(e) => {

@@ -45,9 +45,9 @@ impl FolderMap {
                 .map(|f| f.path.clone())
                 .collect()
         };
+        // The list has a folder at `p` or below it.
         let holds = |list: &[FolderInfo], p: &FolderPath| {
-            list.iter()
-                .any(|f| f.path == *p || f.path.renamed(p, p).is_some())
+            list.iter().any(|f| f.path.renamed(p, p).is_some())
         };
         let mut roots = Vec::new();
         for u in MAPPED_USES {

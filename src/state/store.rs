@@ -618,17 +618,28 @@ impl StateFile {
         put: &[(u32, Quarantined)],
         remove: &[u32],
     ) -> Result<(), StateError> {
+        self.update_keyed(QUARANTINE, folder, put, remove)
+    }
+
+    /// Puts and removes records of a table keyed by (folder, source UID), in one lazy commit.
+    fn update_keyed<T: serde::Serialize>(
+        &self,
+        def: TableDefinition<(&str, u32), &[u8]>,
+        folder: &str,
+        put: &[(u32, T)],
+        remove: &[u32],
+    ) -> Result<(), StateError> {
         if put.is_empty() && remove.is_empty() {
             return Ok(());
         }
         let txn = self.begin_lazy_write(false)?;
         {
-            let mut table = txn.open_table(QUARANTINE).map_err(|e| self.corrupt(e))?;
+            let mut table = txn.open_table(def).map_err(|e| self.corrupt(e))?;
             for uid in remove {
                 table.remove((folder, *uid)).map_err(|e| self.corrupt(e))?;
             }
-            for (uid, q) in put {
-                let bytes = serde_json::to_vec(q).map_err(|e| self.corrupt(e))?;
+            for (uid, record) in put {
+                let bytes = serde_json::to_vec(record).map_err(|e| self.corrupt(e))?;
                 table
                     .insert((folder, *uid), bytes.as_slice())
                     .map_err(|e| self.corrupt(e))?;
@@ -652,23 +663,7 @@ impl StateFile {
         put: &[(u32, Refused)],
         remove: &[u32],
     ) -> Result<(), StateError> {
-        if put.is_empty() && remove.is_empty() {
-            return Ok(());
-        }
-        let txn = self.begin_lazy_write(false)?;
-        {
-            let mut table = txn.open_table(REFUSED).map_err(|e| self.corrupt(e))?;
-            for uid in remove {
-                table.remove((folder, *uid)).map_err(|e| self.corrupt(e))?;
-            }
-            for (uid, r) in put {
-                let bytes = serde_json::to_vec(r).map_err(|e| self.corrupt(e))?;
-                table
-                    .insert((folder, *uid), bytes.as_slice())
-                    .map_err(|e| self.corrupt(e))?;
-            }
-        }
-        txn.commit().map_err(|e| self.corrupt(e))
+        self.update_keyed(REFUSED, folder, put, remove)
     }
 
     /// Folders with an unfinished upload batch.
