@@ -5,6 +5,7 @@ mod check;
 mod crash;
 mod failback;
 mod faults;
+mod fidelity;
 mod folder_names;
 mod imap_copy;
 mod imap_guarantees;

@@ -388,6 +388,26 @@ impl TestImap {
         internaldate: Option<&str>,
         bytes: &[u8],
     ) -> Result<Option<u32>, String> {
+        self.append_literal(path, flags, internaldate, bytes, false)
+            .await
+    }
+
+    /// APPEND with a literal8 (`~{n}`, RFC 3516 BINARY): how a message with a NUL byte gets
+    /// onto a server that refuses NUL in a plain literal (Cyrus).
+    pub async fn append_binary(&mut self, path: &str, bytes: &[u8]) -> Option<u32> {
+        self.append_literal(path, &[], None, bytes, true)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    async fn append_literal(
+        &mut self,
+        path: &str,
+        flags: &[&str],
+        internaldate: Option<&str>,
+        bytes: &[u8],
+        binary: bool,
+    ) -> Result<Option<u32>, String> {
         let mut cmd = format!("APPEND {}", self.mailbox_arg(path).await);
         if !flags.is_empty() {
             cmd.push_str(&format!(" ({})", flags.join(" ")));
@@ -395,7 +415,8 @@ impl TestImap {
         if let Some(d) = internaldate {
             cmd.push_str(&format!(" \"{}\"", pad_date(d)));
         }
-        cmd.push_str(&format!(" {{{}}}", bytes.len()));
+        let tilde = if binary { "~" } else { "" };
+        cmd.push_str(&format!(" {tilde}{{{}}}", bytes.len()));
 
         let tag = match timeout(IO_TIMEOUT, self.session.run_command(&cmd)).await {
             Ok(Ok(t)) => t,

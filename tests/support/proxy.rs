@@ -115,6 +115,9 @@ struct Shared {
     flowed: Vec<u64>,
     /// Per connection: the `DropRandomly` limit (on `flowed`), once drawn.
     limits: Vec<Option<u64>>,
+    /// Capability atoms removed from the server's CAPABILITY lists (see
+    /// [`Proxy::hide_capability`]).
+    hidden: Vec<String>,
 }
 
 impl Shared {
@@ -236,6 +239,7 @@ impl Proxy {
             client_bytes: 0,
             flowed: Vec::new(),
             limits: Vec::new(),
+            hidden: Vec::new(),
         }));
         let sh = shared.clone();
         runtime.spawn(async move {
@@ -364,6 +368,14 @@ impl Proxy {
     pub fn bytes(&self) -> (u64, u64) {
         let s = lock(&self.shared);
         (s.server_bytes, s.client_bytes)
+    }
+
+    /// Removes the capability atom `cap` (e.g. `BINARY`) from every chunk of
+    /// server bytes that holds a CAPABILITY list, so the client thinks the
+    /// server lacks it (the server still has it). Only for tests whose
+    /// messages do not contain the word `CAPABILITY`.
+    pub fn hide_capability(&self, cap: &str) {
+        lock(&self.shared).hidden.push(cap.to_ascii_uppercase());
     }
 
     /// Closes every open connection now (stalled ones too); new ones are
@@ -531,6 +543,19 @@ async fn server_to_client(
                 return;
             }
         };
+        let hidden = lock(&shared).hidden.clone();
+        if !hidden.is_empty() {
+            let edited = without_capabilities(&buf[..n], &hidden);
+            if edited.len() != n {
+                let len = edited.len();
+                buf[..len].copy_from_slice(&edited);
+                if wr.write_all(&buf[..len]).await.is_err() {
+                    state.send_replace(ConnState::Closed);
+                    return;
+                }
+                continue;
+            }
+        }
         let (forward, close) = {
             let mut s = lock(&shared);
             match s.plan {
@@ -555,6 +580,23 @@ async fn server_to_client(
             return;
         }
     }
+}
+
+/// `chunk` without the atoms `hidden` where it holds a CAPABILITY list.
+fn without_capabilities(chunk: &[u8], hidden: &[String]) -> Vec<u8> {
+    if !chunk.windows(10).any(|w| w == b"CAPABILITY") {
+        return chunk.to_vec();
+    }
+    let mut out = chunk.to_vec();
+    for cap in hidden {
+        for end in [" ", "]", "\r"] {
+            let needle = format!(" {cap}{end}").into_bytes();
+            while let Some(at) = out.windows(needle.len()).position(|w| w == needle) {
+                out.drain(at..at + 1 + cap.len());
+            }
+        }
+    }
+    out
 }
 
 /// What the parser hands back, in stream order.

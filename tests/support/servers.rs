@@ -93,6 +93,17 @@ impl TestServer {
         Self::new("cyrus", env_port("MR_CYRUS_IMAP_PORT", 17143), None)
     }
 
+    /// Cyrus with its defaults for fidelity: IMAP 19143 (`MR_CYRUS_STOCK_IMAP_PORT`);
+    /// `munge8bit` (8-bit header bytes become `X`) and at most 10 identical messages per
+    /// folder. Users via [`TestServer::ensure_user`].
+    pub fn cyrus_stock() -> TestServer {
+        Self::new(
+            "cyrus-stock",
+            env_port("MR_CYRUS_STOCK_IMAP_PORT", 19143),
+            None,
+        )
+    }
+
     pub fn is_cyrus(&self) -> bool {
         self.name.starts_with("cyrus")
     }
@@ -151,9 +162,15 @@ impl TestServer {
         }
         self.require();
         let script = manifest_dir().join("scripts/test-servers");
+        let instance = if self.name == "cyrus-stock" {
+            "stock"
+        } else {
+            "cyrus"
+        };
         let out = Command::new(&script)
             .arg("cyrus-user")
             .arg(name)
+            .arg(instance)
             .output()
             .unwrap_or_else(|e| panic!("running {} cyrus-user {name}: {e}", script.display()));
         assert!(

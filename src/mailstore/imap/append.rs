@@ -1,4 +1,5 @@
-//! APPEND with flags and INTERNALDATE; pipelined with LITERAL+, APPENDUID read where offered.
+//! APPEND with flags and INTERNALDATE; pipelined with LITERAL+, APPENDUID read where offered,
+//! BINARY (literal8) for messages holding NUL.
 
 use imap_proto::rfc4315::UidSetMember;
 use imap_proto::ResponseCode;
@@ -31,7 +32,7 @@ impl ImapStore {
                 let head = command_head(&mailbox, m);
                 tags.push(
                     self.conn
-                        .send(&[Part::Text(&head), Part::Literal(m.bytes)], ctx)
+                        .send(&[Part::Text(&head), self.literal(m.bytes)], ctx)
                         .await?,
                 );
             }
@@ -43,12 +44,24 @@ impl ImapStore {
                 let head = command_head(&mailbox, m);
                 results.push(classify(
                     self.conn
-                        .run(&[Part::Text(&head), Part::Literal(m.bytes)], ctx)
+                        .run(&[Part::Text(&head), self.literal(m.bytes)], ctx)
                         .await,
                 )?);
             }
         }
         Ok(results)
+    }
+}
+
+impl ImapStore {
+    /// A message with a NUL byte goes as a literal8 where the server offers BINARY (RFC 3516):
+    /// servers refuse NUL in a plain literal. Everything else as a plain literal.
+    fn literal<'a>(&self, bytes: &'a [u8]) -> Part<'a> {
+        if self.caps.binary && bytes.contains(&0) {
+            Part::Literal8(bytes)
+        } else {
+            Part::Literal(bytes)
+        }
     }
 }
 

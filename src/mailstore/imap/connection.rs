@@ -18,6 +18,7 @@ use std::time::Duration;
 use imap_proto::{Response, ResponseCode, Status};
 use tokio::io::AsyncWriteExt;
 
+use super::literal8::Literal8Reader;
 use super::transport::Transport;
 use crate::mailstore::StoreError;
 
@@ -55,10 +56,12 @@ pub struct RawParts {
     timeout: Duration,
 }
 
-/// A piece of a command: text, or a literal sent as `{n}`/`{n+}` plus its bytes.
+/// A piece of a command: text, or a literal sent as `{n}`/`{n+}` plus its bytes, or a
+/// literal8 (`~{n}`/`~{n+}`, RFC 3516 BINARY: may hold NUL bytes).
 pub enum Part<'a> {
     Text(&'a str),
     Literal(&'a [u8]),
+    Literal8(&'a [u8]),
 }
 
 /// What a command is, for error messages: its verb and the folder it concerns.
@@ -105,7 +108,7 @@ impl Completion {
 }
 
 pub struct Connection {
-    client: async_imap::Client<Transport>,
+    client: async_imap::Client<Literal8Reader<Transport>>,
     endpoint: String,
     next_tag: u64,
     poisoned: Option<String>,
@@ -118,7 +121,7 @@ pub struct Connection {
 impl Connection {
     pub fn new(transport: Transport, endpoint: String, timeout: Duration) -> Connection {
         Connection {
-            client: async_imap::Client::new(transport),
+            client: async_imap::Client::new(Literal8Reader::new(transport)),
             endpoint,
             next_tag: 0,
             poisoned: None,
@@ -136,7 +139,7 @@ impl Connection {
     /// nothing pending), the endpoint and the LITERAL+ setting, for a raw exchange.
     pub fn into_parts(self) -> RawParts {
         RawParts {
-            transport: self.client.into_inner(),
+            transport: self.client.into_inner().into_inner(),
             endpoint: self.endpoint,
             literal_plus: self.literal_plus,
             next_tag: self.next_tag,
@@ -228,7 +231,10 @@ impl Connection {
         for part in parts {
             match part {
                 Part::Text(t) => line.extend_from_slice(t.as_bytes()),
-                Part::Literal(bytes) => {
+                Part::Literal(bytes) | Part::Literal8(bytes) => {
+                    if matches!(part, Part::Literal8(_)) {
+                        line.push(b'~');
+                    }
                     if self.literal_plus {
                         line.extend_from_slice(format!("{{{}+}}\r\n", bytes.len()).as_bytes());
                         self.write(&line, ctx).await?;

@@ -12,6 +12,7 @@ pub mod expunge;
 pub mod fetch;
 pub mod idle;
 pub mod list;
+pub mod literal8;
 pub mod mutf7;
 pub mod namespace;
 pub mod open;
