@@ -171,10 +171,16 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub pair: PairArgs,
 
-    /// The pair's state file, whose fidelity notes (keywords the target refuses) verify
-    /// accepts (default: the pair's default state file, when there is one)
+    /// The pair's state file, whose fidelity notes verify accepts: keywords the target
+    /// refuses, copies over its identical-message limit, copies it stores rewritten (matched by
+    /// the tolerant key) (default: the pair's default state file, when there is one)
     #[arg(long, value_name = "FILE")]
     pub state: Option<PathBuf>,
+
+    /// Folders only on the target (e.g. ones the server creates for every account) are
+    /// differences, not notes
+    #[arg(long)]
+    pub strict: bool,
 
     /// Print the report as one JSON object on stdout
     #[arg(long)]

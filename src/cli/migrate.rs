@@ -51,7 +51,12 @@ impl MigrateCommand {
             println!("verifying both accounts...");
         }
         VerifyCommand {
-            args: VerifyArgs { pair, state, json },
+            args: VerifyArgs {
+                pair,
+                state,
+                json,
+                strict: false,
+            },
         }
         .execute()
         .await

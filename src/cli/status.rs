@@ -48,6 +48,15 @@ struct PairStatus {
     fidelity: std::collections::BTreeMap<String, FidelityRecord>,
     /// Fidelity notes: keywords the target refuses (replicated without them), with its words.
     refused_keywords: std::collections::BTreeMap<String, String>,
+    /// Fidelity notes: messages the target stores otherwise than sent, per folder and note.
+    fidelity_notes: Vec<NoteGroup>,
+}
+
+#[derive(Debug, Serialize)]
+struct NoteGroup {
+    folder: String,
+    note: String,
+    messages: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -332,6 +341,7 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
         watch,
         fidelity,
         refused_keywords: crate::engine::keywords::refused(&state)?,
+        fidelity_notes: note_groups(&state)?,
         state_file: path.display().to_string(),
         pair_id: state.pair_id()?,
         frozen,
@@ -483,7 +493,29 @@ fn print_status(s: &PairStatus) {
     for (keyword, why) in &s.refused_keywords {
         println!("  fidelity note: keyword {keyword} is not kept by the target ({why})");
     }
+    for g in &s.fidelity_notes {
+        println!(
+            "  fidelity note: {}: {} message(s): {} (accepted by verify)",
+            g.folder, g.messages, g.note
+        );
+    }
     for f in &s.interrupted_batches {
         println!("  interrupted upload batch in {f} (resolved by the next run)");
     }
+}
+
+/// The state's per-message fidelity notes, counted per folder and note.
+fn note_groups(state: &StateFile) -> Result<Vec<NoteGroup>, crate::state::StateError> {
+    let mut groups: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for ((folder, _), n) in state.notes(None)? {
+        *groups.entry((folder, n.note)).or_default() += 1;
+    }
+    Ok(groups
+        .into_iter()
+        .map(|((folder, note), messages)| NoteGroup {
+            folder,
+            note,
+            messages,
+        })
+        .collect())
 }

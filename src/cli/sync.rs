@@ -338,6 +338,9 @@ fn print_summary(s: &SyncSummary) {
     for r in &s.refused {
         println!("refused: {r}");
     }
+    for n in &s.fidelity_notes {
+        println!("fidelity note: {n}");
+    }
     for g in &s.gave_up {
         println!("gave up: {g}");
     }

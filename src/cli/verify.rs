@@ -7,9 +7,11 @@ use super::exit::ExitCode;
 use super::pair::connect;
 use crate::engine::keywords::{is_refused, refused};
 use crate::engine::mapped::{folder_map, Mapped};
-use crate::engine::verify::verify_with;
+use crate::engine::probe::{meta_key, FidelityRecord};
+use crate::engine::verify::{verify_with, Accepted};
 use crate::mailstore::{Access, MailStore};
-use crate::model::Flag;
+use crate::model::{Fingerprint, Flag};
+use crate::reconcile::fidelity::FidelityClass;
 use crate::state::StateFile;
 
 pub struct VerifyCommand {
@@ -26,7 +28,7 @@ impl VerifyCommand {
             Ok(r) => r,
             Err(code) => return code,
         };
-        let refused = refused_keywords(&state_path, &id);
+        let notes = fidelity_notes(&state_path, &id);
         let mut source = match connect(&pair.source, Access::ReadOnly, "source").await {
             Ok(s) => s,
             Err(code) => return code,
@@ -39,8 +41,14 @@ impl VerifyCommand {
         let result = match folder_map(&mut source, &mut target).await {
             Ok((map, _, listing)) => {
                 let mut mapped = Mapped::with_listing(target, std::sync::Arc::new(map), listing);
-                let ignored = |f: &Flag| is_refused(&refused, f);
-                let r = verify_with(&mut source, &mut mapped, 16 << 20, &ignored).await;
+                let ignored = |f: &Flag| is_refused(&notes.keywords, f);
+                let accepted = Accepted {
+                    ignored: &ignored,
+                    tolerant: notes.tolerant,
+                    capped: notes.capped.clone(),
+                    strict: self.args.strict,
+                };
+                let r = verify_with(&mut source, &mut mapped, 16 << 20, &accepted).await;
                 target = mapped.into_inner();
                 r
             }
@@ -61,6 +69,9 @@ impl VerifyCommand {
                 serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
             );
         } else {
+            for d in &report.notes {
+                println!("note: {}: {}", d.folder, d.what);
+            }
             for d in &report.differences {
                 println!("{}: {}", d.folder, d.what);
             }
@@ -83,20 +94,45 @@ impl VerifyCommand {
     }
 }
 
-/// The keywords the pair's state notes as refused by the target; none when there is no state
-/// file (or it cannot be read now, e.g. a sync holds it: then verify says so).
-fn refused_keywords(path: &std::path::Path, pair_id: &str) -> BTreeMap<String, String> {
+/// What the pair's state notes about the target (see [`Accepted`]).
+#[derive(Default)]
+struct Notes {
+    keywords: BTreeMap<String, String>,
+    tolerant: bool,
+    capped: BTreeMap<(String, Fingerprint), u32>,
+}
+
+/// The pair's fidelity notes: keywords the target refuses, whether it keeps bytes (its stored
+/// fidelity class), and copies refused over its identical-message limit. None when there is no
+/// state file (or it cannot be read now, e.g. a sync holds it: then verify says so).
+fn fidelity_notes(path: &std::path::Path, pair_id: &str) -> Notes {
     if !path.exists() {
-        return BTreeMap::new();
+        return Notes::default();
     }
-    match StateFile::open(path, pair_id).and_then(|s| refused(&s)) {
-        Ok(r) => r,
+    let read = |state: &StateFile| -> Result<Notes, crate::state::StateError> {
+        let mut notes = Notes {
+            keywords: refused(state)?,
+            ..Notes::default()
+        };
+        notes.tolerant = state
+            .meta(&meta_key("target"))?
+            .and_then(|json| serde_json::from_slice::<FidelityRecord>(&json).ok())
+            .is_some_and(|r| r.class != FidelityClass::Exact);
+        for ((folder, _), r) in state.refused(None)? {
+            if let (true, Some(fp)) = (r.identical_copy, r.fingerprint) {
+                *notes.capped.entry((folder, fp)).or_default() += 1;
+            }
+        }
+        Ok(notes)
+    };
+    match StateFile::open(path, pair_id).and_then(|s| read(&s)) {
+        Ok(n) => n,
         Err(e) => {
             eprintln!(
                 "warning: fidelity notes not read from {}: {e}",
                 path.display()
             );
-            BTreeMap::new()
+            Notes::default()
         }
     }
 }

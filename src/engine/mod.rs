@@ -10,6 +10,7 @@ pub mod keywords;
 pub mod mapped;
 pub mod pair;
 pub mod probe;
+pub mod readback;
 pub mod recover;
 mod snapshot;
 pub mod summary;

@@ -57,8 +57,13 @@ pub struct SyncSummary {
     pub removed: u64,
     /// Removals held by the guard (exit 3 until released with --allow-deletions).
     pub removals_held: u64,
-    /// Messages the target refused, with the server's words.
+    /// Messages the target refused, with the server's words (identical copies refused alike
+    /// are one line).
     pub refused: Vec<String>,
+    /// Messages the target stores otherwise than sent, learned this pass (reported once).
+    pub fidelity_notes: Vec<String>,
+    /// How many messages the target refused in this pass.
+    pub refused_messages: u64,
     /// Messages not uploaded because validation failed (see `status`).
     pub quarantined: Vec<String>,
     /// Messages that failed validation and were uploaded because of --accept-invalid.
@@ -99,6 +104,8 @@ impl SyncSummary {
         self.removed += other.removed;
         self.removals_held += other.removals_held;
         self.refused.extend(other.refused);
+        self.refused_messages += other.refused_messages;
+        self.fidelity_notes.extend(other.fidelity_notes);
         self.refused_waiting += other.refused_waiting;
         self.folders_excluded += other.folders_excluded;
         self.skipped_by_selection += other.skipped_by_selection;

@@ -12,6 +12,7 @@ use std::time::Instant;
 use super::events::{Event, EventSink};
 use super::folders;
 use super::keywords;
+use super::readback;
 use super::recover::{journal_entry, resolve_journal};
 use super::snapshot::{list_side, since_tokens, tokens_after_writes, View};
 use super::summary::{FolderReport, SyncSummary};
@@ -159,6 +160,8 @@ pub async fn sync_into_with<S: MailStore, T: MailStore, C: Connector<S, T>>(
     summary.folder_reports.clear();
     summary.notices.clear();
     summary.refused.clear();
+    summary.refused_messages = 0;
+    summary.fidelity_notes.clear();
     summary.gave_up.clear();
     summary.quarantined.clear();
     summary.folder_errors.clear();
@@ -711,7 +714,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     };
 
     let planned_at = clock.elapsed();
-    let (placed_before, refused_before) = (placed_count(summary), summary.refused.len());
+    let (placed_before, refused_before) = (placed_count(summary), summary.refused_messages);
     apply_flag_updates(target, state, &name, &base, &plan, events, summary).await?;
     let flagged_at = clock.elapsed();
     if !plan.forget.is_empty() {
@@ -778,7 +781,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
             source: source_msgs.len() as u64,
             copied: placed_count(summary) - placed_before,
             skipped: skipped_here,
-            refused: (summary.refused.len() - refused_before) as u64,
+            refused: summary.refused_messages - refused_before,
             on_target: after.values().filter(|i| i.target_uid.is_some()).count() as u64,
         });
     }
@@ -1584,6 +1587,13 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 };
                 prefetched = next;
                 let results = results?;
+                // Refusals grouped by content and the server's words: copies of one message
+                // over a server's identical-message limit are one report.
+                let mut refusals: BTreeMap<(Fingerprint, String), Vec<&MessageMeta>> =
+                    BTreeMap::new();
+                let mut placed_fps: HashSet<Fingerprint> = HashSet::new();
+                // Copies with 8-bit header bytes, read back to learn how the target keeps them.
+                let mut uploaded_8bit: Vec<readback::Uploaded<'_>> = Vec::new();
                 for (((i, bytes, fingerprint), result), flags) in
                     to_append.iter().zip(results).zip(&send_flags)
                 {
@@ -1607,26 +1617,60 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                                 *fingerprint,
                                 tuid,
                             ));
+                            placed_fps.insert(*fingerprint);
+                            if let Some(target_uid) =
+                                tuid.filter(|_| readback::has_8bit_header(bytes))
+                            {
+                                uploaded_8bit.push(readback::Uploaded {
+                                    source_uid: src.uid,
+                                    target_uid,
+                                    sent: bytes,
+                                });
+                            }
                             self.summary.copied += 1;
                             self.summary.bytes_uploaded += bytes.len() as u64;
                             placed += 1;
                             placed_bytes += src.size as u64;
                         }
                         Err(e) => {
+                            self.summary.refused_messages += 1;
                             let text = refusal_text(&e);
-                            self.summary.refused.push(format!(
-                                "{}: source uid {} ({} bytes): {text}; tried again in 24 h (or now with --retry-refused)",
-                                self.name, src.uid, src.size
-                            ));
-                            let record = Refused {
-                                since: unix_now(),
-                                size: src.size,
-                                error: text,
-                            };
-                            self.state
-                                .update_refused(self.name, &[(src.uid, record)], &[])?;
+                            refusals.entry((*fingerprint, text)).or_default().push(src);
                         }
                     }
+                }
+                for ((fingerprint, text), messages) in refusals {
+                    // Refused while copies of the same content were taken, or several alike:
+                    // the server's limit on identical messages, a fidelity note verify accepts.
+                    let identical = messages.len() > 1 || placed_fps.contains(&fingerprint);
+                    let records: Vec<(u32, Refused)> = messages
+                        .iter()
+                        .map(|m| {
+                            let record = Refused {
+                                since: unix_now(),
+                                size: m.size,
+                                error: text.clone(),
+                                fingerprint: Some(fingerprint),
+                                identical_copy: identical,
+                            };
+                            (m.uid, record)
+                        })
+                        .collect();
+                    self.state.update_refused(self.name, &records, &[])?;
+                    self.summary
+                        .refused
+                        .push(refusal_report(self.name, &messages, &text, identical));
+                }
+                if !uploaded_8bit.is_empty() && readback::needed(self.state)? {
+                    let notes = readback::read_back(
+                        self.target,
+                        self.state,
+                        self.name,
+                        &uploaded_8bit,
+                        unix_now(),
+                    )
+                    .await?;
+                    self.summary.fidelity_notes.extend(notes);
                 }
             }
             unknown_uids |= changes
@@ -2168,5 +2212,30 @@ fn refusal_text(e: &StoreError) -> String {
     match e {
         StoreError::No { text, .. } => format!("the target refused it: {text}"),
         other => other.to_string(),
+    }
+}
+
+/// One line for messages of a folder the target refused with the same words: a single message
+/// by its UID, several identical copies (a server's identical-message limit) as one report.
+fn refusal_report(folder: &str, messages: &[&MessageMeta], text: &str, identical: bool) -> String {
+    let retry = "tried again in 24 h (or now with --retry-refused)";
+    match messages {
+        [m] if identical => format!(
+            "{folder}: source uid {} ({} bytes), a copy of a message the target holds, was not kept: {text}; a server limit on identical messages is a fidelity note; {retry}",
+            m.uid, m.size
+        ),
+        [m] => format!(
+            "{folder}: source uid {} ({} bytes): {text}; {retry}",
+            m.uid, m.size
+        ),
+        _ => {
+            let uids: Vec<String> = messages.iter().map(|m| m.uid.to_string()).collect();
+            format!(
+                "{folder}: {} identical copies of one message (source uids {}, {} bytes each) were not kept: {text}; the target holds the copies it accepted (a server limit on identical messages is a fidelity note); {retry}",
+                messages.len(),
+                uids.join(","),
+                messages[0].size
+            )
+        }
     }
 }

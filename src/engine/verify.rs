@@ -1,5 +1,9 @@
 //! Verify: compare two sides folder by folder, message by message (fingerprint, flags,
 //! INTERNALDATE), and list every difference. Both sides are only read.
+//!
+//! What the pair's fidelity notes say the target cannot hold is accepted, each said once as a
+//! note rather than a difference ([`Accepted`]): keywords it refuses, identical copies over its
+//! limit, and, on a side that does not keep bytes, a copy that matches by the tolerant key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,6 +11,7 @@ use serde::Serialize;
 
 use super::EngineError;
 use crate::mailstore::{FolderInfo, MailStore, MessageMeta};
+use crate::model::tolerant_key::{tolerant_key, TolerantKey};
 use crate::model::{Fingerprint, Flag, FolderPath};
 
 /// One difference between the sides, readable as is.
@@ -23,6 +28,33 @@ pub struct VerifyReport {
     pub folders: u64,
     pub messages: u64,
     pub differences: Vec<Difference>,
+    /// Differences the pair's fidelity notes account for (not failures).
+    pub notes: Vec<Difference>,
+}
+
+/// What the pair's state says the target cannot hold, so verify accepts it.
+pub struct Accepted<'a> {
+    /// Keywords the target refuses: left out of every comparison.
+    pub ignored: &'a dyn Fn(&Flag) -> bool,
+    /// The target does not keep bytes (its fidelity class is not `exact`): a source message
+    /// missing by fingerprint is matched by the tolerant key.
+    pub tolerant: bool,
+    /// Per (folder, fingerprint): copies the target refused as over its identical-message limit.
+    pub capped: BTreeMap<(String, Fingerprint), u32>,
+    /// Folders only on the target are differences (`verify --strict`); otherwise notes (one-way
+    /// modes leave them alone, e.g. the folders Cyrus creates for every account).
+    pub strict: bool,
+}
+
+impl Accepted<'_> {
+    pub fn nothing() -> Accepted<'static> {
+        Accepted {
+            ignored: &|_| false,
+            tolerant: false,
+            capped: BTreeMap::new(),
+            strict: true,
+        }
+    }
 }
 
 /// A message's identity for comparison: content and INTERNALDATE instant.
@@ -35,17 +67,17 @@ pub async fn verify<S: MailStore, T: MailStore>(
     target: &mut T,
     batch_bytes: u64,
 ) -> Result<VerifyReport, EngineError> {
-    verify_with(source, target, batch_bytes, &|_| false).await
+    verify_with(source, target, batch_bytes, &Accepted::nothing()).await
 }
 
-/// Like [`verify`], leaving out of every comparison the flags `ignored` says (the keywords a
-/// pair's fidelity notes say the target refuses).
+/// Like [`verify`], accepting what the pair's fidelity notes account for.
 pub async fn verify_with<S: MailStore, T: MailStore>(
     source: &mut S,
     target: &mut T,
     batch_bytes: u64,
-    ignored: &dyn Fn(&Flag) -> bool,
+    accepted: &Accepted<'_>,
 ) -> Result<VerifyReport, EngineError> {
+    let ignored = accepted.ignored;
     let mut report = VerifyReport {
         source: source.endpoint().to_string(),
         target: target.endpoint().to_string(),
@@ -81,9 +113,14 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
                 continue;
             }
             (false, true) => {
-                report
-                    .differences
-                    .push(diff("folder exists only on the target".into()));
+                let what = "folder exists only on the target".to_string();
+                if accepted.strict {
+                    report.differences.push(diff(what));
+                } else {
+                    report
+                        .notes
+                        .push(diff(format!("{what}; left alone (--strict counts it)")));
+                }
                 continue;
             }
             _ => {}
@@ -117,14 +154,25 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
         }
         let a = snapshot(source, path, batch_bytes, ignored).await?;
         let b = snapshot(target, path, batch_bytes, ignored).await?;
-        report.messages += a.values().map(|v| v.len() as u64).sum::<u64>();
-        compare(&a, &b, &mut |what| report.differences.push(diff(what)));
+        report.messages += a.by_key.values().map(|v| v.len() as u64).sum::<u64>();
+        let mut differences = Vec::new();
+        let mut notes = Vec::new();
+        compare(&a, &b, &folder, accepted, &mut differences, &mut notes);
+        report
+            .differences
+            .extend(differences.into_iter().map(&diff));
+        report.notes.extend(notes.into_iter().map(&diff));
     }
     Ok(report)
 }
 
-/// Per identity, the flag sets of its instances (as printable lists), sorted.
-type Snapshot = BTreeMap<Key, Vec<(String, u32)>>;
+/// A folder's messages: per identity, the flag sets of its instances (as printable lists),
+/// sorted; and each identity's tolerant key.
+#[derive(Default)]
+struct Snapshot {
+    by_key: BTreeMap<Key, Vec<(String, u32)>>,
+    tolerant: BTreeMap<Key, TolerantKey>,
+}
 
 async fn snapshot<M: MailStore>(
     store: &mut M,
@@ -135,7 +183,7 @@ async fn snapshot<M: MailStore>(
     store.open_folder(path).await?;
     let metas = store.list_messages().await?;
     let by_uid: BTreeMap<u32, &MessageMeta> = metas.iter().map(|m| (m.uid, m)).collect();
-    let mut out: Snapshot = BTreeMap::new();
+    let mut out = Snapshot::default();
     let mut i = 0;
     while i < metas.len() {
         let mut j = i;
@@ -151,7 +199,10 @@ async fn snapshot<M: MailStore>(
         for body in store.fetch_bodies(&uids).await? {
             if let Some(m) = by_uid.get(&body.uid) {
                 let key = (Fingerprint::of(body.bytes()), m.internaldate.epoch());
-                out.entry(key).or_default().push((
+                out.tolerant
+                    .entry(key)
+                    .or_insert_with(|| tolerant_key(body.bytes(), m.internaldate.epoch()));
+                out.by_key.entry(key).or_default().push((
                     m.flags
                         .filtered(|f| !ignored(f))
                         .to_imap_list()
@@ -162,17 +213,29 @@ async fn snapshot<M: MailStore>(
         }
         i = j;
     }
-    for v in out.values_mut() {
+    for v in out.by_key.values_mut() {
         v.sort();
     }
     Ok(out)
 }
 
-fn compare(a: &Snapshot, b: &Snapshot, report: &mut dyn FnMut(String)) {
-    let keys: BTreeSet<&Key> = a.keys().chain(b.keys()).collect();
+/// One instance left unmatched by fingerprint: (identity, flags, UID).
+type Unmatched = (Key, String, u32);
+
+fn compare(
+    a: &Snapshot,
+    b: &Snapshot,
+    folder: &str,
+    accepted: &Accepted<'_>,
+    differences: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) {
+    let keys: BTreeSet<&Key> = a.by_key.keys().chain(b.by_key.keys()).collect();
+    let mut missing: Vec<Unmatched> = Vec::new();
+    let mut extra: Vec<Unmatched> = Vec::new();
     for key in keys {
-        let mut left: Vec<(String, u32)> = a.get(key).cloned().unwrap_or_default();
-        let mut right: Vec<(String, u32)> = b.get(key).cloned().unwrap_or_default();
+        let mut left: Vec<(String, u32)> = a.by_key.get(key).cloned().unwrap_or_default();
+        let mut right: Vec<(String, u32)> = b.by_key.get(key).cloned().unwrap_or_default();
         // Pair instances with equal flags first; what remains differs.
         left.retain(
             |(flags, _)| match right.iter().position(|(f, _)| f == flags) {
@@ -186,19 +249,62 @@ fn compare(a: &Snapshot, b: &Snapshot, report: &mut dyn FnMut(String)) {
         let (fp, _) = key;
         let pairs = left.len().min(right.len());
         for ((lf, lu), (rf, ru)) in left.iter().zip(right.iter()).take(pairs) {
-            report(format!(
+            differences.push(format!(
                 "message {fp}: flags differ: source uid {lu} {lf}, target uid {ru} {rf}"
             ));
         }
-        for (flags, uid) in left.iter().skip(pairs) {
-            report(format!(
-                "message {fp} (source uid {uid}, flags {flags}) is missing on the target"
-            ));
+        missing.extend(left.into_iter().skip(pairs).map(|(f, u)| (*key, f, u)));
+        extra.extend(right.into_iter().skip(pairs).map(|(f, u)| (*key, f, u)));
+    }
+    // Copies over the target's identical-message limit, as the state recorded them.
+    let mut capped = accepted.capped.clone();
+    missing.retain(|((fp, _), _, uid)| {
+        match capped.get_mut(&(folder.to_string(), *fp)) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                notes.push(format!(
+                    "message {fp} (source uid {uid}): a copy over the target's limit on identical messages (refused, noted)"
+                ));
+                false
+            }
+            _ => true,
         }
-        for (flags, uid) in right.iter().skip(pairs) {
-            report(format!(
-                "message {fp} (target uid {uid}, flags {flags}) is only on the target"
-            ));
-        }
+    });
+    // On a side that does not keep bytes, the copy is found by the tolerant key.
+    if accepted.tolerant {
+        missing.retain(|(key, flags, uid)| {
+            let Some(want) = a.tolerant.get(key) else {
+                return true;
+            };
+            let Some(pos) = extra
+                .iter()
+                .position(|(k, _, _)| b.tolerant.get(k) == Some(want))
+            else {
+                return true;
+            };
+            let ((tfp, _), tflags, tuid) = extra.remove(pos);
+            if &tflags == flags {
+                notes.push(format!(
+                    "message {} (source uid {uid}) is stored rewritten as {tfp} (target uid {tuid}): matched by the tolerant key",
+                    key.0
+                ));
+            } else {
+                differences.push(format!(
+                    "message {} (matched by the tolerant key): flags differ: source uid {uid} {flags}, target uid {tuid} {tflags}",
+                    key.0
+                ));
+            }
+            false
+        });
+    }
+    for ((fp, _), flags, uid) in missing {
+        differences.push(format!(
+            "message {fp} (source uid {uid}, flags {flags}) is missing on the target"
+        ));
+    }
+    for ((fp, _), flags, uid) in extra {
+        differences.push(format!(
+            "message {fp} (target uid {uid}, flags {flags}) is only on the target"
+        ));
     }
 }

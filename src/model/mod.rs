@@ -7,6 +7,7 @@ pub mod folder;
 pub mod message_id;
 pub mod side;
 pub mod tokens;
+pub mod tolerant_key;
 
 pub use date::InternalDate;
 pub use fingerprint::Fingerprint;

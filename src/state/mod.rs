@@ -45,7 +45,8 @@ pub mod store;
 
 pub use error::StateError;
 pub use schema::{
-    Attempts, FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalEntry, Quarantined, Refused,
+    Attempts, FidelityNote, FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalEntry,
+    Quarantined, Refused,
 };
 pub use store::StateFile;
 pub use store::{InstanceChange, JournalOp};

@@ -31,6 +31,21 @@ pub const QUARANTINE: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new
 /// older files, which reads as empty.
 pub const REFUSED: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("refused");
 
+/// Key: (folder path, source UID). Fidelity notes: messages the target stores otherwise than
+/// sent (8-bit header bytes replaced, ...), recorded once when learned. Absent in older files.
+pub const NOTES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("notes");
+
+/// A message the target keeps, but not byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FidelityNote {
+    /// Unix seconds when it was learned.
+    pub since: u64,
+    /// What the target changed, readable as is.
+    pub note: String,
+    /// The fingerprint of the copy as the target serves it.
+    pub target_fingerprint: Fingerprint,
+}
+
 /// A message the target refused, in the server's words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refused {
@@ -38,6 +53,13 @@ pub struct Refused {
     pub since: u64,
     pub size: u32,
     pub error: String,
+    /// The content refused (files written before it was recorded have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// A copy of content the target holds in that folder, refused as over its limit on
+    /// identical messages: a fidelity note `verify` accepts.
+    #[serde(default)]
+    pub identical_copy: bool,
 }
 
 /// A quarantined message: why, since when, and how often it was seen.

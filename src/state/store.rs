@@ -9,9 +9,9 @@ use redb::{
 
 use super::lock::StateLock;
 use super::schema::{
-    Attempts, FolderRecord, HeldRemoval, InstanceRecord, JournalEntry, Quarantined, Refused,
-    ATTEMPTS, FOLDERS, HELD, INSTANCES, JOURNAL, META, QUARANTINE, REFUSED, REMOVAL_LOG,
-    SCHEMA_VERSION,
+    Attempts, FidelityNote, FolderRecord, HeldRemoval, InstanceRecord, JournalEntry, Quarantined,
+    Refused, ATTEMPTS, FOLDERS, HELD, INSTANCES, JOURNAL, META, NOTES, QUARANTINE, REFUSED,
+    REMOVAL_LOG, SCHEMA_VERSION,
 };
 use super::StateError;
 
@@ -385,6 +385,18 @@ impl StateFile {
                     }
                 }
             }
+            // A removed instance takes its fidelity note along.
+            if changes
+                .iter()
+                .any(|c| matches!(c, InstanceChange::Delete(_)))
+            {
+                let mut notes = txn.open_table(NOTES).map_err(|e| self.corrupt(e))?;
+                for change in changes {
+                    if let InstanceChange::Delete(uid) = change {
+                        notes.remove((folder, *uid)).map_err(|e| self.corrupt(e))?;
+                    }
+                }
+            }
             if let Some(record) = record {
                 let mut folders = txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
                 let bytes = serde_json::to_vec(record).map_err(|e| self.corrupt(e))?;
@@ -469,7 +481,7 @@ impl StateFile {
 
     fn move_folder(&self, old: &str, new: Option<&str>) -> Result<(), StateError> {
         let txn = self.begin_lazy_write(false)?;
-        for def in [INSTANCES, ATTEMPTS, HELD, QUARANTINE, REFUSED] {
+        for def in [INSTANCES, ATTEMPTS, HELD, QUARANTINE, REFUSED, NOTES] {
             let mut table = txn.open_table(def).map_err(|e| self.corrupt(e))?;
             let mut moved: Vec<(u32, Vec<u8>)> = Vec::new();
             for entry in table
@@ -514,6 +526,7 @@ impl StateFile {
         txn.delete_table(HELD).map_err(|e| self.corrupt(e))?;
         txn.delete_table(QUARANTINE).map_err(|e| self.corrupt(e))?;
         txn.delete_table(REFUSED).map_err(|e| self.corrupt(e))?;
+        txn.delete_table(NOTES).map_err(|e| self.corrupt(e))?;
         txn.open_table(FOLDERS).map_err(|e| self.corrupt(e))?;
         txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
         txn.open_table(JOURNAL).map_err(|e| self.corrupt(e))?;
@@ -664,6 +677,19 @@ impl StateFile {
         remove: &[u32],
     ) -> Result<(), StateError> {
         self.update_keyed(REFUSED, folder, put, remove)
+    }
+
+    /// Fidelity notes, by (folder, source UID); one folder's or all.
+    pub fn notes(
+        &self,
+        folder: Option<&str>,
+    ) -> Result<BTreeMap<(String, u32), FidelityNote>, StateError> {
+        self.keyed(NOTES, folder)
+    }
+
+    /// Records fidelity notes of a folder's messages.
+    pub fn add_notes(&self, folder: &str, put: &[(u32, FidelityNote)]) -> Result<(), StateError> {
+        self.update_keyed(NOTES, folder, put, &[])
     }
 
     /// Folders with an unfinished upload batch.
