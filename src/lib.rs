@@ -23,6 +23,10 @@
 //!   engine speaks source paths; a special-use folder named apart on the target is
 //!   translated, see `reconcile::folder_map`). Keywords a target refuses are learned from its
 //!   refusals and kept as a fidelity note (`engine::keywords`): the message goes without them.
+//!   A copy uploaded with 8-bit header bytes is read back until the target is known to keep
+//!   them (`engine::readback`): one stored otherwise gets a fidelity note, and the target's
+//!   class becomes `normalising`, so `verify` and rebuilding match such copies by the tolerant
+//!   key. Refusals of identical copies (a server's limit) are one report, accepted by verify.
 //!   Emits progress as events. `engine::probe` runs the fidelity probe `check`
 //!   uses: one message in a folder of its own, read back, then removed. `engine::failover`
 //!   holds the failed-over mark (every one-way pass refuses while it is set, and takes the
@@ -43,12 +47,13 @@
 //!   what `migrate` copies (folder patterns, size and date limits). No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer, IDLE included;
-//!   NAMESPACE read raw, its personal prefix left out of folder paths) and in memory
+//!   NAMESPACE read raw, its personal prefix left out of folder paths; literal8 in responses
+//!   read as literals under the framing, and BINARY APPEND for messages with NUL) and in memory
 //!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP
 //!   transport and mapping, not yet behind the trait.
 //! - [`state`]: the redb state file: per folder, per message instance, what was synced.
 //! - [`model`]: the vocabulary (folder paths as components, with a reversible stand-in for a
-//!   server's separator inside a name; flags, fingerprints, dates), no I/O.
+//!   server's separator inside a name; flags, fingerprints, the tolerant key, dates), no I/O.
 //! - [`config`]: URLs, password sources and connection settings, validated; the TOML
 //!   configuration file (servers, accounts, pairs) of `watch` and `status`.
 //! - [`crashpoint`]: `MAILREPLICA_CRASH_AT` hooks that let crash tests kill the process at a

@@ -151,9 +151,8 @@ async fn dovecot_recovery_target_is_exact_and_left_as_it_was() {
     r.logout().await;
 }
 
-/// Cyrus 3.6 as shipped (`munge8bit` left at its default) keeps the probe's 8-bit header bytes
-/// on APPEND: `munge8bit` applies to lmtpd deliveries, not to IMAP APPEND. So a Cyrus target
-/// is exact, and this test pins what the server actually does.
+/// The test Cyrus is configured to keep bytes (`munge8bit: no`): the probe finds it exact.
+/// (Cyrus's default munges 8-bit header bytes on IMAP APPEND too: see the next test.)
 #[tokio::test(flavor = "multi_thread")]
 async fn cyrus_target_keeps_8bit_headers_on_append() {
     let primary = TestServer::dovecot_primary();
@@ -186,6 +185,32 @@ async fn cyrus_target_keeps_8bit_headers_on_append() {
     assert_eq!(mapping_status(&json, "Sent"), "target_only");
     assert_eq!(snapshot(&mut c).await, before);
     c.logout().await;
+}
+
+/// Cyrus in its default configuration (`munge8bit: 1`) replaces the probe's 8-bit header bytes
+/// with `X`: `check` classes it `normalising`, names the transform, stores it and cleans up.
+#[tokio::test(flavor = "multi_thread")]
+async fn stock_cyrus_target_is_normalising() {
+    let primary = TestServer::dovecot_primary();
+    let stock = TestServer::cyrus_stock();
+    stock.require();
+    let (src_user, dst_user) = (fresh_user("chkstsrc"), fresh_user("chkstdst"));
+    stock.ensure_user(&dst_user);
+    let mut c = TestImap::connect(&stock, &dst_user).await;
+    let before = snapshot(&mut c).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("stock.redb");
+    let run = check(&primary.url(&src_user), &stock.url(&dst_user), &state, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    let fidelity = &json["target"]["fidelity"];
+    assert_eq!(fidelity["class"], "normalising", "{json}");
+    assert_eq!(
+        fidelity["transforms"][0]["kind"], "eight_bit_header_replaced",
+        "{json}"
+    );
+    assert_eq!(fidelity["cleanup"]["clean"], true, "{json}");
+    assert_eq!(snapshot(&mut c).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,7 @@ use super::probe::{meta_key, FidelityRecord};
 use super::EngineError;
 use crate::mailstore::MailStore;
 use crate::model::Fingerprint;
-use crate::reconcile::fidelity::{classify, FidelityClass};
+use crate::reconcile::fidelity::{classify, FidelityClass, Verdict};
 use crate::state::{FidelityNote, StateFile};
 
 /// META key: the target was seen to keep 8-bit header bytes.
@@ -73,34 +73,13 @@ pub async fn read_back<T: MailStore>(
             continue;
         }
         let verdict = classify(copy.sent, body.bytes(), body.bytes().len() as u64);
-        let what = if verdict.transforms.is_empty() {
-            verdict.detail.clone()
-        } else {
-            let t: Vec<String> = verdict.transforms.iter().map(|t| t.to_string()).collect();
-            t.join(", ")
-        };
-        notes.push((
-            copy.source_uid,
-            FidelityNote {
-                since: now,
-                note: format!("the target stores it otherwise than sent: {what}"),
-                target_fingerprint: Fingerprint::of(body.bytes()),
-            },
-        ));
+        let what = describe(&verdict);
+        notes.push((copy.source_uid, note(&what, body.bytes(), now)));
         learned.get_or_insert((verdict, what));
     }
     let mut lines = Vec::new();
     if let Some((verdict, what)) = learned {
-        state.add_notes(folder, &notes)?;
-        let stored = stored_record(state)?;
-        if stored.is_none_or(|r| r.class == FidelityClass::Exact) {
-            let mut record = FidelityRecord::new(&verdict, target.endpoint(), now);
-            record.detail = format!("learned from a replicated message: {}", verdict.detail);
-            // Encoding a record of strings and numbers does not fail.
-            if let Ok(json) = serde_json::to_vec(&record) {
-                state.set_meta(&meta_key("target"), &json)?;
-            }
-        }
+        record(state, folder, &notes, &verdict, target.endpoint(), now)?;
         lines.push(format!(
             "{folder}: {} message(s) stored by the target otherwise than sent ({what}); kept as stored, a fidelity note: verify matches them by the tolerant key",
             notes.len()
@@ -109,6 +88,47 @@ pub async fn read_back<T: MailStore>(
         state.set_meta(KEPT_KEY, b"kept")?;
     }
     Ok(lines)
+}
+
+/// The transforms a verdict found, readable.
+pub fn describe(verdict: &Verdict) -> String {
+    if verdict.transforms.is_empty() {
+        verdict.detail.clone()
+    } else {
+        let t: Vec<String> = verdict.transforms.iter().map(|t| t.to_string()).collect();
+        t.join(", ")
+    }
+}
+
+/// The note of one copy the target stores as `served`.
+pub fn note(what: &str, served: &[u8], now: u64) -> FidelityNote {
+    FidelityNote {
+        since: now,
+        note: format!("the target stores it otherwise than sent: {what}"),
+        target_fingerprint: Fingerprint::of(served),
+    }
+}
+
+/// Records notes of a folder's copies and, unless the state already says the target does not
+/// keep bytes, the class the verdict shows (as `check`'s probe would store it).
+pub fn record(
+    state: &StateFile,
+    folder: &str,
+    notes: &[(u32, FidelityNote)],
+    verdict: &Verdict,
+    endpoint: &str,
+    now: u64,
+) -> Result<(), EngineError> {
+    state.add_notes(folder, notes)?;
+    if stored_record(state)?.is_none_or(|r| r.class == FidelityClass::Exact) {
+        let mut record = FidelityRecord::new(verdict, endpoint, now);
+        record.detail = format!("learned from a replicated message: {}", verdict.detail);
+        // Encoding a record of strings and numbers does not fail.
+        if let Ok(json) = serde_json::to_vec(&record) {
+            state.set_meta(&meta_key("target"), &json)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -25,8 +25,10 @@ use crate::mailstore::{
 };
 use crate::model::fingerprint::normalize_line_endings;
 use crate::model::message_id::message_id;
+use crate::model::tolerant_key::{tolerant_key, TolerantKey};
 use crate::model::{Fingerprint, FlagSet, FolderPath};
 use crate::reconcile::budget::{decide, BudgetContext, FolderRemovals, HoldReason};
+use crate::reconcile::fidelity::{classify, FidelityClass};
 use crate::reconcile::identity::{adopt, Identified};
 use crate::reconcile::validate::{validate, Expectation, Verdict};
 use crate::reconcile::{plan_folder, Action, FolderInput, FolderPlan, Placement, Policy, Removal};
@@ -1486,17 +1488,21 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 }];
                 let cands: Vec<Identified<'_>> = candidates
                     .iter()
-                    .map(|(m, fp)| Identified {
+                    .map(|(m, fp, _)| Identified {
                         uid: m.uid,
                         fingerprint: *fp,
                         internaldate: &m.internaldate,
                     })
                     .collect();
-                if let Some(tuid) = adopt(&me, &cands)[0] {
-                    let Some(pos) = candidates.iter().position(|(m, _)| m.uid == tuid) else {
+                let found = match adopt(&me, &cands)[0] {
+                    Some(tuid) => Some(tuid),
+                    None => self.adopt_rewritten(&bytes, p, &candidates).await?,
+                };
+                if let Some(tuid) = found {
+                    let Some(pos) = candidates.iter().position(|(m, _, _)| m.uid == tuid) else {
                         continue;
                     };
-                    let (tmeta, _) = candidates.remove(pos);
+                    let (tmeta, _, _) = candidates.remove(pos);
                     self.fix_flags(&tmeta, &p.source.flags, target_status)
                         .await?;
                     changes.push(self.record(
@@ -1901,7 +1907,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         placements: &[Placement],
         unmapped: &[u32],
         target_msgs: &[MessageMeta],
-    ) -> Result<Vec<(MessageMeta, Fingerprint)>, EngineError> {
+    ) -> Result<Vec<(MessageMeta, Fingerprint, TolerantKey)>, EngineError> {
         if unmapped.is_empty() {
             return Ok(Vec::new());
         }
@@ -1930,11 +1936,44 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             let bodies = self.target.fetch_bodies(&uids).await?;
             for body in bodies {
                 if let Some(m) = chunk.iter().find(|m| m.uid == body.uid) {
-                    out.push(((*m).clone(), Fingerprint::of(body.bytes())));
+                    let tolerant = tolerant_key(body.bytes(), m.internaldate.epoch());
+                    out.push(((*m).clone(), Fingerprint::of(body.bytes()), tolerant));
                 }
             }
         }
         Ok(out)
+    }
+
+    /// A candidate that is the source message as the target rewrote it: the same tolerant key,
+    /// and bytes that differ from what would be sent only by known transforms (Cyrus's
+    /// munge8bit, refolding). Read again to compare; only for messages no fingerprint matched.
+    async fn adopt_rewritten(
+        &mut self,
+        sent: &[u8],
+        p: &Placement,
+        candidates: &[(MessageMeta, Fingerprint, TolerantKey)],
+    ) -> Result<Option<u32>, EngineError> {
+        let want = tolerant_key(sent, p.source.internaldate.epoch());
+        let uids: Vec<u32> = candidates
+            .iter()
+            .filter(|(m, _, k)| *k == want && m.internaldate == p.source.internaldate)
+            .map(|(m, _, _)| m.uid)
+            .collect();
+        if uids.is_empty() {
+            return Ok(None);
+        }
+        for body in self.target.fetch_bodies(&uids).await? {
+            let verdict = classify(sent, body.bytes(), body.bytes().len() as u64);
+            if verdict.class == FidelityClass::Normalising {
+                let now = unix_now();
+                let note = readback::note(&readback::describe(&verdict), body.bytes(), now);
+                let endpoint = self.target.endpoint().to_string();
+                let notes = [(p.source.uid, note)];
+                readback::record(self.state, self.name, &notes, &verdict, &endpoint, now)?;
+                return Ok(Some(body.uid));
+            }
+        }
+        Ok(None)
     }
 
     /// Places messages whose content the target already holds by UID COPY from there, one
