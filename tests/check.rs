@@ -211,6 +211,29 @@ async fn stock_cyrus_target_is_normalising() {
     );
     assert_eq!(fidelity["cleanup"]["clean"], true, "{json}");
     assert_eq!(snapshot(&mut c).await, before);
+    // The same, for a person.
+    let state_arg = state.to_string_lossy().into_owned();
+    let human = mailreplica(&[
+        "check",
+        "--source",
+        &primary.url(&src_user),
+        "--target",
+        &stock.url(&dst_user),
+        "--state",
+        &state_arg,
+    ])
+    .await;
+    assert_eq!(human.code, 0, "{human:?}");
+    assert!(
+        human
+            .stdout
+            .contains("fidelity: normalising: 8-bit header bytes replaced with 'X'"),
+        "{}",
+        human.stdout
+    );
+    assert!(human
+        .stdout
+        .contains("Sent (only on the target; left alone)"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
