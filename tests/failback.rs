@@ -3,15 +3,22 @@
 #![allow(dead_code)] // helpers grow with the failback tests below
 
 use std::path::Path;
+use std::time::Duration;
 
 use crate::mr::{mailreplica, sync, Run};
-use crate::support::imap_client::TestImap;
-use crate::support::servers::{fresh_user, TestServer};
+use crate::support::imap_client::{TestImap, ToAppend};
+use crate::support::servers::{ca_file, fresh_user, TestServer};
+use crate::support::watcher::{wait_in_step, Account, Watch};
+
+/// How long a running watch may take to bring the recovery side in step before the test
+/// fails (a deadline, not a measure: the first pass of the drill copies 1 000 messages).
+const WATCH_DEADLINE: Duration = Duration::from_secs(120);
 
 /// A pair of fresh accounts, primary on the Dovecot primary, recovery on the Dovecot recovery.
 pub struct Pair {
     pub source: String,
     pub target: String,
+    pub primary_server: TestServer,
     pub recovery_server: TestServer,
     pub src_user: String,
     pub dst_user: String,
@@ -34,6 +41,7 @@ impl Pair {
         Pair {
             source: format!("imap+plain://{src_user}@127.0.0.1:{}", p.port),
             target: format!("imap+plain://{dst_user}@127.0.0.1:{}", r.port),
+            primary_server: p,
             recovery_server: r,
             src_user,
             dst_user,
@@ -45,12 +53,48 @@ impl Pair {
         self.dir.path().join("pair.redb")
     }
 
+    pub fn primary_account(&self) -> Account<'_> {
+        Account {
+            server: &self.primary_server,
+            user: &self.src_user,
+        }
+    }
+
+    pub fn recovery_account(&self) -> Account<'_> {
+        Account {
+            server: &self.recovery_server,
+            user: &self.dst_user,
+        }
+    }
+
     pub async fn primary(&self) -> TestImap {
-        TestImap::connect(&TestServer::dovecot_primary(), &self.src_user).await
+        self.primary_account().connect().await
     }
 
     pub async fn recovery(&self) -> TestImap {
-        TestImap::connect(&self.recovery_server, &self.dst_user).await
+        self.recovery_account().connect().await
+    }
+
+    /// `mailreplica watch` on the pair, in the background, logging to `log` in the pair's
+    /// directory; a pass at least every 2 s besides IDLE.
+    pub fn watch(&self, log: &str) -> Watch {
+        let state = self.state().display().to_string();
+        let ca = ca_file().display().to_string();
+        Watch::spawn(
+            &[
+                "--source",
+                &self.source,
+                "--target",
+                &self.target,
+                "--state",
+                &state,
+                "--ca-file",
+                &ca,
+                "--poll-interval",
+                "2",
+            ],
+            &self.dir.path().join(log),
+        )
     }
 
     pub async fn sync(&self) -> Run {
@@ -80,21 +124,20 @@ pub fn message(folder: &str, i: usize, tag: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// `n` base messages per folder (every third one `\Seen`), sent in batches.
 pub async fn seed(imap: &mut TestImap, folders: &[(&str, usize)]) {
     for (folder, n) in folders {
         if *folder != "INBOX" {
             imap.create(folder).await;
         }
-        for i in 0..*n {
-            let flags: &[&str] = if i % 3 == 0 { &["\\Seen"] } else { &[] };
-            imap.append(
-                folder,
-                flags,
-                Some("01-Jan-2024 10:00:00 +0000"),
-                &message(folder, i, "base"),
-            )
-            .await;
-        }
+        let batch: Vec<ToAppend> = (0..*n)
+            .map(|i| ToAppend {
+                flags: if i % 3 == 0 { &["\\Seen"] } else { &[] },
+                internaldate: DATE,
+                bytes: message(folder, i, "base"),
+            })
+            .collect();
+        imap.append_batch(folder, &batch).await;
     }
 }
 
@@ -203,18 +246,20 @@ fn act(kind: &str, folder: &str, what: &str) -> (String, String, String) {
     (kind.to_string(), folder.to_string(), what.to_string())
 }
 
-/// The failover drill of issue 9, in small: a primary of a few hundred messages replicated,
-/// failed over, changed on both sides (including every must-pass case), merged: the dry run
-/// lists exactly those changes, the failback applies them, verify passes, and every message
-/// not deleted is present exactly once on each side.
-#[tokio::test]
+/// The failover drill of issue 9 (as `scripts/drill` runs it): a 1 000-message primary
+/// replicated by a running `watch`; `failover` taken by that watch; changes on both sides
+/// (including every must-pass case); the dry run lists exactly those changes; the failback,
+/// held first by the removal budget (the primary deleted a folder of 71), applies them once
+/// allowed; verify passes; every message not deleted is present exactly once on each side;
+/// `watch` replicates one way again and finds nothing to copy or remove.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failback_merges_both_sides_after_failover() {
     drill(Pair::new("fb")).await;
 }
 
 /// The same drill with the recovery side on Cyrus: its autocreated special-use folders are on
-/// the primary too before the first sync, so the base is the same as with Dovecot.
-#[tokio::test]
+/// the primary too before the first pass, so the base is the same as with Dovecot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failback_merges_both_sides_with_cyrus_as_recovery() {
     TestServer::cyrus().require();
     let pair = Pair::with_recovery("fbcy", TestServer::cyrus());
@@ -225,24 +270,53 @@ async fn failback_merges_both_sides_with_cyrus_as_recovery() {
     drill(pair).await;
 }
 
+/// The drill's primary: 1 000 messages in six folders.
+const DRILL_BASE: [(&str, usize); 6] = [
+    ("INBOX", 285),
+    ("Work", 215),
+    ("Lists", 215),
+    ("Archive", 143),
+    ("Travel", 71),
+    ("Old", 71),
+];
+
+/// The `<state>.status.json` a running watch writes after each pass.
+fn watch_status(state: &Path) -> Option<serde_json::Value> {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".status.json");
+    let raw = std::fs::read(std::path::PathBuf::from(name)).ok()?;
+    serde_json::from_slice(&raw).ok()
+}
+
 async fn drill(pair: Pair) {
-    let base = [
-        ("INBOX", 80),
-        ("Work", 60),
-        ("Lists", 60),
-        ("Archive", 40),
-        ("Travel", 20),
-        ("Old", 20),
-    ];
+    TestServer::dovecot_primary().require();
+    pair.recovery_server.require();
+    let base = DRILL_BASE;
+    let total: usize = base.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 1000);
     let mut p = pair.primary().await;
     seed(&mut p, &base).await;
-    let first = pair.sync().await;
-    assert_eq!(first.code, 0, "{first:?}");
-    assert_eq!(first.count("copied"), 280);
+
+    // Replicated by a running watch, which takes the failover.
+    let mut watch = pair.watch("watch.log");
+    wait_in_step(
+        pair.primary_account(),
+        pair.recovery_account(),
+        &mut watch,
+        "the first pass of the 1 000 messages",
+        WATCH_DEADLINE,
+    )
+    .await;
     let fo = pair.run("failover", &[]).await;
     assert_eq!(fo.code, 0, "{fo:?}");
+    assert!(
+        fo.stdout.contains("took the request"),
+        "the running watch acknowledges the failover: {fo:?}\nlog:\n{}",
+        watch.log()
+    );
 
-    // The primary, with changes that never replicated.
+    // The primary, with changes that never replicated (the watch still runs: the pair is
+    // stopped, not the process).
     for i in 0..3 {
         p.append("INBOX", &[], DATE, &message("INBOX", i, "pnew"))
             .await;
@@ -259,6 +333,15 @@ async fn drill(pair: Pair) {
     let u = uid_of(&mut p, "Work", &mid("Work", "base", 4)).await;
     p.expunge_uids("Work", &[u]).await; // must-pass 3: deleted here, only read there
     p.delete_folder("Old").await; // must-pass 4: deleted here, mail moved into it there
+
+    // failback needs the state the watch holds: it is stopped now (SIGTERM, exit 0).
+    assert!(watch.is_running(), "log:\n{}", watch.log());
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    assert!(
+        watch.log().contains("no longer replicated"),
+        "log:\n{}",
+        watch.log()
+    );
 
     // The recovery side, live for days.
     let mut r = pair.recovery().await;
@@ -305,6 +388,7 @@ async fn drill(pair: Pair) {
     ];
     want_primary.sort();
     assert_eq!(actions(&plan, "primary"), want_primary, "{plan:#}");
+    let old = base[5].1;
     let mut want_recovery = vec![
         act("place_upload", "INBOX", &sha("INBOX", "pnew", 0)),
         act("place_upload", "INBOX", &sha("INBOX", "pnew", 1)),
@@ -315,7 +399,7 @@ async fn drill(pair: Pair) {
         act("rename_folder", "Trips", "Travel"),
         act("remove", "Work", &sha("Work", "base", 4)),
     ];
-    for i in 0..20 {
+    for i in 0..old {
         want_recovery.push(act("remove", "Old", &sha("Old", "base", i)));
     }
     want_recovery.sort();
@@ -332,8 +416,26 @@ async fn drill(pair: Pair) {
     // Nothing changed by the dry run.
     let again = pair.run("failback", &["--dry-run", "--json"]).await;
     assert_eq!(actions(&again.json(), "primary"), want_primary);
+    assert_eq!(actions(&again.json(), "recovery"), want_recovery);
 
-    let done = pair.run("failback", &["--json"]).await;
+    // The removal budget still applies: the folder the primary deleted takes more removals
+    // on the recovery side than max(50, 5 %) of its 1 000 messages; nothing is applied.
+    let held = pair.run("failback", &["--json"]).await;
+    assert_eq!(held.code, 3, "{held:?}");
+    let held = held.json();
+    let removals = old + 2;
+    let text = held["message"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "removes {removals} message(s) on the recovery side"
+        )) && text.contains("--allow-deletions"),
+        "{held:#}"
+    );
+    assert!(held["applied"].is_null(), "{held:#}");
+    let again = pair.run("failback", &["--dry-run", "--json"]).await;
+    assert_eq!(actions(&again.json(), "recovery"), want_recovery);
+
+    let done = pair.run("failback", &["--json", "--allow-deletions"]).await;
     assert_eq!(done.code, 0, "{done:?}");
     let out = done.json();
     assert_eq!(out["remaining"], 0, "{out:#}");
@@ -361,7 +463,7 @@ async fn drill(pair: Pair) {
     ] {
         expected.remove(&gone);
     }
-    for i in 0..20 {
+    for i in 0..old {
         expected.remove(&mid("Old", "base", i));
     }
     expected.insert(mid("Lists", "base", 4), "Archive".into());
@@ -376,14 +478,58 @@ async fn drill(pair: Pair) {
     }
     expected.insert(mid("Projects", "bnew", 0), "Projects".into());
     expected.insert(mid("INBOX", "both", 0), "INBOX".into());
-    let expected: std::collections::BTreeMap<String, Vec<String>> =
+    let mut expected: std::collections::BTreeMap<String, Vec<String>> =
         expected.into_iter().map(|(k, v)| (k, vec![v])).collect();
     let mut p = pair.primary().await;
     let mut r = pair.recovery().await;
     assert_eq!(where_is(&mut p).await, expected, "primary");
     assert_eq!(where_is(&mut r).await, expected, "recovery");
 
-    // Back to one-way replication: a sync runs and finds nothing to do.
+    // Back to one-way replication under watch: its first pass finds both sides in step
+    // (nothing copied, moved or removed), and new mail on the primary is replicated.
+    let mut watch = pair.watch("watch-after-failback.log");
+    let pid = watch.pid().map(u64::from);
+    let state = pair.state();
+    watch
+        .wait_until("the first pass after failback", WATCH_DEADLINE, |_| {
+            // Written by this process after a pass that succeeded.
+            watch_status(&state).is_some_and(|s| {
+                s["watch"]["pid"].as_u64() == pid && s["watch"]["last_error"].is_null()
+            })
+        })
+        .await;
+    let status = watch_status(&state).unwrap();
+    let pass = &status["last_pass"];
+    for key in [
+        "copied",
+        "copied_on_target",
+        "adopted",
+        "moved",
+        "flags_updated",
+        "removed",
+        "removals_held",
+        "folders_created",
+        "folders_renamed",
+        "folders_deleted",
+    ] {
+        assert_eq!(pass[key], 0, "{key}: {status:#}\nlog:\n{}", watch.log());
+    }
+    p.append("INBOX", &[], DATE, &message("INBOX", 0, "after"))
+        .await;
+    wait_in_step(
+        pair.primary_account(),
+        pair.recovery_account(),
+        &mut watch,
+        "new mail after failback",
+        WATCH_DEADLINE,
+    )
+    .await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    expected.insert(mid("INBOX", "after", 0), vec!["INBOX".into()]);
+    assert_eq!(where_is(&mut p).await, expected, "primary, after failback");
+    assert_eq!(where_is(&mut r).await, expected, "recovery, after failback");
+
+    // And a one-shot sync finds nothing to do.
     let after = pair.sync().await;
     assert_eq!(after.code, 0, "{after:?}");
     assert_eq!(after.count("copied"), 0);

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 use crate::support::corpus::{big_message, Corpus};
-use crate::support::imap_client::{internaldate_timestamp, sha256_hex, TestImap};
+use crate::support::imap_client::{internaldate_timestamp, sha256_hex, TestImap, ToAppend};
 use crate::support::mutf7;
 use crate::support::proxy::{random_drop_threshold, FaultPlan, Proxy};
 use crate::support::scripted_server::{After, Script, ScriptedServer, Step};
@@ -768,6 +768,53 @@ async fn dovecot_messages_of_empty_and_missing_folders() {
     assert!(err.contains("EXAMINE"), "{err}");
     // The session is still fine afterwards.
     assert_eq!(imap.folders().await, ["Empty", "INBOX"]);
+}
+
+/// `append_batch` stores every message exactly as `append` would (bytes, flags, date), in
+/// order, across more than one MULTIAPPEND command; on Dovecot and on Cyrus.
+#[tokio::test(flavor = "multi_thread")]
+async fn append_batch_stores_every_message_in_order() {
+    let mut servers = vec![TestServer::dovecot_primary()];
+    if TestServer::cyrus().is_reachable() {
+        servers.push(TestServer::cyrus());
+    }
+    for server in servers {
+        server.require();
+        let user = fresh_user("selftestbatch");
+        server.ensure_user(&user);
+        let mut imap = TestImap::connect(&server, &user).await;
+        imap.create("Batch").await;
+        let batch: Vec<ToAppend> = (0..450)
+            .map(|i| ToAppend {
+                flags: if i % 2 == 0 {
+                    &["\\Seen", "$Label1"]
+                } else {
+                    &[]
+                },
+                internaldate: Some("7-Jul-2024 02:44:25 +0200"),
+                bytes: format!(
+                    "Subject: batch {i}\r\nMessage-ID: <b{i}@selftest>\r\n\r\n{}\r\n",
+                    "x".repeat(i)
+                )
+                .into_bytes(),
+            })
+            .collect();
+        imap.append_batch("Batch", &batch).await;
+        let got = imap.messages("Batch").await;
+        assert_eq!(got.len(), batch.len(), "{}", server.name);
+        for (m, want) in got.iter().zip(&batch) {
+            assert_eq!(m.sha256, sha256_hex(&want.bytes), "{}", server.name);
+            let flags: BTreeSet<String> = want.flags.iter().map(|f| f.to_string()).collect();
+            assert_eq!(m.flags, flags, "{}: uid {}", server.name, m.uid);
+            assert_eq!(
+                m.internaldate_timestamp(),
+                internaldate_timestamp("07-Jul-2024 02:44:25 +0200"),
+                "{}",
+                server.name
+            );
+        }
+        imap.logout().await;
+    }
 }
 
 /// Documents the `\Recent` semantics `TestImap::recent_flags` relies on.

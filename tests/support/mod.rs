@@ -1,6 +1,6 @@
 //! Shared test helpers: real servers, an independent IMAP witness client,
-//! the fixture corpus, a fault-injecting proxy, a scripted IMAP server and a
-//! scripted HTTP server (JMAP).
+//! the fixture corpus, a fault-injecting proxy, a scripted IMAP server, a
+//! scripted HTTP server (JMAP) and a `mailreplica watch` run in the background.
 #![allow(dead_code)]
 
 pub mod corpus;
@@ -10,3 +10,4 @@ pub mod mutf7;
 pub mod proxy;
 pub mod scripted_server;
 pub mod servers;
+pub mod watcher;
