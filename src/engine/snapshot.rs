@@ -119,16 +119,58 @@ pub(crate) async fn tokens_after_writes<M: MailStore>(
     if after.uidvalidity != before.uidvalidity || after.highest_modseq.is_none() {
         return Ok(before);
     }
-    let listed = list_side(store, base, View::Target, Some(&before)).await?;
-    let expected = base_view(base, View::Target, u32::MAX);
-    let storable =
-        |m: &MessageMeta| -> (u32, FlagSet) { (m.uid, m.flags.filtered(|f| status.can_store(f))) };
-    let same = listed.len() == expected.len()
-        && listed
-            .iter()
-            .zip(&expected)
-            .all(|(a, b)| storable(a) == storable(b));
-    Ok(if same { after } else { before })
+    let old_known = base
+        .values()
+        .filter(|i| i.target_uid.is_some_and(|u| u < before.uidnext))
+        .count() as u32;
+    let changes = store.list_changes(&before, old_known).await?;
+    let storable = |flags: &FlagSet| flags.filtered(|f| status.can_store(f));
+    Ok(
+        if only_base_changes(base, before.uidnext, &changes, &storable) {
+            after
+        } else {
+            before
+        },
+    )
+}
+
+/// Whether the listing `changes` (since a UIDNEXT of `uidnext`) turns the base's view of the
+/// target below `uidnext` into exactly the base's view of it now: nothing gone, the new UIDs
+/// exactly the base's, every flag as the base says (as `storable` keeps it). Works in the size
+/// of the changes plus one pass over the base, with nothing copied.
+fn only_base_changes(
+    base: &BTreeMap<u32, InstanceRecord>,
+    uidnext: u32,
+    changes: &crate::mailstore::FolderChanges,
+    storable: &dyn Fn(&FlagSet) -> FlagSet,
+) -> bool {
+    let new: HashMap<u32, &FlagSet> = changes.new.iter().map(|m| (m.uid, &m.flags)).collect();
+    let flags: HashMap<u32, &FlagSet> = changes.flags.iter().map(|(u, f)| (*u, f)).collect();
+    let mut expected_new = 0usize;
+    for inst in base.values() {
+        let Some(uid) = inst.target_uid else {
+            continue;
+        };
+        let served = if uid >= uidnext {
+            expected_new += 1;
+            match new.get(&uid) {
+                Some(f) => *f,
+                None => return false,
+            }
+        } else {
+            if changes.gone.removes(uid) {
+                return false;
+            }
+            match flags.get(&uid) {
+                Some(f) => *f,
+                None => continue,
+            }
+        };
+        if storable(served) != storable(&inst.flags) {
+            return false;
+        }
+    }
+    expected_new == new.len()
 }
 
 #[cfg(test)]
@@ -238,6 +280,56 @@ mod tests {
             after.extend(added.iter().map(|u| meta(*u, &[])));
             let changes = changes_from_listing(after.clone(), uidnext);
             prop_assert_eq!(apply_changes(before, changes), after);
+        }
+    }
+
+    proptest! {
+        /// The cheap check of the target after this pass's writes decides as comparing the
+        /// whole listing (the old listing plus the changes) with the base's view would.
+        #[test]
+        fn only_base_changes_agrees_with_comparing_listings(
+            targets in proptest::collection::btree_map(1u32..40, proptest::bool::ANY, 0..15),
+            gone in proptest::collection::btree_set(1u32..40, 0..4),
+            reflag in proptest::collection::btree_map(1u32..40, proptest::bool::ANY, 0..4),
+            extra_new in proptest::collection::btree_set(20u32..45, 0..3),
+        ) {
+            let uidnext = 20;
+            let flags = |seen: bool| {
+                if seen { FlagSet::from_raw(["\\Seen"]) } else { FlagSet::default() }
+            };
+            let mut base = BTreeMap::new();
+            for (i, (t, seen)) in targets.iter().enumerate() {
+                base.insert(i as u32 + 1, InstanceRecord {
+                    fingerprint: None,
+                    ordinal: 0,
+                    target_uid: Some(*t),
+                    flags: flags(*seen),
+                    internaldate: date(),
+                    size: 10,
+                });
+            }
+            // What the server reports: the base's new messages (some with other flags), a few
+            // unknown ones, flag changes and removals below UIDNEXT.
+            let mut new: Vec<MessageMeta> = targets
+                .iter()
+                .filter(|(t, _)| **t >= uidnext)
+                .map(|(t, seen)| MessageMeta {
+                    flags: flags(reflag.get(t).copied().unwrap_or(*seen)),
+                    ..meta(*t, &[])
+                })
+                .collect();
+            new.extend(extra_new.iter().filter(|u| !targets.contains_key(u)).map(|u| meta(*u, &[])));
+            new.sort_by_key(|m| m.uid);
+            let changes = FolderChanges {
+                new,
+                flags: reflag.iter().filter(|(u, _)| **u < uidnext).map(|(u, s)| (*u, flags(*s))).collect(),
+                gone: Gone::Ranges(gone.iter().filter(|u| **u < uidnext).map(|u| *u..=*u).collect()),
+            };
+            let listed = apply_changes(base_view(&base, View::Target, uidnext), changes.clone());
+            let expected = base_view(&base, View::Target, u32::MAX);
+            let reference = listed.len() == expected.len()
+                && listed.iter().zip(&expected).all(|(a, b)| a.uid == b.uid && a.flags == b.flags);
+            prop_assert_eq!(only_base_changes(&base, uidnext, &changes, &|f| f.clone()), reference);
         }
     }
 }

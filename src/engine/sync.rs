@@ -209,6 +209,10 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
     regression_check(state, options, &source_folders, &records)?;
     // Folders renamed or deleted on the source (see folders.rs).
     let moves = folders::detect(source, &source_folders, &records).await?;
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        "pass: renames and deletions detected"
+    );
     if !moves.renames.is_empty() {
         folders::apply_renames(
             target,
@@ -324,6 +328,11 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
                 .filter(|u| !target_uses.contains(u.as_str())),
         });
     }
+    tracing::debug!(
+        ms = clock.elapsed().as_millis() as u64,
+        jobs = jobs.len(),
+        "pass: folders to work on chosen"
+    );
     // The extra connection pairs of the folder workers stay open for the removals.
     let mut spare = Vec::new();
     let result = run_jobs(

@@ -97,6 +97,11 @@ impl FlagSet {
         FlagSet(raw.into_iter().filter_map(Flag::parse).collect())
     }
 
+    /// Flags as the state stored them (spelled as written then, not parsed again).
+    pub fn from_stored(stored: impl IntoIterator<Item = String>) -> FlagSet {
+        FlagSet(stored.into_iter().map(Flag).collect())
+    }
+
     pub fn insert(&mut self, flag: Flag) -> bool {
         self.0.insert(flag)
     }

@@ -39,6 +39,7 @@
 //! power loss. A second process is kept out by a lock file holding the owner's pid ([`lock`]).
 
 pub mod error;
+pub mod instance_codec;
 pub mod lock;
 pub mod schema;
 pub mod store;

@@ -5,8 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Fingerprint, FlagSet, FolderTokens, InternalDate};
 
-/// Bumped on any incompatible change; a file with a higher version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped on any incompatible change; a file with a higher version is refused. 2: instance
+/// records in a compact binary form (`instance_codec`; version 1's JSON records are still read,
+/// and a version 1 file is marked 2 when opened for writing, so an older mailreplica refuses
+/// it rather than misread it).
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const FOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("folders");

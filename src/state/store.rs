@@ -7,6 +7,7 @@ use redb::{
     Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
 };
 
+use super::instance_codec;
 use super::lock::StateLock;
 use super::schema::{
     Attempts, FidelityNote, FolderRecord, HeldRemoval, InstanceRecord, JournalEntry, Quarantined,
@@ -104,7 +105,11 @@ impl StateFile {
         };
         if existed {
             let txn = state.begin_read()?;
-            check_meta(path, &txn, pair_id)?;
+            let found = check_meta(path, &txn, pair_id)?;
+            drop(txn);
+            if found < SCHEMA_VERSION {
+                state.set_meta("schema_version", &SCHEMA_VERSION.to_le_bytes())?;
+            }
         } else {
             state.init(pair_id)?;
         }
@@ -298,7 +303,8 @@ impl StateFile {
             .map_err(|e| self.corrupt(e))?
         {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            out.insert(k.value().1, self.decode(v.value())?);
+            let rec = instance_codec::decode(v.value()).map_err(|e| self.corrupt(e))?;
+            out.insert(k.value().1, rec);
         }
         Ok(out)
     }
@@ -320,7 +326,8 @@ impl StateFile {
         for entry in table.iter().map_err(|e| self.corrupt(e))? {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
             let (folder, uid) = k.value();
-            out.push((folder.to_string(), uid, self.decode(v.value())?));
+            let rec = instance_codec::decode(v.value()).map_err(|e| self.corrupt(e))?;
+            out.push((folder.to_string(), uid, rec));
         }
         Ok(out)
     }
@@ -373,7 +380,7 @@ impl StateFile {
             for change in changes {
                 match change {
                     InstanceChange::Put(uid, rec) => {
-                        let bytes = serde_json::to_vec(rec).map_err(|e| self.corrupt(e))?;
+                        let bytes = instance_codec::encode(rec);
                         instances
                             .insert((folder, *uid), bytes.as_slice())
                             .map_err(|e| self.corrupt(e))?;
@@ -769,8 +776,9 @@ fn corrupt(path: &Path, detail: impl ToString) -> StateError {
     }
 }
 
-/// Checks that a state file is ours: a known schema version and this pair's id.
-fn check_meta(path: &Path, txn: &ReadTransaction, pair_id: &str) -> Result<(), StateError> {
+/// Checks that a state file is ours: a known schema version and this pair's id. Returns the
+/// file's schema version.
+fn check_meta(path: &Path, txn: &ReadTransaction, pair_id: &str) -> Result<u32, StateError> {
     let meta = txn
         .open_table(META)
         .map_err(|e| corrupt(path, format!("no meta table: {e}")))?;
@@ -803,7 +811,7 @@ fn check_meta(path: &Path, txn: &ReadTransaction, pair_id: &str) -> Result<(), S
             expected: pair_id.to_string(),
         });
     }
-    Ok(())
+    Ok(found)
 }
 
 #[cfg(unix)]
@@ -848,7 +856,7 @@ impl InstancesSnapshot {
         let mut out = Vec::new();
         for entry in table.iter().map_err(|e| bad(&e))? {
             let (k, v) = entry.map_err(|e| bad(&e))?;
-            let rec: InstanceRecord = serde_json::from_slice(v.value()).map_err(|e| bad(&e))?;
+            let rec = instance_codec::decode(v.value()).map_err(|e| bad(&e))?;
             if let (Some(fp), Some(tuid)) = (rec.fingerprint, rec.target_uid) {
                 out.push((
                     k.value().0.to_string(),
@@ -949,6 +957,33 @@ mod tests {
                 & 0o777,
             0o700
         );
+    }
+
+    /// A version 1 file (JSON records) is read as it is, marked version 2 when opened for
+    /// writing, and holds both forms side by side afterwards.
+    #[test]
+    fn a_version_1_file_is_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.redb");
+        {
+            let s = StateFile::open(&path, "pair").unwrap();
+            let txn = s.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(INSTANCES).unwrap();
+                let json = serde_json::to_vec(&rec(1)).unwrap();
+                t.insert(("INBOX", 1u32), json.as_slice()).unwrap();
+            }
+            txn.commit().unwrap();
+            s.set_meta("schema_version", &1u32.to_le_bytes()).unwrap();
+        }
+        let s = StateFile::open(&path, "pair").unwrap();
+        let version = s.meta("schema_version").unwrap().unwrap();
+        assert_eq!(version, SCHEMA_VERSION.to_le_bytes().to_vec());
+        s.commit("INBOX", None, &[InstanceChange::Put(2, rec(2))])
+            .unwrap();
+        let all = s.instances("INBOX").unwrap();
+        assert_eq!(all.get(&1), Some(&rec(1)));
+        assert_eq!(all.get(&2), Some(&rec(2)));
     }
 
     #[test]
