@@ -1,16 +1,18 @@
 //! `mailreplica watch` against the real Dovecots: the binary runs in the background on one or
 //! three pairs; changes made on the primaries (APPEND, flags, expunge, move) must show up on the
 //! recovery sides (polled with a deadline: no assertion about speed); SIGTERM ends it with 0,
-//! a restart goes on without duplicates; killed connections do not kill it; `--once` and the
-//! state lock; `status --config`.
+//! a restart goes on without duplicates; killed connections, and a primary Dovecot killed for
+//! 30 s (a private instance), do not kill it; time travel freezes a pair under a running watch;
+//! `--once` and the state lock; `status --config`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::mr::{account, assert_same_accounts, mailreplica_env, Key};
 use crate::support::imap_client::TestImap;
+use crate::support::private_dovecot::PrivateDovecot;
 use crate::support::proxy::{FaultPlan, Proxy};
 use crate::support::servers::{ca_file, fresh_user, TestServer};
 
@@ -28,23 +30,30 @@ fn message(tag: &str, i: usize) -> Vec<u8> {
 struct TestPair {
     src: String,
     dst: String,
+    /// The primary's server: the shared primary Dovecot, or a test's private one.
+    server: TestServer,
 }
 
 impl TestPair {
     fn new(prefix: &str) -> TestPair {
+        TestPair::on(TestServer::dovecot_primary(), prefix)
+    }
+    /// A pair whose primary account lives on `server`.
+    fn on(server: TestServer, prefix: &str) -> TestPair {
         TestPair {
             src: fresh_user(&format!("{prefix}s")),
             dst: fresh_user(&format!("{prefix}d")),
+            server,
         }
     }
     fn source_url(&self) -> String {
-        TestServer::dovecot_primary().url(&self.src)
+        self.server.url(&self.src)
     }
     fn target_url(&self) -> String {
         TestServer::dovecot_recovery().url(&self.dst)
     }
     async fn primary(&self) -> TestImap {
-        TestImap::connect(&TestServer::dovecot_primary(), &self.src).await
+        TestImap::connect(&self.server, &self.src).await
     }
     async fn recovery(&self) -> TestImap {
         TestImap::connect(&TestServer::dovecot_recovery(), &self.dst).await
@@ -59,9 +68,15 @@ struct Watch {
 
 impl Watch {
     fn spawn(args: &[&str], log: &Path) -> Watch {
+        Watch::spawn_with(args, log, &[])
+    }
+
+    /// Like [`Watch::spawn`], with more environment variables.
+    fn spawn_with(args: &[&str], log: &Path, env: &[(&str, &str)]) -> Watch {
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mailreplica"))
+            .envs(env.iter().copied())
             .arg("watch")
             .args(args)
             .env_remove("MAILREPLICA_SOURCE_PASSWORD")
@@ -200,19 +215,41 @@ async fn change_everything(pair: &TestPair, tag: &str) {
     p.logout().await;
 }
 
+/// The server's name in a test configuration: `primary` for the shared primary, else
+/// `primary<port>`.
+fn server_name(server: &TestServer) -> String {
+    if *server == TestServer::dovecot_primary() {
+        "primary".into()
+    } else {
+        format!("primary{}", server.port)
+    }
+}
+
 fn config_file(dir: &Path, pairs: &[&TestPair], extra: &str) -> PathBuf {
-    let primary = TestServer::dovecot_primary();
     let recovery = TestServer::dovecot_recovery();
     let ca = ca_file();
     let pw_file = dir.join("recovery.pw");
     std::fs::write(&pw_file, "test\n").unwrap();
     let mut text = format!(
-        "# test configuration\n[watch]\nstate_dir = {state:?}\n{extra}\n\n[servers.primary]\nurl = \"imap://127.0.0.1:{pp}\"\nca_file = {ca:?}\nmax_connections = 20\n\n[servers.recovery]\nurl = \"imap://127.0.0.1:{rp}\"\nca_file = {ca:?}\n",
+        "# test configuration\n[watch]\nstate_dir = {state:?}\n{extra}\n\n[servers.recovery]\nurl = \"imap://127.0.0.1:{rp}\"\nca_file = {ca:?}\n",
         state = dir.join("state").display().to_string(),
-        pp = primary.port,
         rp = recovery.port,
         ca = ca.display().to_string(),
     );
+    let mut primaries: Vec<&TestServer> = Vec::new();
+    for pair in pairs {
+        if !primaries.contains(&&pair.server) {
+            primaries.push(&pair.server);
+        }
+    }
+    for server in primaries {
+        text.push_str(&format!(
+            "\n[servers.{name}]\nurl = \"imap://127.0.0.1:{port}\"\nca_file = {ca:?}\nmax_connections = 20\n",
+            name = server_name(server),
+            port = server.port,
+            ca = ca.display().to_string(),
+        ));
+    }
     for (i, pair) in pairs.iter().enumerate() {
         // The three password sources, one per pair.
         let recovery_secret = match i % 3 {
@@ -224,7 +261,8 @@ fn config_file(dir: &Path, pairs: &[&TestPair], extra: &str) -> PathBuf {
             ),
         };
         text.push_str(&format!(
-            "\n[accounts.p{i}]\nserver = \"primary\"\nuser = \"{src}\"\npassword_env = \"MR_WATCH_TEST_PASSWORD\"\n\n[accounts.r{i}]\nserver = \"recovery\"\nuser = \"{dst}\"\n{recovery_secret}\n\n[[pairs]]\nname = \"pair{i}\"\nprimary = \"p{i}\"\nrecovery = \"r{i}\"\n",
+            "\n[accounts.p{i}]\nserver = \"{server}\"\nuser = \"{src}\"\npassword_env = \"MR_WATCH_TEST_PASSWORD\"\n\n[accounts.r{i}]\nserver = \"recovery\"\nuser = \"{dst}\"\n{recovery_secret}\n\n[[pairs]]\nname = \"pair{i}\"\nprimary = \"p{i}\"\nrecovery = \"r{i}\"\n",
+            server = server_name(&pair.server),
             src = pair.src,
             dst = pair.dst,
         ));
@@ -566,6 +604,124 @@ async fn watch_survives_a_primary_outage_and_catches_up() {
         assert!(start.elapsed() < DEADLINE, "log:\n{}", watch.log());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
+
+/// How long the primary Dovecot stays down in [`watch_survives_a_killed_primary_dovecot`].
+const OUTAGE: Duration = Duration::from_secs(30);
+
+/// The primary Dovecot itself dies (SIGKILL to every process of a private instance: no BYE,
+/// every connection cut, the port closed) for 30 s while the watch runs, just after new mail
+/// arrived. The agent reports the outage (log, and `status --json`: last error, outage start,
+/// failed attempts), keeps retrying the whole time, and catches up once the server is back on
+/// the same port with its mail; the process never stops, nothing is removed on the recovery
+/// side meanwhile, and nothing arrives twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_a_killed_primary_dovecot() {
+    TestServer::dovecot_recovery().require();
+    let dovecot = PrivateDovecot::start();
+    let pair = TestPair::on(dovecot.server(), "wkill");
+    seed(&pair, "kill").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &[&pair], "poll_interval = 2");
+    let config_arg = config.display().to_string();
+    // Retries at most 2 s apart (60 s by default): the catch-up after the restart is then
+    // quick, and 30 s of outage hold a dozen attempts.
+    let mut watch = Watch::spawn_with(
+        &["--config", &config_arg],
+        &dir.path().join("watch.log"),
+        &[("MAILREPLICA_BACKOFF_CAP_MS", "2000")],
+    );
+    wait_in_step(&pair, &mut watch, "the first pass").await;
+
+    // New mail, then the crash at once: the watch may or may not have copied it.
+    let mut p = pair.primary().await;
+    for i in 0..2 {
+        p.append("INBOX", &[], None, &message("before-kill", i))
+            .await;
+    }
+    p.logout().await;
+    let down_at = Instant::now();
+    dovecot.kill();
+    assert!(!dovecot.server().is_reachable());
+    let mut r = pair.recovery().await;
+    let at_kill = snapshot(&mut r).await;
+    r.logout().await;
+
+    // The outage is reported: in the log and in `status`.
+    let reported = loop {
+        let status = status_json(&config).await;
+        let watch_record = status[0]["watch"].clone();
+        if watch_record["last_error"].is_string() && watch.log().contains("pass failed") {
+            break watch_record;
+        }
+        assert!(
+            down_at.elapsed() < DEADLINE,
+            "no outage reported; status: {status}\nlog:\n{}",
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let error = reported["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&dovecot.imap_port.to_string()),
+        "the error names the server: {error}"
+    );
+    assert!(reported["outage_since"].is_u64(), "{reported}");
+
+    // Down for 30 s: the process stays up and keeps trying.
+    while down_at.elapsed() < OUTAGE {
+        assert!(watch.is_running(), "log:\n{}", watch.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = status_json(&config).await;
+    let during = &status[0]["watch"];
+    assert!(
+        during["failures"].as_u64().unwrap() >= 5,
+        "one attempt at most every 2 s over 30 s: {during}\nlog:\n{}",
+        watch.log()
+    );
+    assert!(during["last_error"].is_string(), "{during}");
+    assert_eq!(during["outage_since"], reported["outage_since"], "{during}");
+    let mut r = pair.recovery().await;
+    assert_eq!(
+        snapshot(&mut r).await,
+        at_kill,
+        "the recovery side changed while the primary was down"
+    );
+    r.logout().await;
+
+    // Back on the same port, with its mail; more mail arrives.
+    dovecot.restart();
+    let mut p = pair.primary().await;
+    for i in 0..2 {
+        p.append("INBOX", &[], None, &message("after-restart", i))
+            .await;
+    }
+    p.logout().await;
+    wait_in_step(&pair, &mut watch, "catching up after the restart").await;
+    let start = Instant::now();
+    while !watch.log().contains("recovered after") {
+        assert!(start.elapsed() < DEADLINE, "log:\n{}", watch.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status_json(&config).await;
+    let after = &status[0]["watch"];
+    assert!(after["last_error"].is_null(), "{after}");
+    assert!(after["outage_since"].is_null(), "{after}");
+    assert_eq!(after["failures"], 0, "{after}");
+
+    // Everything exactly once: 4 seeded + 2 before the kill + 2 after the restart.
+    let mut r = pair.recovery().await;
+    let inbox = r.messages("INBOX").await;
+    r.logout().await;
+    let ids: BTreeSet<&str> = inbox
+        .iter()
+        .filter_map(|m| m.message_id.as_deref())
+        .collect();
+    assert_eq!(inbox.len(), 8, "{inbox:?}");
+    assert_eq!(ids.len(), 8, "duplicates: {inbox:?}");
+    assert!(watch.is_running(), "log:\n{}", watch.log());
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
 }
 
