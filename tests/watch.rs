@@ -623,7 +623,8 @@ async fn watch_survives_a_killed_primary_dovecot() {
     let pair = TestPair::on(dovecot.server(), "wkill");
     seed(&pair, "kill").await;
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(dir.path(), &[&pair], "poll_interval = 2");
+    // Polling at its default (60 s): after the outage, the retries and IDLE bring the changes.
+    let config = config_file(dir.path(), &[&pair], "poll_interval = 60");
     let config_arg = config.display().to_string();
     // Retries at most 2 s apart (60 s by default): the catch-up after the restart is then
     // quick, and 30 s of outage hold a dozen attempts.

@@ -409,6 +409,9 @@ impl Link for ImapLink {
             _ = &mut stop => return Ok(true),
             r = store.open_folder(&inbox) => { r?; }
         }
+        // Listening from here on. What changed before (after a lost connection: while nobody
+        // listened, possibly after the pass that followed the loss) is found by one more pass.
+        on_change();
         store.idle(self.renew, on_change, &mut stop).await?;
         let _ = tokio::time::timeout(Duration::from_millis(500), store.logout()).await;
         Ok(true)

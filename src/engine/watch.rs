@@ -84,9 +84,10 @@ pub trait Link {
     /// Called when the pass connections are closed or dropped.
     fn release(&self) {}
     /// Opens a connection to the primary and waits there for changes (IDLE), calling
-    /// `on_change` for each, until `stop` completes (`Ok(true)`). `Ok(false)`: the primary
-    /// cannot notify (no IDLE, or no connection to spare; the link says why in the log); the
-    /// agent polls only. `Err`: the connection failed.
+    /// `on_change` once when it starts listening (changes made while nobody listened are
+    /// found by a pass) and then for each change, until `stop` completes (`Ok(true)`).
+    /// `Ok(false)`: the primary cannot notify (no IDLE, or no connection to spare; the link
+    /// says why in the log); the agent polls only. `Err`: the connection failed.
     async fn watch_changes(
         &self,
         on_change: &dyn Fn(),
