@@ -845,69 +845,207 @@ async fn watch_fits_beside_a_users_own_connections() {
     }
 }
 
-/// A primary restored from an older backup while the watch was stopped, then new mail: the
-/// restarted watch freezes the pair (nothing written to the recovery side), stays up, and
-/// `status` says why.
+/// Time travel under a running watch. The primary of one pair is a private Dovecot; the admin
+/// stops it, puts back an older copy of the user's mail directory (sdbox files and Dovecot's
+/// index: the index is what makes UIDNEXT and HIGHESTMODSEQ go back) and starts it again, all
+/// while the watch runs; then new mail arrives and takes a UID the pair already replicated for
+/// another message. The pair freezes: `status` says why and names the folder, nothing on its
+/// recovery side changes (nothing removed, nothing added), the process stays up and the other
+/// pair (on the shared primary) goes on. `sync --accept-regression` reaches the running watch
+/// (no password needed): the pair thaws, the new mail arrives, nothing the recovery side held
+/// is removed, nothing twice, and the pair replicates again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
     TestServer::dovecot_primary().require();
     TestServer::dovecot_recovery().require();
-    let pair = TestPair::new("wtt");
+    let dovecot = PrivateDovecot::start();
+    let pair = TestPair::on(dovecot.server(), "wtt");
+    let other = TestPair::new("wtto");
     let mut p = pair.primary().await;
     for i in 0..5 {
         p.append("INBOX", &[], None, &message("tt", i)).await;
     }
     p.logout().await;
+    seed(&other, "tto").await;
     let dir = tempfile::tempdir().unwrap();
-    let pairs = [&pair];
-    let config = config_file(dir.path(), &pairs, "poll_interval = 2");
+    // Polling at its default (60 s): changes arrive by IDLE, and after the server's restarts by
+    // the agent's retries.
+    let config = config_file(dir.path(), &[&pair, &other], "poll_interval = 60");
     let config_arg = config.display().to_string();
-    let home = crate::support::servers::dovecot_mail_dir("primary", &pair.src);
+    let state = dir.path().join("state/pair0.redb");
+    let home = dovecot.mail_dir(&pair.src);
     let backup = dir.path().join("backup");
-    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch.log"));
+    let mut watch = Watch::spawn_with(
+        &["--config", &config_arg],
+        &dir.path().join("watch.log"),
+        &[("MAILREPLICA_BACKOFF_CAP_MS", "1000")],
+    );
     wait_in_step(&pair, &mut watch, "the first pass").await;
-    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    wait_in_step(&other, &mut watch, "the first pass of the other pair").await;
+
+    // The backup, taken with the server stopped (a consistent copy); then two more messages.
+    dovecot.stop();
     copy_tree(&home, &backup);
-    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch2.log"));
+    dovecot.restart();
     let mut p = pair.primary().await;
     for i in 5..7 {
         p.append("INBOX", &[], None, &message("tt", i)).await;
     }
     p.logout().await;
     wait_in_step(&pair, &mut watch, "two more messages").await;
-    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
     let mut r = pair.recovery().await;
     let before = snapshot(&mut r).await;
     r.logout().await;
+    assert_eq!(before["INBOX"].len(), 7);
+    // Not frozen yet: nothing to confirm, and nothing is left beside the state.
+    let early = confirm_regression(&pair, &state).await;
+    assert_eq!(early.code, 0, "{early:?}");
+    assert!(early.stdout.contains("nothing to confirm"), "{early:?}");
+    let mut leftover = state.as_os_str().to_owned();
+    leftover.push(".accept-regression");
+    assert!(!Path::new(&leftover).exists());
 
-    // Restored (no session open on it), then new mail takes a UID the pair already knows.
+    // The restore, under the running watch; then new mail takes UID 6 again.
+    dovecot.stop();
     std::fs::remove_dir_all(&home).unwrap();
     copy_tree(&backup, &home);
+    dovecot.restart();
     let mut p = pair.primary().await;
-    p.append("INBOX", &[], None, &message("tt-new", 0)).await;
+    p.append("INBOX", &["\\Flagged"], None, &message("tt-new", 0))
+        .await;
+    assert_eq!(p.messages("INBOX").await.len(), 6);
     p.logout().await;
 
-    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch3.log"));
+    // Frozen: `status` says why, with the folder.
     let start = Instant::now();
-    while !watch.log().contains("went back in time") {
-        assert!(start.elapsed() < DEADLINE, "log:\n{}", watch.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // A few poll intervals later: still up, still frozen, nothing changed on the recovery side.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let frozen = loop {
+        let status = status_json(&config).await;
+        if let Some(m) = status[0]["frozen"]["message"].as_str() {
+            break m.to_string();
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "not frozen; status: {status}\nlog:\n{}",
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        frozen.contains("went back in time") && frozen.contains("folder INBOX"),
+        "{frozen}"
+    );
+    assert!(watch.log().contains("went back in time"), "{}", watch.log());
+    // The other pair goes on meanwhile (several poll intervals of the frozen one).
+    let mut o = other.primary().await;
+    o.append("INBOX", &[], None, &message("tto-during", 1))
+        .await;
+    o.logout().await;
+    wait_in_step(&other, &mut watch, "the other pair while one is frozen").await;
     assert!(watch.is_running(), "log:\n{}", watch.log());
     let mut r = pair.recovery().await;
-    assert_eq!(snapshot(&mut r).await, before);
+    assert_eq!(
+        snapshot(&mut r).await,
+        before,
+        "the frozen pair's recovery side changed"
+    );
     r.logout().await;
     let status = status_json(&config).await;
-    let entry = &status.as_array().unwrap()[0];
+    assert!(status[0]["frozen"]["message"].is_string(), "{status}");
     assert!(
-        entry["frozen"]["message"]
+        status[0]["watch"]["last_error"]
             .as_str()
-            .is_some_and(|m| m.contains("went back in time")),
-        "{entry}"
+            .is_some_and(|e| e.contains("went back in time")),
+        "{status}"
     );
+
+    // The confirmation reaches the running watch.
+    let confirm = confirm_regression(&pair, &state).await;
+    assert_eq!(confirm.code, 0, "{confirm:?}\nlog:\n{}", watch.log());
+    assert!(
+        confirm.stdout.contains("took the confirmation"),
+        "{confirm:?}"
+    );
+    let start = Instant::now();
+    let inbox = loop {
+        let mut r = pair.recovery().await;
+        let inbox = r.messages("INBOX").await;
+        r.logout().await;
+        if inbox.len() >= 8 {
+            break inbox;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the new mail did not arrive after the confirmation; log:\n{}",
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Everything the recovery side held is still there, plus the new message, nothing twice.
+    let ids: BTreeSet<&str> = inbox
+        .iter()
+        .filter_map(|m| m.message_id.as_deref())
+        .collect();
+    assert_eq!(inbox.len(), 8, "{inbox:?}");
+    assert_eq!(ids.len(), 8, "duplicates: {inbox:?}");
+    assert!(ids.contains("<tt-new-0@watch.test>"), "{ids:?}");
+    for i in 0..7 {
+        assert!(
+            ids.contains(format!("<tt-{i}@watch.test>").as_str()),
+            "lost tt {i}: {ids:?}"
+        );
+    }
+    let mut r = pair.recovery().await;
+    let after = snapshot(&mut r).await;
+    r.logout().await;
+    for key in &before["INBOX"] {
+        assert!(after["INBOX"].contains(key), "changed or lost: {key:?}");
+    }
+    let status = status_json(&config).await;
+    assert!(status[0]["frozen"].is_null(), "{status}");
+    assert!(status[0]["watch"]["last_error"].is_null(), "{status}");
+
+    // Thawed for good: the next message is replicated too (IDLE is back).
+    let mut p = pair.primary().await;
+    p.append("INBOX", &[], None, &message("tt-new", 1)).await;
+    p.logout().await;
+    let start = Instant::now();
+    loop {
+        let mut r = pair.recovery().await;
+        let n = r.messages("INBOX").await.len();
+        r.logout().await;
+        if n == 9 {
+            break;
+        }
+        assert!(
+            n == 8 && start.elapsed() < DEADLINE,
+            "{n} messages; log:\n{}",
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(watch.is_running(), "log:\n{}", watch.log());
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
+
+/// `sync --accept-regression` on `pair` with its state, no password (a running watch holds
+/// the state: the command only hands the confirmation over).
+async fn confirm_regression(pair: &TestPair, state: &Path) -> crate::mr::Run {
+    let state = state.display().to_string();
+    let (source, target) = (pair.source_url(), pair.target_url());
+    mailreplica_env(
+        &[
+            "sync",
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state,
+            "--accept-regression",
+        ],
+        &[],
+    )
+    .await
 }
 
 fn copy_tree(from: &Path, to: &Path) {
