@@ -33,7 +33,7 @@ impl SyncCommand {
     pub async fn execute(self) -> ExitCode {
         let args = self.args;
         if args.accept_regression && !args.dry_run && !args.rebuild_state {
-            if let Some(code) = confirm_to_running_watch(&args) {
+            if let Some(code) = confirm_to_running_watch(&args).await {
                 return code;
             }
         }
@@ -244,7 +244,7 @@ struct Handover {
 /// beside the state for the running agent (see engine::watch), which thaws the pair and
 /// replicates it again; no server is reached from here, so no password is needed. `None` when
 /// no other process holds the state: the ordinary sync runs.
-fn confirm_to_running_watch(args: &SyncArgs) -> Option<ExitCode> {
+async fn confirm_to_running_watch(args: &SyncArgs) -> Option<ExitCode> {
     let (id, path) = match args.pair.state_only(args.state.as_deref()) {
         Ok(r) => r,
         Err(code) => return Some(code),
@@ -282,7 +282,7 @@ fn confirm_to_running_watch(args: &SyncArgs) -> Option<ExitCode> {
     let request = accept_request_path(&path);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while request.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Not taken in time: withdrawn, so that it cannot confirm a later regression. (Gone
     // already: the agent took it just now.)
