@@ -1,6 +1,7 @@
 //! Tests of the test helpers in `tests/support/` themselves: modified UTF-7,
 //! user names, the corpus loader, the proxy (with a fake upstream), the
-//! scripted server, and `TestImap` against the real Dovecot primary.
+//! scripted server, `TestImap` against the real Dovecot primary, and a private Dovecot
+//! killed and restarted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use tokio::time::timeout;
 use crate::support::corpus::{big_message, Corpus};
 use crate::support::imap_client::{internaldate_timestamp, sha256_hex, TestImap, ToAppend};
 use crate::support::mutf7;
+use crate::support::private_dovecot::PrivateDovecot;
 use crate::support::proxy::{random_drop_threshold, FaultPlan, Proxy};
 use crate::support::scripted_server::{After, Script, ScriptedServer, Step};
 use crate::support::servers::{fresh_user, TestServer};
@@ -945,5 +947,49 @@ async fn cyrus_user_seed_and_read_back() {
         msgs[0].internaldate_timestamp(),
         internaldate_timestamp("17-Jul-2024 02:44:25 +0200")
     );
+    imap.logout().await;
+}
+
+// ------------------------------------------------------------ private Dovecot
+
+/// A private Dovecot: a login works, SIGKILL takes every process of the instance down (the
+/// port refuses connections) and nothing else, a restart on the same port serves the same
+/// mail, a clean stop works too.
+#[tokio::test]
+async fn private_dovecot_survives_kill_and_restart_with_its_mail() {
+    let dovecot = PrivateDovecot::start();
+    let server = dovecot.server();
+    let user = fresh_user("pvself");
+    let mut imap = TestImap::connect(&server, &user).await;
+    let body = b"Message-ID: <pv1@test>\r\nSubject: pv\r\n\r\nprivate\r\n";
+    imap.append("INBOX", &["\\Seen"], None, body).await;
+    let before = imap.messages("INBOX").await;
+    let shared = TestServer::dovecot_primary();
+    let shared_up = shared.is_reachable();
+
+    dovecot.kill();
+    assert!(dovecot.pids().is_empty(), "{:?}", dovecot.pids());
+    assert!(
+        !server.is_reachable(),
+        "the port still answers after SIGKILL"
+    );
+    assert!(
+        TestImap::try_connect(&server, &user).await.is_err(),
+        "a login worked while the instance was killed"
+    );
+    // The shared servers are not ours: they are untouched.
+    assert_eq!(shared.is_reachable(), shared_up);
+
+    dovecot.restart();
+    let mut imap = TestImap::connect(&server, &user).await;
+    assert_eq!(imap.messages("INBOX").await, before);
+    imap.logout().await;
+    assert!(dovecot.mail_dir(&user).join("sdbox").is_dir());
+
+    dovecot.stop();
+    assert!(!dovecot.is_running() && dovecot.pids().is_empty());
+    dovecot.restart();
+    let mut imap = TestImap::connect(&server, &user).await;
+    assert_eq!(imap.messages("INBOX").await, before);
     imap.logout().await;
 }

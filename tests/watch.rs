@@ -1,16 +1,18 @@
 //! `mailreplica watch` against the real Dovecots: the binary runs in the background on one or
 //! three pairs; changes made on the primaries (APPEND, flags, expunge, move) must show up on the
 //! recovery sides (polled with a deadline: no assertion about speed); SIGTERM ends it with 0,
-//! a restart goes on without duplicates; killed connections do not kill it; `--once` and the
-//! state lock; `status --config`.
+//! a restart goes on without duplicates; killed connections, and a primary Dovecot killed for
+//! 30 s (a private instance), do not kill it; time travel freezes a pair under a running watch;
+//! `--once` and the state lock; `status --config`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::mr::{account, assert_same_accounts, mailreplica_env, Key};
 use crate::support::imap_client::TestImap;
+use crate::support::private_dovecot::PrivateDovecot;
 use crate::support::proxy::{FaultPlan, Proxy};
 use crate::support::servers::{ca_file, fresh_user, TestServer};
 
@@ -28,23 +30,30 @@ fn message(tag: &str, i: usize) -> Vec<u8> {
 struct TestPair {
     src: String,
     dst: String,
+    /// The primary's server: the shared primary Dovecot, or a test's private one.
+    server: TestServer,
 }
 
 impl TestPair {
     fn new(prefix: &str) -> TestPair {
+        TestPair::on(TestServer::dovecot_primary(), prefix)
+    }
+    /// A pair whose primary account lives on `server`.
+    fn on(server: TestServer, prefix: &str) -> TestPair {
         TestPair {
             src: fresh_user(&format!("{prefix}s")),
             dst: fresh_user(&format!("{prefix}d")),
+            server,
         }
     }
     fn source_url(&self) -> String {
-        TestServer::dovecot_primary().url(&self.src)
+        self.server.url(&self.src)
     }
     fn target_url(&self) -> String {
         TestServer::dovecot_recovery().url(&self.dst)
     }
     async fn primary(&self) -> TestImap {
-        TestImap::connect(&TestServer::dovecot_primary(), &self.src).await
+        TestImap::connect(&self.server, &self.src).await
     }
     async fn recovery(&self) -> TestImap {
         TestImap::connect(&TestServer::dovecot_recovery(), &self.dst).await
@@ -59,9 +68,15 @@ struct Watch {
 
 impl Watch {
     fn spawn(args: &[&str], log: &Path) -> Watch {
+        Watch::spawn_with(args, log, &[])
+    }
+
+    /// Like [`Watch::spawn`], with more environment variables.
+    fn spawn_with(args: &[&str], log: &Path, env: &[(&str, &str)]) -> Watch {
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mailreplica"))
+            .envs(env.iter().copied())
             .arg("watch")
             .args(args)
             .env_remove("MAILREPLICA_SOURCE_PASSWORD")
@@ -200,19 +215,41 @@ async fn change_everything(pair: &TestPair, tag: &str) {
     p.logout().await;
 }
 
+/// The server's name in a test configuration: `primary` for the shared primary, else
+/// `primary<port>`.
+fn server_name(server: &TestServer) -> String {
+    if *server == TestServer::dovecot_primary() {
+        "primary".into()
+    } else {
+        format!("primary{}", server.port)
+    }
+}
+
 fn config_file(dir: &Path, pairs: &[&TestPair], extra: &str) -> PathBuf {
-    let primary = TestServer::dovecot_primary();
     let recovery = TestServer::dovecot_recovery();
     let ca = ca_file();
     let pw_file = dir.join("recovery.pw");
     std::fs::write(&pw_file, "test\n").unwrap();
     let mut text = format!(
-        "# test configuration\n[watch]\nstate_dir = {state:?}\n{extra}\n\n[servers.primary]\nurl = \"imap://127.0.0.1:{pp}\"\nca_file = {ca:?}\nmax_connections = 20\n\n[servers.recovery]\nurl = \"imap://127.0.0.1:{rp}\"\nca_file = {ca:?}\n",
+        "# test configuration\n[watch]\nstate_dir = {state:?}\n{extra}\n\n[servers.recovery]\nurl = \"imap://127.0.0.1:{rp}\"\nca_file = {ca:?}\n",
         state = dir.join("state").display().to_string(),
-        pp = primary.port,
         rp = recovery.port,
         ca = ca.display().to_string(),
     );
+    let mut primaries: Vec<&TestServer> = Vec::new();
+    for pair in pairs {
+        if !primaries.contains(&&pair.server) {
+            primaries.push(&pair.server);
+        }
+    }
+    for server in primaries {
+        text.push_str(&format!(
+            "\n[servers.{name}]\nurl = \"imap://127.0.0.1:{port}\"\nca_file = {ca:?}\nmax_connections = 20\n",
+            name = server_name(server),
+            port = server.port,
+            ca = ca.display().to_string(),
+        ));
+    }
     for (i, pair) in pairs.iter().enumerate() {
         // The three password sources, one per pair.
         let recovery_secret = match i % 3 {
@@ -224,7 +261,8 @@ fn config_file(dir: &Path, pairs: &[&TestPair], extra: &str) -> PathBuf {
             ),
         };
         text.push_str(&format!(
-            "\n[accounts.p{i}]\nserver = \"primary\"\nuser = \"{src}\"\npassword_env = \"MR_WATCH_TEST_PASSWORD\"\n\n[accounts.r{i}]\nserver = \"recovery\"\nuser = \"{dst}\"\n{recovery_secret}\n\n[[pairs]]\nname = \"pair{i}\"\nprimary = \"p{i}\"\nrecovery = \"r{i}\"\n",
+            "\n[accounts.p{i}]\nserver = \"{server}\"\nuser = \"{src}\"\npassword_env = \"MR_WATCH_TEST_PASSWORD\"\n\n[accounts.r{i}]\nserver = \"recovery\"\nuser = \"{dst}\"\n{recovery_secret}\n\n[[pairs]]\nname = \"pair{i}\"\nprimary = \"p{i}\"\nrecovery = \"r{i}\"\n",
+            server = server_name(&pair.server),
             src = pair.src,
             dst = pair.dst,
         ));
@@ -569,6 +607,125 @@ async fn watch_survives_a_primary_outage_and_catches_up() {
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
 }
 
+/// How long the primary Dovecot stays down in [`watch_survives_a_killed_primary_dovecot`].
+const OUTAGE: Duration = Duration::from_secs(30);
+
+/// The primary Dovecot itself dies (SIGKILL to every process of a private instance: no BYE,
+/// every connection cut, the port closed) for 30 s while the watch runs, just after new mail
+/// arrived. The agent reports the outage (log, and `status --json`: last error, outage start,
+/// failed attempts), keeps retrying the whole time, and catches up once the server is back on
+/// the same port with its mail; the process never stops, nothing is removed on the recovery
+/// side meanwhile, and nothing arrives twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_survives_a_killed_primary_dovecot() {
+    TestServer::dovecot_recovery().require();
+    let dovecot = PrivateDovecot::start();
+    let pair = TestPair::on(dovecot.server(), "wkill");
+    seed(&pair, "kill").await;
+    let dir = tempfile::tempdir().unwrap();
+    // Polling at its default (60 s): after the outage, the retries and IDLE bring the changes.
+    let config = config_file(dir.path(), &[&pair], "poll_interval = 60");
+    let config_arg = config.display().to_string();
+    // Retries at most 2 s apart (60 s by default): the catch-up after the restart is then
+    // quick, and 30 s of outage hold a dozen attempts.
+    let mut watch = Watch::spawn_with(
+        &["--config", &config_arg],
+        &dir.path().join("watch.log"),
+        &[("MAILREPLICA_BACKOFF_CAP_MS", "2000")],
+    );
+    wait_in_step(&pair, &mut watch, "the first pass").await;
+
+    // New mail, then the crash at once: the watch may or may not have copied it.
+    let mut p = pair.primary().await;
+    for i in 0..2 {
+        p.append("INBOX", &[], None, &message("before-kill", i))
+            .await;
+    }
+    p.logout().await;
+    let down_at = Instant::now();
+    dovecot.kill();
+    assert!(!dovecot.server().is_reachable());
+    let mut r = pair.recovery().await;
+    let at_kill = snapshot(&mut r).await;
+    r.logout().await;
+
+    // The outage is reported: in the log and in `status`.
+    let reported = loop {
+        let status = status_json(&config).await;
+        let watch_record = status[0]["watch"].clone();
+        if watch_record["last_error"].is_string() && watch.log().contains("pass failed") {
+            break watch_record;
+        }
+        assert!(
+            down_at.elapsed() < DEADLINE,
+            "no outage reported; status: {status}\nlog:\n{}",
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let error = reported["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&dovecot.imap_port.to_string()),
+        "the error names the server: {error}"
+    );
+    assert!(reported["outage_since"].is_u64(), "{reported}");
+
+    // Down for 30 s: the process stays up and keeps trying.
+    while down_at.elapsed() < OUTAGE {
+        assert!(watch.is_running(), "log:\n{}", watch.log());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let status = status_json(&config).await;
+    let during = &status[0]["watch"];
+    assert!(
+        during["failures"].as_u64().unwrap() >= 5,
+        "one attempt at most every 2 s over 30 s: {during}\nlog:\n{}",
+        watch.log()
+    );
+    assert!(during["last_error"].is_string(), "{during}");
+    assert_eq!(during["outage_since"], reported["outage_since"], "{during}");
+    let mut r = pair.recovery().await;
+    assert_eq!(
+        snapshot(&mut r).await,
+        at_kill,
+        "the recovery side changed while the primary was down"
+    );
+    r.logout().await;
+
+    // Back on the same port, with its mail; more mail arrives.
+    dovecot.restart();
+    let mut p = pair.primary().await;
+    for i in 0..2 {
+        p.append("INBOX", &[], None, &message("after-restart", i))
+            .await;
+    }
+    p.logout().await;
+    wait_in_step(&pair, &mut watch, "catching up after the restart").await;
+    let start = Instant::now();
+    while !watch.log().contains("recovered after") {
+        assert!(start.elapsed() < DEADLINE, "log:\n{}", watch.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = status_json(&config).await;
+    let after = &status[0]["watch"];
+    assert!(after["last_error"].is_null(), "{after}");
+    assert!(after["outage_since"].is_null(), "{after}");
+    assert_eq!(after["failures"], 0, "{after}");
+
+    // Everything exactly once: 4 seeded + 2 before the kill + 2 after the restart.
+    let mut r = pair.recovery().await;
+    let inbox = r.messages("INBOX").await;
+    r.logout().await;
+    let ids: BTreeSet<&str> = inbox
+        .iter()
+        .filter_map(|m| m.message_id.as_deref())
+        .collect();
+    assert_eq!(inbox.len(), 8, "{inbox:?}");
+    assert_eq!(ids.len(), 8, "duplicates: {inbox:?}");
+    assert!(watch.is_running(), "log:\n{}", watch.log());
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
+
 /// SIGTERM while a pass is stuck in the middle of an upload batch (the recovery server stops
 /// answering at the 5th APPEND): the process exits 0 well within 10 s, and a restart resolves
 /// the interrupted batch and goes on without duplicates.
@@ -688,69 +845,207 @@ async fn watch_fits_beside_a_users_own_connections() {
     }
 }
 
-/// A primary restored from an older backup while the watch was stopped, then new mail: the
-/// restarted watch freezes the pair (nothing written to the recovery side), stays up, and
-/// `status` says why.
+/// Time travel under a running watch. The primary of one pair is a private Dovecot; the admin
+/// stops it, puts back an older copy of the user's mail directory (sdbox files and Dovecot's
+/// index: the index is what makes UIDNEXT and HIGHESTMODSEQ go back) and starts it again, all
+/// while the watch runs; then new mail arrives and takes a UID the pair already replicated for
+/// another message. The pair freezes: `status` says why and names the folder, nothing on its
+/// recovery side changes (nothing removed, nothing added), the process stays up and the other
+/// pair (on the shared primary) goes on. `sync --accept-regression` reaches the running watch
+/// (no password needed): the pair thaws, the new mail arrives, nothing the recovery side held
+/// is removed, nothing twice, and the pair replicates again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
     TestServer::dovecot_primary().require();
     TestServer::dovecot_recovery().require();
-    let pair = TestPair::new("wtt");
+    let dovecot = PrivateDovecot::start();
+    let pair = TestPair::on(dovecot.server(), "wtt");
+    let other = TestPair::new("wtto");
     let mut p = pair.primary().await;
     for i in 0..5 {
         p.append("INBOX", &[], None, &message("tt", i)).await;
     }
     p.logout().await;
+    seed(&other, "tto").await;
     let dir = tempfile::tempdir().unwrap();
-    let pairs = [&pair];
-    let config = config_file(dir.path(), &pairs, "poll_interval = 2");
+    // Polling at its default (60 s): changes arrive by IDLE, and after the server's restarts by
+    // the agent's retries.
+    let config = config_file(dir.path(), &[&pair, &other], "poll_interval = 60");
     let config_arg = config.display().to_string();
-    let home = crate::support::servers::dovecot_mail_dir("primary", &pair.src);
+    let state = dir.path().join("state/pair0.redb");
+    let home = dovecot.mail_dir(&pair.src);
     let backup = dir.path().join("backup");
-    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch.log"));
+    let mut watch = Watch::spawn_with(
+        &["--config", &config_arg],
+        &dir.path().join("watch.log"),
+        &[("MAILREPLICA_BACKOFF_CAP_MS", "1000")],
+    );
     wait_in_step(&pair, &mut watch, "the first pass").await;
-    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    wait_in_step(&other, &mut watch, "the first pass of the other pair").await;
+
+    // The backup, taken with the server stopped (a consistent copy); then two more messages.
+    dovecot.stop();
     copy_tree(&home, &backup);
-    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch2.log"));
+    dovecot.restart();
     let mut p = pair.primary().await;
     for i in 5..7 {
         p.append("INBOX", &[], None, &message("tt", i)).await;
     }
     p.logout().await;
     wait_in_step(&pair, &mut watch, "two more messages").await;
-    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
     let mut r = pair.recovery().await;
     let before = snapshot(&mut r).await;
     r.logout().await;
+    assert_eq!(before["INBOX"].len(), 7);
+    // Not frozen yet: nothing to confirm, and nothing is left beside the state.
+    let early = confirm_regression(&pair, &state).await;
+    assert_eq!(early.code, 0, "{early:?}");
+    assert!(early.stdout.contains("nothing to confirm"), "{early:?}");
+    let mut leftover = state.as_os_str().to_owned();
+    leftover.push(".accept-regression");
+    assert!(!Path::new(&leftover).exists());
 
-    // Restored (no session open on it), then new mail takes a UID the pair already knows.
+    // The restore, under the running watch; then new mail takes UID 6 again.
+    dovecot.stop();
     std::fs::remove_dir_all(&home).unwrap();
     copy_tree(&backup, &home);
+    dovecot.restart();
     let mut p = pair.primary().await;
-    p.append("INBOX", &[], None, &message("tt-new", 0)).await;
+    p.append("INBOX", &["\\Flagged"], None, &message("tt-new", 0))
+        .await;
+    assert_eq!(p.messages("INBOX").await.len(), 6);
     p.logout().await;
 
-    let mut watch = Watch::spawn(&["--config", &config_arg], &dir.path().join("watch3.log"));
+    // Frozen: `status` says why, with the folder.
     let start = Instant::now();
-    while !watch.log().contains("went back in time") {
-        assert!(start.elapsed() < DEADLINE, "log:\n{}", watch.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // A few poll intervals later: still up, still frozen, nothing changed on the recovery side.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let frozen = loop {
+        let status = status_json(&config).await;
+        if let Some(m) = status[0]["frozen"]["message"].as_str() {
+            break m.to_string();
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "not frozen; status: {status}\nlog:\n{}",
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        frozen.contains("went back in time") && frozen.contains("folder INBOX"),
+        "{frozen}"
+    );
+    assert!(watch.log().contains("went back in time"), "{}", watch.log());
+    // The other pair goes on meanwhile (several poll intervals of the frozen one).
+    let mut o = other.primary().await;
+    o.append("INBOX", &[], None, &message("tto-during", 1))
+        .await;
+    o.logout().await;
+    wait_in_step(&other, &mut watch, "the other pair while one is frozen").await;
     assert!(watch.is_running(), "log:\n{}", watch.log());
     let mut r = pair.recovery().await;
-    assert_eq!(snapshot(&mut r).await, before);
+    assert_eq!(
+        snapshot(&mut r).await,
+        before,
+        "the frozen pair's recovery side changed"
+    );
     r.logout().await;
     let status = status_json(&config).await;
-    let entry = &status.as_array().unwrap()[0];
+    assert!(status[0]["frozen"]["message"].is_string(), "{status}");
     assert!(
-        entry["frozen"]["message"]
+        status[0]["watch"]["last_error"]
             .as_str()
-            .is_some_and(|m| m.contains("went back in time")),
-        "{entry}"
+            .is_some_and(|e| e.contains("went back in time")),
+        "{status}"
     );
+
+    // The confirmation reaches the running watch.
+    let confirm = confirm_regression(&pair, &state).await;
+    assert_eq!(confirm.code, 0, "{confirm:?}\nlog:\n{}", watch.log());
+    assert!(
+        confirm.stdout.contains("took the confirmation"),
+        "{confirm:?}"
+    );
+    let start = Instant::now();
+    let inbox = loop {
+        let mut r = pair.recovery().await;
+        let inbox = r.messages("INBOX").await;
+        r.logout().await;
+        if inbox.len() >= 8 {
+            break inbox;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the new mail did not arrive after the confirmation; log:\n{}",
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Everything the recovery side held is still there, plus the new message, nothing twice.
+    let ids: BTreeSet<&str> = inbox
+        .iter()
+        .filter_map(|m| m.message_id.as_deref())
+        .collect();
+    assert_eq!(inbox.len(), 8, "{inbox:?}");
+    assert_eq!(ids.len(), 8, "duplicates: {inbox:?}");
+    assert!(ids.contains("<tt-new-0@watch.test>"), "{ids:?}");
+    for i in 0..7 {
+        assert!(
+            ids.contains(format!("<tt-{i}@watch.test>").as_str()),
+            "lost tt {i}: {ids:?}"
+        );
+    }
+    let mut r = pair.recovery().await;
+    let after = snapshot(&mut r).await;
+    r.logout().await;
+    for key in &before["INBOX"] {
+        assert!(after["INBOX"].contains(key), "changed or lost: {key:?}");
+    }
+    let status = status_json(&config).await;
+    assert!(status[0]["frozen"].is_null(), "{status}");
+    assert!(status[0]["watch"]["last_error"].is_null(), "{status}");
+
+    // Thawed for good: the next message is replicated too (IDLE is back).
+    let mut p = pair.primary().await;
+    p.append("INBOX", &[], None, &message("tt-new", 1)).await;
+    p.logout().await;
+    let start = Instant::now();
+    loop {
+        let mut r = pair.recovery().await;
+        let n = r.messages("INBOX").await.len();
+        r.logout().await;
+        if n == 9 {
+            break;
+        }
+        assert!(
+            n == 8 && start.elapsed() < DEADLINE,
+            "{n} messages; log:\n{}",
+            watch.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(watch.is_running(), "log:\n{}", watch.log());
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
+
+/// `sync --accept-regression` on `pair` with its state, no password (a running watch holds
+/// the state: the command only hands the confirmation over).
+async fn confirm_regression(pair: &TestPair, state: &Path) -> crate::mr::Run {
+    let state = state.display().to_string();
+    let (source, target) = (pair.source_url(), pair.target_url());
+    mailreplica_env(
+        &[
+            "sync",
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state,
+            "--accept-regression",
+        ],
+        &[],
+    )
+    .await
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -156,7 +156,8 @@ pub struct SyncArgs {
     pub connections: u16,
 
     /// Confirm that the source went back in time (restored from a backup) and thaw the pair:
-    /// the regressed folders are matched again by identity; nothing is deleted on the target
+    /// the regressed folders are matched again by identity; nothing is deleted on the target.
+    /// When a running watch holds the state, the confirmation is handed to it
     #[arg(long)]
     pub accept_regression: bool,
 

@@ -11,6 +11,7 @@ use super::pair::{connect, Pair};
 use super::progress::{human_bytes, Progress};
 use crate::engine::mapped::{folder_map, Mapped};
 use crate::engine::sync::{sync_into_with, SyncOptions};
+use crate::engine::watch::{accept_request_path, status_path, write_accept_request, StatusCopy};
 use crate::engine::workers::Connector;
 use crate::engine::{EngineError, SyncSummary};
 use crate::mailstore::imap::ImapStore;
@@ -31,6 +32,11 @@ pub struct SyncCommand {
 impl SyncCommand {
     pub async fn execute(self) -> ExitCode {
         let args = self.args;
+        if args.accept_regression && !args.dry_run && !args.rebuild_state {
+            if let Some(code) = confirm_to_running_watch(&args).await {
+                return code;
+            }
+        }
         let (pair, id, state_path) = match args.pair.resolve_with_state(args.state.as_deref()) {
             Ok(r) => r,
             Err(code) => return code,
@@ -222,6 +228,93 @@ impl Connector<Mapped<ImapStore>, Mapped<ImapStore>> for MoreConnections<'_> {
             }
         }
     }
+}
+
+/// What `sync --accept-regression` says when a running watch holds the state (`--json`).
+#[derive(Debug, serde::Serialize)]
+struct Handover {
+    state_file: String,
+    holder: String,
+    /// The running watch took the confirmation.
+    taken: bool,
+    message: String,
+}
+
+/// `sync --accept-regression` while a `watch` holds the pair's state: the confirmation is left
+/// beside the state for the running agent (see engine::watch), which thaws the pair and
+/// replicates it again; no server is reached from here, so no password is needed. `None` when
+/// no other process holds the state: the ordinary sync runs.
+async fn confirm_to_running_watch(args: &SyncArgs) -> Option<ExitCode> {
+    let (id, path) = match args.pair.state_only(args.state.as_deref()) {
+        Ok(r) => r,
+        Err(code) => return Some(code),
+    };
+    if !path.is_file() {
+        return None;
+    }
+    let holder = match StateFile::open(&path, &id) {
+        Err(StateError::Locked { holder, .. }) => holder,
+        // Free (closed again at once), or an error the ordinary sync reports.
+        _ => return None,
+    };
+    let shown = path.display();
+    // What the running watch last recorded: a pair that is not frozen has nothing to confirm.
+    let copy: Option<StatusCopy> = std::fs::read(status_path(&path))
+        .ok()
+        .and_then(|raw| serde_json::from_slice(&raw).ok());
+    if copy.is_some_and(|c| c.frozen.is_none()) {
+        return Some(handover(
+            Handover {
+                state_file: shown.to_string(),
+                message: format!("nothing to confirm: {holder} replicates this pair and it is not frozen (see `mailreplica status --state {shown}`)"),
+                holder,
+                taken: false,
+            },
+            args.json,
+        ));
+    }
+    if let Err(e) = write_accept_request(&path) {
+        eprintln!(
+            "error: {holder} holds {shown} and the confirmation could not be written beside it ({e}); stop that process, run this command again, then start it again"
+        );
+        return Some(ExitCode::TempFail);
+    }
+    let request = accept_request_path(&path);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while request.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Not taken in time: withdrawn, so that it cannot confirm a later regression. (Gone
+    // already: the agent took it just now.)
+    let taken = !request.exists()
+        || matches!(std::fs::remove_file(&request), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    if !taken {
+        eprintln!(
+            "error: {holder} holds {shown} but did not take the confirmation within 10 s (a running watch takes it only while the pair is frozen: see `mailreplica status --state {shown}`); stop that process, run this command again, then start it again"
+        );
+        return Some(ExitCode::TempFail);
+    }
+    Some(handover(
+        Handover {
+            state_file: shown.to_string(),
+            message: format!("{holder} took the confirmation: the pair is thawed; its next pass matches the folder's messages again by identity and replicates new mail; nothing is removed on the target (`mailreplica status --state {shown}` shows the pass)"),
+            holder,
+            taken: true,
+        },
+        args.json,
+    ))
+}
+
+fn handover(out: Handover, json: bool) -> ExitCode {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&out).unwrap_or_else(|_| "{}".into())
+        );
+    } else {
+        println!("{}", out.message);
+    }
+    ExitCode::InSync
 }
 
 /// Opens the state; with `rebuild`, empties it, or moves a damaged file aside and starts anew.

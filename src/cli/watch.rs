@@ -77,6 +77,7 @@ impl WatchCommand {
             poll: Duration::from_secs(args.poll_interval.or(file.poll_interval).unwrap_or(60)),
             idle_renew: Duration::from_secs(args.idle_renew.or(file.idle_renew).unwrap_or(600)),
             backoff_base: backoff_base(),
+            backoff_cap: backoff_cap(),
             ..WatchSettings::default()
         };
         let idle = !args.no_idle && file.idle.unwrap_or(true);
@@ -174,11 +175,20 @@ impl WatchCommand {
 
 /// `MAILREPLICA_BACKOFF_MS` (tests) or 1 s.
 fn backoff_base() -> Duration {
-    let ms = std::env::var("MAILREPLICA_BACKOFF_MS")
+    env_ms("MAILREPLICA_BACKOFF_MS").unwrap_or(Duration::from_secs(1))
+}
+
+/// `MAILREPLICA_BACKOFF_CAP_MS` (tests: an outage of a few seconds is caught up at once) or
+/// the default (60 s).
+fn backoff_cap() -> Duration {
+    env_ms("MAILREPLICA_BACKOFF_CAP_MS").unwrap_or(WatchSettings::default().backoff_cap)
+}
+
+fn env_ms(var: &str) -> Option<Duration> {
+    std::env::var(var)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    Duration::from_millis(ms)
+        .map(Duration::from_millis)
 }
 
 /// One pass of every pair, concurrently; the exit code of the worst outcome.
@@ -399,6 +409,9 @@ impl Link for ImapLink {
             _ = &mut stop => return Ok(true),
             r = store.open_folder(&inbox) => { r?; }
         }
+        // Listening from here on. What changed before (after a lost connection: while nobody
+        // listened, possibly after the pass that followed the loss) is found by one more pass.
+        on_change();
         store.idle(self.renew, on_change, &mut stop).await?;
         let _ = tokio::time::timeout(Duration::from_millis(500), store.logout()).await;
         Ok(true)

@@ -14,7 +14,11 @@
 //!   outage is logged once when it starts and once when it ends; nothing ends the agent but
 //!   the stop signal.
 //! - **Frozen** (the primary went back in time): the agent stops passing and idling, says why,
-//!   and waits for the stop signal; the rest of the process goes on.
+//!   and waits for the user's confirmation or the stop signal; the rest of the process goes on.
+//!   `sync --accept-regression` cannot open the state the watch holds, so it leaves the
+//!   confirmation beside it ([`accept_request_path`]); the agent takes it, runs its next pass
+//!   accepting the regression (the folder is matched again by identity, nothing is removed on
+//!   the target) and goes back to watching. Like failover's request, a file needs no listener.
 //! - **Stop**: a running pass gets `grace` to finish, then is dropped. Dropping it is safe at
 //!   any await point: an upload batch is journaled before it is sent and resolved by the next
 //!   pass (engine::recover); the state is flushed before the agent returns.
@@ -84,9 +88,10 @@ pub trait Link {
     /// Called when the pass connections are closed or dropped.
     fn release(&self) {}
     /// Opens a connection to the primary and waits there for changes (IDLE), calling
-    /// `on_change` for each, until `stop` completes (`Ok(true)`). `Ok(false)`: the primary
-    /// cannot notify (no IDLE, or no connection to spare; the link says why in the log); the
-    /// agent polls only. `Err`: the connection failed.
+    /// `on_change` once when it starts listening (changes made while nobody listened are
+    /// found by a pass) and then for each change, until `stop` completes (`Ok(true)`).
+    /// `Ok(false)`: the primary cannot notify (no IDLE, or no connection to spare; the link
+    /// says why in the log); the agent polls only. `Err`: the connection failed.
     async fn watch_changes(
         &self,
         on_change: &dyn Fn(),
@@ -224,8 +229,18 @@ impl<L: Link> Agent<L> {
             }
         };
         loop {
-            if *stop.borrow() || *idle_off.borrow() {
+            if *stop.borrow() {
                 return;
+            }
+            if *idle_off.borrow() {
+                // Paused (a frozen pair): idle again once the pair is thawed.
+                let mut off = idle_off.clone();
+                tokio::select! {
+                    _ = until_true(stop.clone()) => return,
+                    _ = off.wait_for(|v| !*v) => {}
+                }
+                failures = 0;
+                continue;
             }
             let heard = std::cell::Cell::new(false);
             let on_change = || {
@@ -234,7 +249,8 @@ impl<L: Link> Agent<L> {
             };
             let began = Instant::now();
             match self.link.watch_changes(&on_change, halted()).await {
-                Ok(true) => return,
+                // Stopped or paused: the top of the loop tells which.
+                Ok(true) => continue,
                 Ok(false) => {
                     tracing::info!(
                         pair = %name,
@@ -242,7 +258,7 @@ impl<L: Link> Agent<L> {
                         self.settings.poll.as_secs()
                     );
                     halted().await;
-                    return;
+                    continue;
                 }
                 Err(e) => {
                     // A session that worked (reported a change, or lasted longer than the
@@ -273,7 +289,8 @@ impl<L: Link> Agent<L> {
                     // Changes made while the link was down are only found by a pass.
                     changed.notify_one();
                     tokio::select! {
-                        _ = halted() => return,
+                        // Stopped or paused: the top of the loop tells which.
+                        _ = halted() => {},
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }
@@ -292,6 +309,12 @@ impl<L: Link> Agent<L> {
         let mut record = self.load_record();
         let mut next_poll = Instant::now();
         let request = super::failover::request_path(self.state.path());
+        // Passes after the user confirmed a regression accept it, until one succeeds.
+        let thawing = SyncOptions {
+            accept_regression: true,
+            ..self.options.clone()
+        };
+        let mut accept = false;
         loop {
             tokio::select! {
                 biased;
@@ -342,7 +365,7 @@ impl<L: Link> Agent<L> {
                     target,
                     &NoConnector,
                     &self.state,
-                    &self.options,
+                    if accept { &thawing } else { &self.options },
                     &NoEvents,
                     &mut summary,
                 );
@@ -367,6 +390,7 @@ impl<L: Link> Agent<L> {
             };
             match result {
                 Ok(()) => {
+                    accept = false;
                     let ms = started.elapsed().as_millis();
                     self.succeeded(&mut record, &mut summary, started_unix, ms);
                     if !self.link.keep_open() || !leave_folders(conns.as_mut()).await {
@@ -376,14 +400,27 @@ impl<L: Link> Agent<L> {
                 Err(EngineError::Frozen(frozen)) => {
                     tracing::error!(
                         pair = %name,
-                        "{frozen}. This pair is no longer replicated until you confirm; other pairs go on"
+                        "{frozen}. This pair is no longer replicated until you confirm (`mailreplica sync --accept-regression` with this pair's --source, --target and --state {} reaches this running watch); other pairs go on",
+                        self.state.path().display()
                     );
                     record.last_error = Some(frozen.to_string());
                     self.save(&record);
                     let _ = idle_off.send(true);
                     self.close(conns.take()).await;
-                    until_true(stop.clone()).await;
-                    break;
+                    match self.wait_while_frozen(stop, &request).await {
+                        WhileFrozen::Stopped => break,
+                        WhileFrozen::Confirmed => {
+                            tracing::warn!(
+                                pair = %name,
+                                "regression confirmed: the next pass matches the folder's messages again by identity and replicates new mail; nothing is removed on the target"
+                            );
+                            accept = true;
+                            let _ = idle_off.send(false);
+                        }
+                        // Taken at the top of the loop, before anything is connected.
+                        WhileFrozen::FailoverRequested => {}
+                    }
+                    next_poll = Instant::now();
                 }
                 Err(e) => {
                     // Out of step or dead after an error: dropped, never reused.
@@ -401,6 +438,45 @@ impl<L: Link> Agent<L> {
             tracing::error!(pair = %name, "cannot flush the state: {e}");
         }
         AgentEnd::Stopped
+    }
+
+    /// A frozen pair waits here for the user: a confirmation left by `sync
+    /// --accept-regression`, a failover request, or the stop signal.
+    async fn wait_while_frozen(
+        &self,
+        stop: &watch::Receiver<bool>,
+        failover: &std::path::Path,
+    ) -> WhileFrozen {
+        let confirmation = accept_request_path(self.state.path());
+        loop {
+            tokio::select! {
+                biased;
+                _ = until_true(stop.clone()) => return WhileFrozen::Stopped,
+                _ = appears(failover) => return WhileFrozen::FailoverRequested,
+                _ = appears(&confirmation) => {}
+            }
+            match take_accept_request(&confirmation) {
+                Ok(()) => return WhileFrozen::Confirmed,
+                Err(Ignored { why, removed: true }) => {
+                    tracing::warn!(pair = %self.name, "ignored {}: {why}", confirmation.display());
+                }
+                Err(Ignored {
+                    why,
+                    removed: false,
+                }) => {
+                    tracing::error!(
+                        pair = %self.name,
+                        "ignored {}: {why}; confirmations are not taken until this watch is restarted",
+                        confirmation.display()
+                    );
+                    tokio::select! {
+                        biased;
+                        _ = until_true(stop.clone()) => return WhileFrozen::Stopped,
+                        _ = appears(failover) => return WhileFrozen::FailoverRequested,
+                    }
+                }
+            }
+        }
     }
 
     /// Logs out of the pass connections (briefly: the server needs no goodbye) and gives
@@ -627,6 +703,80 @@ pub fn changed_something(s: &SyncSummary) -> bool {
         > 0
 }
 
+/// What ended the wait of a frozen pair.
+enum WhileFrozen {
+    Stopped,
+    Confirmed,
+    FailoverRequested,
+}
+
+/// The confirmation of a regression that `sync --accept-regression` leaves beside a state a
+/// running watch holds: `<state>.accept-regression`.
+pub fn accept_request_path(state: &std::path::Path) -> std::path::PathBuf {
+    let mut name = state.as_os_str().to_owned();
+    name.push(".accept-regression");
+    std::path::PathBuf::from(name)
+}
+
+/// How long a confirmation stays valid, in seconds. The command that leaves it waits far less
+/// and removes it when the agent did not take it: an older one was left by a command that
+/// died, and must not confirm a regression nobody has looked at yet.
+pub const ACCEPT_REQUEST_TTL: u64 = 120;
+
+/// The confirmation file's content.
+#[derive(Debug, Serialize, Deserialize)]
+struct AcceptRequest {
+    /// Unix seconds.
+    requested_at: u64,
+    /// The pid of the command that left it.
+    pid: u32,
+}
+
+/// Leaves a confirmation for the agent holding the state (written whole, then renamed).
+pub fn write_accept_request(state: &std::path::Path) -> std::io::Result<()> {
+    let path = accept_request_path(state);
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let raw = serde_json::to_vec(&AcceptRequest {
+        requested_at: now_secs(),
+        pid: std::process::id(),
+    })
+    .map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, raw)?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// A confirmation file that does not count, and why.
+struct Ignored {
+    why: String,
+    /// False when it could not be removed (it would be found again and again).
+    removed: bool,
+}
+
+/// Takes (removes) a confirmation; `Err` when it does not count: unreadable, too old, or it
+/// cannot be removed (it would then confirm again later).
+fn take_accept_request(path: &std::path::Path) -> Result<(), Ignored> {
+    let read = std::fs::read(path);
+    if let Err(e) = std::fs::remove_file(path) {
+        return Err(Ignored {
+            why: format!("cannot remove it ({e}); remove it by hand"),
+            removed: false,
+        });
+    }
+    let ignored = |why: String| Ignored { why, removed: true };
+    let raw = read.map_err(|e| ignored(format!("cannot read it: {e}")))?;
+    let request: AcceptRequest = serde_json::from_slice(&raw)
+        .map_err(|e| ignored(format!("not a confirmation left by mailreplica ({e})")))?;
+    let age = now_secs().saturating_sub(request.requested_at);
+    if age > ACCEPT_REQUEST_TTL {
+        return Err(ignored(format!(
+            "left {age} s ago by process {}, which did not wait for it; run `mailreplica sync --accept-regression` again to confirm",
+            request.pid
+        )));
+    }
+    Ok(())
+}
+
 /// Completes once `path` exists (checked twice a second).
 async fn appears(path: &std::path::Path) {
     loop {
@@ -640,6 +790,36 @@ async fn appears(path: &std::path::Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_confirmation_is_taken_once_and_only_while_fresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("pair.redb");
+        let path = accept_request_path(&state);
+        assert!(path
+            .display()
+            .to_string()
+            .ends_with("pair.redb.accept-regression"));
+        write_accept_request(&state).unwrap();
+        assert!(take_accept_request(&path).is_ok());
+        assert!(!path.exists(), "taken once");
+        // Left long ago by a command that died: removed, not taken.
+        let old = AcceptRequest {
+            requested_at: now_secs() - ACCEPT_REQUEST_TTL - 10,
+            pid: 1,
+        };
+        std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+        let ignored = take_accept_request(&path).unwrap_err();
+        assert!(
+            ignored.removed && ignored.why.contains("again"),
+            "{}",
+            ignored.why
+        );
+        assert!(!path.exists());
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(take_accept_request(&path).is_err());
+        assert!(!path.exists());
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

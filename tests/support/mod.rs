@@ -1,12 +1,14 @@
 //! Shared test helpers: real servers, an independent IMAP witness client,
 //! the fixture corpus, a fault-injecting proxy, a scripted IMAP server, a
-//! scripted HTTP server (JMAP) and a `mailreplica watch` run in the background.
+//! scripted HTTP server (JMAP), a `mailreplica watch` run in the background and
+//! private Dovecot instances a test may kill.
 #![allow(dead_code)]
 
 pub mod corpus;
 pub mod http_server;
 pub mod imap_client;
 pub mod mutf7;
+pub mod private_dovecot;
 pub mod proxy;
 pub mod scripted_server;
 pub mod servers;
