@@ -148,6 +148,13 @@ impl<T: MailStore> MailStore for Mapped<T> {
         self.inner.store_flags(uids, change, flags).await
     }
 
+    async fn store_flags_many(
+        &mut self,
+        changes: &[(&[u32], FlagChange, &FlagSet)],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.inner.store_flags_many(changes).await
+    }
+
     async fn copy(
         &mut self,
         uids: &[u32],

@@ -1146,8 +1146,19 @@ async fn apply_flag_updates<T: MailStore>(
             .2
             .push(u.target_uid);
     }
+    // Every change in one round trip (they touch disjoint flags or UIDs: order does not matter).
+    let mut changes: Vec<(&[u32], FlagChange, &FlagSet)> = Vec::new();
     for (add, remove, uids) in groups.values() {
-        match target.store_flags(uids, FlagChange::Add, add).await {
+        changes.push((uids, FlagChange::Add, add));
+        changes.push((uids, FlagChange::Remove, remove));
+    }
+    let results = target.store_flags_many(&changes).await?;
+    let mut outcomes = results.into_iter();
+    for (add, _, uids) in groups.values() {
+        let (Some(added), Some(removed)) = (outcomes.next(), outcomes.next()) else {
+            break;
+        };
+        match added {
             Ok(()) => {}
             // A keyword the target refuses: the rest of the change is stored without it.
             Err(e) if keywords::is_keyword_refusal(&e) => {
@@ -1172,7 +1183,7 @@ async fn apply_flag_updates<T: MailStore>(
             }
             Err(e) => return Err(e.into()),
         }
-        target.store_flags(uids, FlagChange::Remove, remove).await?;
+        removed?;
         crashpoint::hit("after_store");
         summary.flags_updated += uids.len() as u64;
     }

@@ -288,6 +288,23 @@ pub trait MailStore {
         change: FlagChange,
         flags: &FlagSet,
     ) -> Result<(), StoreError>;
+    /// Several flag changes on the open folder, each with its own outcome: the outer error
+    /// means the connection failed, an inner one that the server refused that change. IMAP
+    /// sends them all before reading any answer (one round trip); by default one by one.
+    async fn store_flags_many(
+        &mut self,
+        changes: &[(&[u32], FlagChange, &FlagSet)],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut out = Vec::with_capacity(changes.len());
+        for (uids, change, flags) in changes {
+            match self.store_flags(uids, *change, flags).await {
+                Ok(()) => out.push(Ok(())),
+                Err(e @ StoreError::No { .. }) => out.push(Err(e)),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
     /// Copies messages of the open folder into another folder of the same side (UID COPY), in
     /// one command. Returns, per source UID in input order, the new UID when the server says
     /// (COPYUID, UIDPLUS), else `None` (also for a UID the folder no longer holds). A read-only

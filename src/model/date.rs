@@ -2,14 +2,17 @@
 
 use chrono::DateTime;
 use std::fmt;
+use std::sync::Arc;
 
 /// A message's INTERNALDATE as served (`17-Jul-1996 02:44:25 -0700`). Two dates are equal when
 /// they denote the same instant, whatever time zone each server chose to render it in.
 ///
 /// The instant is computed once, when the date is read (from a server or the state): dates are
 /// compared for every message of every listing.
+///
+/// The text is shared (`Arc<str>`): listings copy dates for every message of a folder.
 #[derive(Clone)]
-pub struct InternalDate(String, i64);
+pub struct InternalDate(Arc<str>, i64);
 
 impl serde::Serialize for InternalDate {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -22,7 +25,7 @@ impl<'de> serde::Deserialize<'de> for InternalDate {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(d)?;
         let epoch = instant(&raw).unwrap_or(0);
-        Ok(InternalDate(raw, epoch))
+        Ok(InternalDate(raw.into(), epoch))
     }
 }
 
@@ -107,12 +110,12 @@ impl InternalDate {
     pub fn parse(raw: &str) -> Option<InternalDate> {
         let trimmed = raw.trim().trim_matches('"').trim();
         let epoch = instant(trimmed)?;
-        Some(InternalDate(trimmed.to_string(), epoch))
+        Some(InternalDate(trimmed.into(), epoch))
     }
 
     /// A date as the state stored it: its text and the instant read from it then.
-    pub fn from_stored(raw: String, epoch: i64) -> InternalDate {
-        InternalDate(raw, epoch)
+    pub fn from_stored(raw: &str, epoch: i64) -> InternalDate {
+        InternalDate(raw.into(), epoch)
     }
 
     /// The form to send in APPEND, quoted.

@@ -4,6 +4,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// The system flags that are replicated. `\Recent` is never read, compared or written; other
 /// `\X` flags are not portable and are dropped.
@@ -11,8 +12,22 @@ const SYSTEM_FLAGS: [&str; 5] = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted
 
 /// One IMAP flag or keyword. Equality, ordering and hashing ignore ASCII case (RFC 3501 flags are
 /// case-insensitive); the original spelling is kept for writing.
-#[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub struct Flag(String);
+///
+/// The spelling is shared (`Arc<str>`): listings copy flags for every message of a folder.
+#[derive(Clone)]
+pub struct Flag(Arc<str>);
+
+impl serde::Serialize for Flag {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Flag {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Flag(String::deserialize(d)?.into()))
+    }
+}
 
 impl Flag {
     /// Parses a flag as a server sent it. Returns `None` for flags that are never replicated:
@@ -23,13 +38,13 @@ impl Flag {
         }
         if raw.starts_with('\\') {
             let canonical = SYSTEM_FLAGS.iter().find(|f| f.eq_ignore_ascii_case(raw))?;
-            return Some(Flag((*canonical).to_string()));
+            return Some(Flag((*canonical).into()));
         }
         let valid_atom = raw.bytes().all(|b| {
             b.is_ascii_graphic()
                 && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b']')
         });
-        valid_atom.then(|| Flag(raw.to_string()))
+        valid_atom.then(|| Flag(raw.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -98,8 +113,8 @@ impl FlagSet {
     }
 
     /// Flags as the state stored them (spelled as written then, not parsed again).
-    pub fn from_stored(stored: impl IntoIterator<Item = String>) -> FlagSet {
-        FlagSet(stored.into_iter().map(Flag).collect())
+    pub fn from_stored<'a>(stored: impl IntoIterator<Item = &'a str>) -> FlagSet {
+        FlagSet(stored.into_iter().map(|s| Flag(s.into())).collect())
     }
 
     pub fn insert(&mut self, flag: Flag) -> bool {

@@ -99,7 +99,7 @@ struct Reader<'a> {
     at: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let end = self.at + N;
         let slice = self
@@ -113,7 +113,7 @@ impl Reader<'_> {
         Ok(out)
     }
 
-    fn text(&mut self) -> Result<String, String> {
+    fn text(&mut self) -> Result<&'a str, String> {
         let len = u16::from_le_bytes(self.take()?) as usize;
         let end = self.at + len;
         let slice = self
@@ -121,7 +121,7 @@ impl Reader<'_> {
             .get(self.at..end)
             .ok_or_else(|| format!("record cut short at byte {}", self.at))?;
         self.at = end;
-        String::from_utf8(slice.to_vec()).map_err(|e| format!("text is not UTF-8: {e}"))
+        std::str::from_utf8(slice).map_err(|e| format!("text is not UTF-8: {e}"))
     }
 }
 
@@ -142,7 +142,7 @@ mod tests {
             target_uid,
             flags: FlagSet::from_raw(flags.iter().map(String::as_str)),
             internaldate: InternalDate::parse(date)
-                .unwrap_or_else(|| InternalDate::from_stored(date.to_string(), 0)),
+                .unwrap_or_else(|| InternalDate::from_stored(date, 0)),
             size: 12345,
         }
     }

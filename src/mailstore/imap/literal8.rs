@@ -16,11 +16,12 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The pure byte filter: feed it what the server sent, in any chunks; it writes what the parser
-/// should see.
+/// The byte filter, working in place: fed what the server sent in any chunks, it leaves in
+/// each chunk what the parser should see, and keeps back the few bytes of a marker a chunk
+/// cuts (they are put in front of the next one).
 #[derive(Debug, Default)]
 pub struct Literal8Filter {
-    /// Bytes of a possible literal marker (`~{12}\r` so far), not yet passed on.
+    /// Bytes of a possible literal marker (`~{12}\r` so far) that ended the last chunk.
     held: Vec<u8>,
     /// Bytes of the literal being passed through.
     literal_left: u64,
@@ -30,96 +31,91 @@ pub struct Literal8Filter {
 const MAX_DIGITS: usize = 20;
 
 enum Marker {
-    /// Still a prefix of `~?{digits}\r\n`.
+    /// The bytes end before the marker does: all of them may still be one.
     Partial,
-    /// A complete marker announcing a literal of this many bytes.
-    Complete(u64),
+    /// A marker of this many bytes announcing a literal of this many bytes.
+    Complete { len: usize, literal: u64 },
     /// Not a marker.
     No,
 }
 
-fn marker(held: &[u8]) -> Marker {
-    let rest = held.strip_prefix(b"~").unwrap_or(held);
-    let Some(rest) = rest.strip_prefix(b"{") else {
-        return if held == b"~" {
-            Marker::Partial
-        } else {
-            Marker::No
-        };
-    };
-    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-    if digits > MAX_DIGITS {
-        return Marker::No;
+/// Whether `bytes` start with `~{digits}\r\n` or `{digits}\r\n`.
+fn marker(bytes: &[u8]) -> Marker {
+    let mut i = usize::from(bytes.first() == Some(&b'~'));
+    match bytes.get(i) {
+        None => return Marker::Partial,
+        Some(b'{') => i += 1,
+        Some(_) => return Marker::No,
     }
-    let tail = &rest[digits..];
-    match tail {
-        [] => Marker::Partial,
-        [b'}'] | [b'}', b'\r'] if digits > 0 => Marker::Partial,
-        [b'}', b'\r', b'\n'] if digits > 0 => std::str::from_utf8(&rest[..digits])
-            .ok()
-            .and_then(|d| d.parse().ok())
-            .map_or(Marker::No, Marker::Complete),
-        _ => Marker::No,
+    let digits_from = i;
+    while let Some(b) = bytes.get(i) {
+        if !b.is_ascii_digit() {
+            break;
+        }
+        i += 1;
+        if i - digits_from > MAX_DIGITS {
+            return Marker::No;
+        }
     }
+    let digits = &bytes[digits_from..i];
+    for want in [b'}', b'\r', b'\n'] {
+        match bytes.get(i) {
+            None => return Marker::Partial,
+            Some(b) if *b == want && !digits.is_empty() => i += 1,
+            Some(_) => return Marker::No,
+        }
+    }
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .map_or(Marker::No, |literal| Marker::Complete { len: i, literal })
 }
 
 impl Literal8Filter {
-    /// Whether the next `n` input bytes are literal content passed through as they are.
-    pub fn passes_through(&self, n: usize) -> bool {
-        self.held.is_empty() && self.literal_left >= n as u64
+    /// Bytes kept back from the last chunk, to be put in front of the next one.
+    pub fn take_held(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.held)
     }
 
-    /// Takes note that `n` bytes were passed through (see [`Self::passes_through`]).
-    pub fn skip(&mut self, n: usize) {
-        self.literal_left -= n as u64;
-    }
-
-    /// Filters `input` into `out`.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
-        while !input.is_empty() {
+    /// Filters `data` in place (the held bytes of the last chunk already in front of it) and
+    /// returns how many bytes at its start are the output. A marker cut by the end of `data`
+    /// is kept back; `last` (end of stream) passes everything.
+    pub fn filter(&mut self, data: &mut [u8], last: bool) -> usize {
+        let (mut r, mut w) = (0, 0);
+        while r < data.len() {
             if self.literal_left > 0 {
-                let n = (self.literal_left.min(input.len() as u64)) as usize;
-                out.extend_from_slice(&input[..n]);
+                let n = self.literal_left.min((data.len() - r) as u64) as usize;
+                if w != r {
+                    data.copy_within(r..r + n, w);
+                }
+                r += n;
+                w += n;
                 self.literal_left -= n as u64;
-                input = &input[n..];
                 continue;
             }
-            let byte = input[0];
-            input = &input[1..];
-            if self.held.is_empty() {
-                if byte == b'~' || byte == b'{' {
-                    self.held.push(byte);
-                } else {
-                    out.push(byte);
-                }
-                continue;
-            }
-            self.held.push(byte);
-            match marker(&self.held) {
-                Marker::Partial => {}
-                Marker::Complete(n) => {
-                    let start = usize::from(self.held[0] == b'~');
-                    out.extend_from_slice(&self.held[start..]);
-                    self.held.clear();
-                    self.literal_left = n;
-                }
-                Marker::No => {
-                    // Pass on all but the last byte, which may start a marker itself.
-                    let last = self.held.pop().unwrap_or(byte);
-                    out.append(&mut self.held);
-                    if last == b'~' || last == b'{' {
-                        self.held.push(last);
-                    } else {
-                        out.push(last);
+            let byte = data[r];
+            if byte == b'~' || byte == b'{' {
+                match marker(&data[r..]) {
+                    Marker::Complete { len, literal } => {
+                        let from = r + usize::from(byte == b'~');
+                        data.copy_within(from..r + len, w);
+                        w += r + len - from;
+                        r += len;
+                        self.literal_left = literal;
+                        continue;
                     }
+                    Marker::Partial if !last => {
+                        self.held.extend_from_slice(&data[r..]);
+                        return w;
+                    }
+                    Marker::Partial | Marker::No => {}
                 }
             }
+            data[w] = byte;
+            w += 1;
+            r += 1;
         }
-    }
-
-    /// At end of stream: whatever was held is passed on.
-    pub fn finish(&mut self, out: &mut Vec<u8>) {
-        out.append(&mut self.held);
+        w
     }
 }
 
@@ -128,10 +124,8 @@ impl Literal8Filter {
 pub struct Literal8Reader<S> {
     inner: S,
     filter: Literal8Filter,
-    /// Filtered bytes not yet handed to the reader.
-    out: Vec<u8>,
-    out_pos: usize,
-    eof: bool,
+    /// Filtered bytes a small read buffer had no room for (see `poll_small`).
+    spill: Vec<u8>,
 }
 
 impl<S> Literal8Reader<S> {
@@ -139,9 +133,7 @@ impl<S> Literal8Reader<S> {
         Literal8Reader {
             inner,
             filter: Literal8Filter::default(),
-            out: Vec::new(),
-            out_pos: 0,
-            eof: false,
+            spill: Vec::new(),
         }
     }
 
@@ -153,15 +145,25 @@ impl<S> Literal8Reader<S> {
     pub fn get_mut(&mut self) -> &mut S {
         &mut self.inner
     }
+}
 
-    fn drain_into(&mut self, buf: &mut ReadBuf<'_>) {
-        let n = (self.out.len() - self.out_pos).min(buf.remaining());
-        buf.put_slice(&self.out[self.out_pos..self.out_pos + n]);
-        self.out_pos += n;
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
+impl<S: AsyncRead + Unpin> Literal8Reader<S> {
+    /// Reads a few bytes into a buffer of our own behind the held ones and filters them into
+    /// `spill`: for a reader whose buffer has less room than the held bytes take.
+    fn poll_small(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut small = [0u8; 64];
+        let mut rb = ReadBuf::new(&mut small);
+        match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
         }
+        let eof = rb.filled().is_empty();
+        let mut data = self.filter.take_held();
+        data.extend_from_slice(rb.filled());
+        let kept = self.filter.filter(&mut data, eof);
+        data.truncate(kept);
+        self.spill = data;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -173,34 +175,49 @@ impl<S: AsyncRead + Unpin> AsyncRead for Literal8Reader<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.out_pos < this.out.len() {
-                this.drain_into(buf);
+            if buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            if this.eof {
+            if !this.spill.is_empty() {
+                let n = this.spill.len().min(buf.remaining());
+                buf.put_slice(&this.spill[..n]);
+                this.spill.drain(..n);
                 return Poll::Ready(Ok(()));
             }
             let start = buf.filled().len();
+            let held = this.filter.take_held();
+            if held.len() >= buf.remaining() {
+                // No room to read behind the held bytes: read a little aside.
+                this.filter.held = held;
+                match this.poll_small(cx) {
+                    Poll::Ready(Ok(())) => continue,
+                    other => return other,
+                }
+            }
+            buf.put_slice(&held);
+            let before = buf.filled().len();
             match Pin::new(&mut this.inner).poll_read(cx, buf) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    buf.set_filled(start);
+                    this.filter.held = held;
+                    return Poll::Pending;
+                }
+                Poll::Ready(Err(e)) => {
+                    buf.set_filled(start);
+                    this.filter.held = held;
+                    return Poll::Ready(Err(e));
+                }
                 Poll::Ready(Ok(())) => {}
             }
-            let n = buf.filled().len() - start;
-            if n == 0 {
-                this.eof = true;
-                this.filter.finish(&mut this.out);
-                continue;
-            }
-            // Literal content (message bodies) is handed on where it was read.
-            if this.filter.passes_through(n) {
-                this.filter.skip(n);
+            let eof = buf.filled().len() == before;
+            let end = buf.filled().len();
+            let kept = this.filter.filter(&mut buf.filled_mut()[start..end], eof);
+            buf.set_filled(start + kept);
+            // Everything read may be held (a marker cut by the read): read on. At the end of
+            // the stream nothing is held.
+            if kept > 0 || eof {
                 return Poll::Ready(Ok(()));
             }
-            let read = buf.filled()[start..].to_vec();
-            buf.set_filled(start);
-            this.filter.feed(&read, &mut this.out);
-            // Everything read may be held (a marker cut by the read): read on.
         }
     }
 }
@@ -229,15 +246,16 @@ mod tests {
     fn filter_chunks(input: &[u8], chunk: usize) -> Vec<u8> {
         let mut f = Literal8Filter::default();
         let mut out = Vec::new();
-        for c in input.chunks(chunk.max(1)) {
-            if f.passes_through(c.len()) {
-                f.skip(c.len());
-                out.extend_from_slice(c);
-            } else {
-                f.feed(c, &mut out);
-            }
+        let chunks: Vec<&[u8]> = input.chunks(chunk.max(1)).collect();
+        for (i, c) in chunks.iter().enumerate() {
+            let mut data = f.take_held();
+            data.extend_from_slice(c);
+            let n = f.filter(&mut data, i + 1 == chunks.len());
+            out.extend_from_slice(&data[..n]);
         }
-        f.finish(&mut out);
+        let mut rest = f.take_held();
+        let n = f.filter(&mut rest, true);
+        out.extend_from_slice(&rest[..n]);
         out
     }
 
@@ -274,6 +292,65 @@ mod tests {
                 input.to_vec()
             };
             assert_eq!(out, want, "{:?}", String::from_utf8_lossy(input));
+        }
+    }
+
+    /// A stream that hands out its bytes in the given chunk sizes.
+    struct Chunked {
+        data: Vec<u8>,
+        at: usize,
+        sizes: Vec<usize>,
+    }
+
+    impl AsyncRead for Chunked {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let size = this
+                .sizes
+                .get(this.at % this.sizes.len().max(1))
+                .copied()
+                .unwrap_or(1);
+            let from = this.data.len().min(this.at);
+            let n = size.min(buf.remaining()).min(this.data.len() - from);
+            buf.put_slice(&this.data[from..from + n]);
+            this.at += n.max(1);
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Through the reader, in reads of any size, the same bytes as the filter gives.
+    #[test]
+    fn the_reader_gives_what_the_filter_gives() {
+        use tokio::io::AsyncReadExt;
+        let input = b"* 1 FETCH (BODY[] ~{7}\r\na\0b~{1}\r\n)\r\n* 2 FETCH (BODY[] {3}\r\n~{}\r\nmr1 OK\r\n".to_vec();
+        let want = filter_chunks(&input, input.len());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for sizes in [vec![1], vec![2, 3], vec![5, 1, 7], vec![1000]] {
+            for buf_size in [3usize, 8, 64] {
+                let mut reader = Literal8Reader::new(Chunked {
+                    data: input.clone(),
+                    at: 0,
+                    sizes: sizes.clone(),
+                });
+                let mut out = Vec::new();
+                let mut buf = vec![0u8; buf_size];
+                rt.block_on(async {
+                    loop {
+                        let n = reader.read(&mut buf).await.unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        out.extend_from_slice(&buf[..n]);
+                    }
+                });
+                assert_eq!(out, want, "reads {sizes:?}, buffer {buf_size}");
+            }
         }
     }
 

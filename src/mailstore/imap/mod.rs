@@ -231,6 +231,14 @@ impl MailStore for ImapStore {
         self.store(uids, change, flags).await
     }
 
+    async fn store_flags_many(
+        &mut self,
+        changes: &[(&[u32], FlagChange, &FlagSet)],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        self.require_write("STORE")?;
+        self.store_many(changes).await
+    }
+
     async fn copy(
         &mut self,
         uids: &[u32],
