@@ -152,17 +152,28 @@ async fn run_pass(
     progress: &Progress,
     summary: &mut SyncSummary,
 ) -> Result<(), Failure> {
-    let mut source = connect(&pair.source, Access::ReadOnly, "source")
-        .await
-        .map_err(Failure::Connect)?;
     let target_access = if options.dry_run {
         Access::ReadOnly
     } else {
         Access::ReadWrite
     };
-    let mut target = connect(&pair.target, target_access, "target")
-        .await
-        .map_err(Failure::Connect)?;
+    // Both logins at once.
+    let (source, target) = tokio::join!(
+        connect(&pair.source, Access::ReadOnly, "source"),
+        connect(&pair.target, target_access, "target")
+    );
+    let (mut source, mut target) = match (source, target) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(code), Ok(mut t)) => {
+            t.logout().await;
+            return Err(Failure::Connect(code));
+        }
+        (Ok(mut s), Err(code)) => {
+            s.logout().await;
+            return Err(Failure::Connect(code));
+        }
+        (Err(code), Err(_)) => return Err(Failure::Connect(code)),
+    };
     // Special-use folders named differently on the target are written under its names.
     let (map, source_list, target_list) = match folder_map(&mut source, &mut target).await {
         Ok((map, s, t)) => (Arc::new(map), s, t),

@@ -49,8 +49,8 @@ pub async fn folder_map<S: MailStore, T: MailStore>(
     source: &mut S,
     target: &mut T,
 ) -> Result<(FolderMap, Vec<FolderInfo>, Vec<FolderInfo>), StoreError> {
-    let s = source.list_folders().await?;
-    let t = target.list_folders().await?;
+    let (s, t) = tokio::join!(source.list_folders(), target.list_folders());
+    let (s, t) = (s?, t?);
     Ok((FolderMap::build(&s, &t), s, t))
 }
 

@@ -535,16 +535,21 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     // complete; otherwise in full (see snapshot.rs).
     let pending_free = none_held && nothing_pending(state, &name)?;
     let source_since = since_tokens(record.as_ref(), View::Source, &source_now, pending_free);
-    let source_msgs = list_side(source, &base, View::Source, source_since.as_ref()).await?;
-    let (target_status, target_msgs) = if target_exists || !options.dry_run {
+    // The two sides are read at once (two connections; nothing is written yet).
+    let source_listing = list_side(source, &base, View::Source, source_since.as_ref());
+    let target_listing = async {
+        if !(target_exists || !options.dry_run) {
+            return Ok((None, Vec::new()));
+        }
         let status = target.open_folder(path).await?;
         let since = source_since
             .and_then(|_| since_tokens(record.as_ref(), View::Target, &status.tokens(), true));
         let msgs = list_side(target, &base, View::Target, since.as_ref()).await?;
-        (Some(status), msgs)
-    } else {
-        (None, Vec::new())
+        Ok::<_, StoreError>((Some(status), msgs))
     };
+    let (source_msgs, target_listing) = tokio::join!(source_listing, target_listing);
+    let source_msgs = source_msgs?;
+    let (target_status, target_msgs) = target_listing?;
     if source_since.is_some() {
         summary.folders_incremental += 1;
     }

@@ -4,7 +4,8 @@ use std::collections::BTreeSet;
 
 use imap_proto::{MailboxDatum, Response};
 
-use super::connection::Ctx;
+use super::connection::{Ctx, Part};
+use super::store::store_command;
 use super::ImapStore;
 use crate::mailstore::{uid_set, FlagChange, StoreError};
 use crate::model::FlagSet;
@@ -21,11 +22,18 @@ impl ImapStore {
         let display = self.selected_display();
         let deleted = FlagSet::from_raw(["\\Deleted"]);
         if self.caps.uidplus {
-            self.store(uids, FlagChange::Add, &deleted).await?;
+            // Both in one round trip: were the STORE refused, UID EXPUNGE would remove only
+            // those of these UIDs already marked, which are to go anyway.
+            let store = store_command(uids, FlagChange::Add, &deleted);
+            let store_ctx = Ctx::on("UID STORE", &display);
+            let store_tag = self.conn.send(&[Part::Text(&store)], store_ctx).await?;
             let cmd = format!("UID EXPUNGE {}", uid_set(uids));
-            self.conn
-                .run_text(&cmd, Ctx::on("UID EXPUNGE", &display))
-                .await?;
+            let ctx = Ctx::on("UID EXPUNGE", &display);
+            let tag = self.conn.send(&[Part::Text(&cmd)], ctx).await?;
+            let marked = self.conn.finish(&store_tag, store_ctx).await;
+            let expunged = self.conn.finish(&tag, ctx).await;
+            marked?;
+            expunged?;
             return Ok(());
         }
         let done = self

@@ -59,7 +59,7 @@ impl ImapStore {
     }
 }
 
-fn store_command(uids: &[u32], change: FlagChange, flags: &FlagSet) -> String {
+pub(super) fn store_command(uids: &[u32], change: FlagChange, flags: &FlagSet) -> String {
     let sign = match change {
         FlagChange::Add => "+",
         FlagChange::Remove => "-",
