@@ -1,7 +1,7 @@
 //! Bad input answered with a clear error, the right exit code, no panic, no secret in the
 //! output, and no damage to the state.
 
-use crate::mr::{mailreplica, mailreplica_env, sync, Run};
+use crate::mr::{mailreplica, mailreplica_env, on_pair, sync, Run};
 use crate::support::imap_client::TestImap;
 use crate::support::servers::{fresh_user, TestServer};
 
@@ -58,12 +58,13 @@ async fn assert_state_intact(s: &Synced) {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_password_is_refused_without_leaking_it() {
     let s = synced_pair("badpw").await;
-    let state = s.state.to_string_lossy().into_owned();
     let secret = "Sup3r-S3cret-Passw0rd";
-    let run = mailreplica_env(
-        &[
-            "sync", "--source", &s.source, "--target", &s.target, "--state", &state,
-        ],
+    let run = on_pair(
+        "sync",
+        &s.source,
+        &s.target,
+        &s.state,
+        &[],
         &[
             ("MAILREPLICA_SOURCE_PASSWORD", secret),
             ("MAILREPLICA_TARGET_PASSWORD", "test"),
@@ -192,18 +193,14 @@ async fn password_file_and_command_work() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pw");
     std::fs::write(&file, "test\nsecond line ignored\n").unwrap();
-    let state = dir.path().join("s.redb").to_string_lossy().into_owned();
     let (source, target) = (primary.url(&user), recovery.url(&format!("{user}d")));
     let file = file.to_string_lossy().into_owned();
-    let run = mailreplica_env(
+    let run = on_pair(
+        "sync",
+        &source,
+        &target,
+        &dir.path().join("s.redb"),
         &[
-            "sync",
-            "--source",
-            &source,
-            "--target",
-            &target,
-            "--state",
-            &state,
             "--source-password-file",
             &file,
             "--target-password-command",

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::mr::{mailreplica, sync, Run};
+use crate::mr::{on_pair, sync, Run, PASSWORDS};
 use crate::support::imap_client::{TestImap, ToAppend};
-use crate::support::servers::{ca_file, fresh_user, TestServer};
+use crate::support::servers::{fresh_user, TestServer};
 use crate::support::watcher::{wait_in_step, Account, Watch};
 
 /// How long a running watch may take to bring the recovery side in step before the test
@@ -78,21 +78,11 @@ impl Pair {
     /// `mailreplica watch` on the pair, in the background, logging to `log` in the pair's
     /// directory; a pass at least every 2 s besides IDLE.
     pub fn watch(&self, log: &str) -> Watch {
-        let state = self.state().display().to_string();
-        let ca = ca_file().display().to_string();
-        Watch::spawn(
-            &[
-                "--source",
-                &self.source,
-                "--target",
-                &self.target,
-                "--state",
-                &state,
-                "--ca-file",
-                &ca,
-                "--poll-interval",
-                "2",
-            ],
+        Watch::spawn_pair(
+            &self.source,
+            &self.target,
+            &self.state(),
+            &["--poll-interval", "2"],
             &self.dir.path().join(log),
         )
     }
@@ -102,18 +92,15 @@ impl Pair {
     }
 
     pub async fn run(&self, command: &str, extra: &[&str]) -> Run {
-        let state = self.state().to_string_lossy().into_owned();
-        let mut args = vec![
+        on_pair(
             command,
-            "--source",
             &self.source,
-            "--target",
             &self.target,
-            "--state",
-            &state,
-        ];
-        args.extend_from_slice(extra);
-        mailreplica(&args).await
+            &self.state(),
+            extra,
+            &PASSWORDS,
+        )
+        .await
     }
 }
 
@@ -576,22 +563,16 @@ async fn failback_killed_midway_finishes_on_rerun() {
         let u = uid_of(&mut p, "INBOX", &mid("INBOX", "base", 8)).await;
         p.set_flags("INBOX", u, &["\\Flagged"], &[]).await;
 
-        let state = pair.state().to_string_lossy().into_owned();
-        let args = [
+        let [source_password, target_password] = PASSWORDS;
+        let killed = on_pair(
             "failback",
-            "--source",
             &pair.source,
-            "--target",
             &pair.target,
-            "--state",
-            &state,
-            "--json",
-        ];
-        let killed = crate::mr::mailreplica_env(
-            &args,
+            &pair.state(),
+            &["--json"],
             &[
-                ("MAILREPLICA_SOURCE_PASSWORD", "test"),
-                ("MAILREPLICA_TARGET_PASSWORD", "test"),
+                source_password,
+                target_password,
                 ("MAILREPLICA_CRASH_AT", point),
             ],
         )

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use crate::mr::{account, assert_same_accounts, mailreplica, mailreplica_env, verify, Run};
+use crate::mr::{
+    account, assert_same_accounts, mailreplica, on_pair, sync, verify, Run, PASSWORDS,
+};
 use crate::support::imap_client::TestImap;
 use crate::support::proxy::{FaultPlan, Proxy};
 use crate::support::servers::{dovecot_mail_dir, fresh_user, TestServer};
@@ -36,20 +38,11 @@ async fn seed(p: &mut TestImap) {
     }
 }
 
+/// `sync --json` with both passwords and `env`.
 async fn sync_env(source: &str, target: &str, state: &Path, env: &[(&str, &str)]) -> Run {
-    let state = state.to_string_lossy().into_owned();
-    let mut all = vec![
-        ("MAILREPLICA_SOURCE_PASSWORD", "test"),
-        ("MAILREPLICA_TARGET_PASSWORD", "test"),
-    ];
+    let mut all = PASSWORDS.to_vec();
     all.extend_from_slice(env);
-    mailreplica_env(
-        &[
-            "sync", "--source", source, "--target", target, "--state", &state, "--json",
-        ],
-        &all,
-    )
-    .await
+    on_pair("sync", source, target, state, &["--json"], &all).await
 }
 
 /// Commands that name or touch single messages, or list a folder.
@@ -522,25 +515,7 @@ async fn renames_are_renames_and_deletions_go_through_the_budget() {
         released.code, 3,
         "still held without --allow-deletions: {released:?}"
     );
-    let state_arg = state.to_string_lossy().into_owned();
-    let allowed = mailreplica_env(
-        &[
-            "sync",
-            "--source",
-            &source,
-            "--target",
-            &target,
-            "--state",
-            &state_arg,
-            "--json",
-            "--allow-deletions",
-        ],
-        &[
-            ("MAILREPLICA_SOURCE_PASSWORD", "test"),
-            ("MAILREPLICA_TARGET_PASSWORD", "test"),
-        ],
-    )
-    .await;
+    let allowed = sync(&source, &target, &state, &["--allow-deletions"]).await;
     assert_eq!(allowed.code, 0, "{allowed:?}");
     assert_eq!(
         (allowed.count("removed"), allowed.count("folders_deleted")),

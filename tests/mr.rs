@@ -34,16 +34,15 @@ impl Run {
     }
 }
 
+/// Both passwords set to the test password.
+pub const PASSWORDS: [(&str, &str); 2] = [
+    ("MAILREPLICA_SOURCE_PASSWORD", "test"),
+    ("MAILREPLICA_TARGET_PASSWORD", "test"),
+];
+
 /// Runs `mailreplica ARGS` with both passwords set to the test password and the test CA.
 pub async fn mailreplica(args: &[&str]) -> Run {
-    mailreplica_env(
-        args,
-        &[
-            ("MAILREPLICA_SOURCE_PASSWORD", "test"),
-            ("MAILREPLICA_TARGET_PASSWORD", "test"),
-        ],
-    )
-    .await
+    mailreplica_env(args, &PASSWORDS).await
 }
 
 pub async fn mailreplica_env(args: &[&str], env: &[(&str, &str)]) -> Run {
@@ -73,14 +72,29 @@ pub async fn mailreplica_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     }
 }
 
-/// `sync --json` between two URLs with a state file.
-pub async fn sync(source: &str, target: &str, state: &Path, extra: &[&str]) -> Run {
+/// `mailreplica COMMAND --source SOURCE --target TARGET --state STATE EXTRA…` with only `env`
+/// set (no password unless `env` has one; the test CA as [`mailreplica_env`] adds it).
+pub async fn on_pair(
+    command: &str,
+    source: &str,
+    target: &str,
+    state: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Run {
     let state = state.to_string_lossy().into_owned();
     let mut args = vec![
-        "sync", "--source", source, "--target", target, "--state", &state, "--json",
+        command, "--source", source, "--target", target, "--state", &state,
     ];
     args.extend_from_slice(extra);
-    mailreplica(&args).await
+    mailreplica_env(&args, env).await
+}
+
+/// `sync --json` between two URLs with a state file.
+pub async fn sync(source: &str, target: &str, state: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    on_pair("sync", source, target, state, &args, &PASSWORDS).await
 }
 
 pub async fn verify(source: &str, target: &str) -> Run {

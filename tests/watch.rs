@@ -7,14 +7,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::mr::{account, assert_same_accounts, mailreplica_env, Key};
-use crate::support::imap_client::TestImap;
+use crate::mr::{account, assert_same_accounts, mailreplica_env, on_pair, Key, PASSWORDS};
+use crate::support::imap_client::{TestImap, TestMessage};
 use crate::support::private_dovecot::PrivateDovecot;
 use crate::support::proxy::{FaultPlan, Proxy};
 use crate::support::servers::{ca_file, fresh_user, TestServer};
+use crate::support::watcher::{self, Account, Watch};
 
 /// How long a change may take to show up before the test fails (a deadline, not a measure).
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -32,6 +33,8 @@ struct TestPair {
     dst: String,
     /// The primary's server: the shared primary Dovecot, or a test's private one.
     server: TestServer,
+    /// The shared recovery Dovecot.
+    recovery_server: TestServer,
 }
 
 impl TestPair {
@@ -44,133 +47,60 @@ impl TestPair {
             src: fresh_user(&format!("{prefix}s")),
             dst: fresh_user(&format!("{prefix}d")),
             server,
+            recovery_server: TestServer::dovecot_recovery(),
         }
     }
     fn source_url(&self) -> String {
         self.server.url(&self.src)
     }
     fn target_url(&self) -> String {
-        TestServer::dovecot_recovery().url(&self.dst)
+        self.recovery_server.url(&self.dst)
+    }
+    fn primary_account(&self) -> Account<'_> {
+        Account {
+            server: &self.server,
+            user: &self.src,
+        }
+    }
+    fn recovery_account(&self) -> Account<'_> {
+        Account {
+            server: &self.recovery_server,
+            user: &self.dst,
+        }
     }
     async fn primary(&self) -> TestImap {
-        TestImap::connect(&self.server, &self.src).await
+        self.primary_account().connect().await
     }
     async fn recovery(&self) -> TestImap {
-        TestImap::connect(&TestServer::dovecot_recovery(), &self.dst).await
+        self.recovery_account().connect().await
     }
-}
-
-/// A `mailreplica watch` running in the background, its output in files.
-struct Watch {
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Watch {
-    fn spawn(args: &[&str], log: &Path) -> Watch {
-        Watch::spawn_with(args, log, &[])
-    }
-
-    /// Like [`Watch::spawn`], with more environment variables.
-    fn spawn_with(args: &[&str], log: &Path, env: &[(&str, &str)]) -> Watch {
-        let out = std::fs::File::create(log).unwrap();
-        let err = out.try_clone().unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_mailreplica"))
-            .envs(env.iter().copied())
-            .arg("watch")
-            .args(args)
-            .env_remove("MAILREPLICA_SOURCE_PASSWORD")
-            .env_remove("MAILREPLICA_TARGET_PASSWORD")
-            .env("MAILREPLICA_SOURCE_PASSWORD", "test")
-            .env("MAILREPLICA_TARGET_PASSWORD", "test")
-            .env("MR_WATCH_TEST_PASSWORD", "test")
-            .env("MAILREPLICA_BACKOFF_MS", "200")
-            .env("RUST_LOG", "mailreplica=debug")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .unwrap();
-        Watch {
-            child: Some(child),
-            log: log.to_path_buf(),
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => c.try_wait().unwrap().is_none(),
-            None => false,
-        }
-    }
-
-    /// Sends SIGTERM and waits for the exit (at most `wait`); the exit code.
-    async fn terminate(&mut self, wait: Duration) -> i32 {
-        let mut child = self.child.take().expect("running");
-        let pid = libc::pid_t::try_from(child.id()).unwrap();
-        // SAFETY: kill(2) on the pid of the child this test spawned.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            if start.elapsed() > wait {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "watch did not exit within {} s of SIGTERM; log:\n{}",
-                    wait.as_secs(),
-                    self.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-async fn snapshot(imap: &mut TestImap) -> BTreeMap<String, Vec<Key>> {
-    account(imap).await
-}
-
-/// Polls until the recovery account equals the primary account, or fails after [`DEADLINE`].
-async fn wait_in_step(pair: &TestPair, watch: &mut Watch, what: &str) {
-    let start = Instant::now();
-    loop {
-        let mut p = pair.primary().await;
-        let mut r = pair.recovery().await;
-        let a = snapshot(&mut p).await;
-        let b = snapshot(&mut r).await;
-        p.logout().await;
+    /// The recovery account as it is now.
+    async fn recovery_now(&self) -> BTreeMap<String, Vec<Key>> {
+        let mut r = self.recovery().await;
+        let now = account(&mut r).await;
         r.logout().await;
-        if a == b {
-            return;
-        }
-        assert!(
-            watch.is_running(),
-            "watch exited while waiting for {what}; log:\n{}",
-            watch.log()
-        );
-        if start.elapsed() > DEADLINE {
-            eprintln!("watch log:\n{}", watch.log());
-            assert_same_accounts(&a, &b);
-            panic!("{what}: accounts differ");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        now
     }
+    /// The recovery side's INBOX as it is now.
+    async fn recovery_inbox(&self) -> Vec<TestMessage> {
+        let mut r = self.recovery().await;
+        let inbox = r.messages("INBOX").await;
+        r.logout().await;
+        inbox
+    }
+}
+
+/// Polls until the pair's recovery account equals its primary account, or fails after
+/// [`DEADLINE`].
+async fn wait_in_step(pair: &TestPair, watch: &mut Watch, what: &str) {
+    watcher::wait_in_step(
+        pair.primary_account(),
+        pair.recovery_account(),
+        watch,
+        what,
+        DEADLINE,
+    )
+    .await
 }
 
 async fn seed(pair: &TestPair, tag: &str) {
@@ -280,37 +210,23 @@ async fn watch_one_pair_replicates_changes_and_stops_on_sigterm() {
     seed(&pair, "one").await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("pair.redb");
-    let state_arg = state.display().to_string();
     let (source, target) = (pair.source_url(), pair.target_url());
-    let ca = ca_file().display().to_string();
-    let args = [
-        "--source",
-        &source,
-        "--target",
-        &target,
-        "--state",
-        &state_arg,
-        "--ca-file",
-        &ca,
-        "--poll-interval",
-        "30",
-    ];
-    let mut watch = Watch::spawn(&args, &dir.path().join("watch.log"));
+    let spawn = |log: &str| {
+        Watch::spawn_pair(
+            &source,
+            &target,
+            &state,
+            &["--poll-interval", "30"],
+            &dir.path().join(log),
+        )
+    };
+    let mut watch = spawn("watch.log");
     wait_in_step(&pair, &mut watch, "the first pass").await;
     change_everything(&pair, "one").await;
     wait_in_step(&pair, &mut watch, "the changes").await;
 
     // A second watch on the same pair is refused at once: the state is locked.
-    let second = mailreplica_env(
-        &[
-            "watch", "--source", &source, "--target", &target, "--state", &state_arg, "--once",
-        ],
-        &[
-            ("MAILREPLICA_SOURCE_PASSWORD", "test"),
-            ("MAILREPLICA_TARGET_PASSWORD", "test"),
-        ],
-    )
-    .await;
+    let second = on_pair("watch", &source, &target, &state, &["--once"], &PASSWORDS).await;
     assert_eq!(second.code, 75, "{second:?}");
     assert!(second.stderr.contains("in use by"), "{}", second.stderr);
 
@@ -327,7 +243,7 @@ async fn watch_one_pair_replicates_changes_and_stops_on_sigterm() {
     )
     .await;
     p.logout().await;
-    let mut watch = Watch::spawn(&args, &dir.path().join("watch2.log"));
+    let mut watch = spawn("watch2.log");
     wait_in_step(&pair, &mut watch, "catching up after a restart").await;
     let code = watch.terminate(Duration::from_secs(10)).await;
     assert_eq!(code, 0, "log:\n{}", watch.log());
@@ -467,7 +383,7 @@ async fn watch_three_pairs_from_a_config_file() {
     assert_eq!(applied[0]["uploaded"], 1, "{}", once.stderr);
     let mut p = pairs[1].primary().await;
     let mut r = pairs[1].recovery().await;
-    assert_same_accounts(&snapshot(&mut p).await, &snapshot(&mut r).await);
+    assert_same_accounts(&account(&mut p).await, &account(&mut r).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,24 +416,11 @@ async fn watch_sees_repeated_changes_to_the_only_folder() {
     TestServer::dovecot_recovery().require();
     let pair = TestPair::new("wst");
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("pair.redb").display().to_string();
-    let (source, target) = (pair.source_url(), pair.target_url());
-    let ca = ca_file().display().to_string();
-    let mut watch = Watch::spawn(
-        &[
-            "--source",
-            &source,
-            "--target",
-            &target,
-            "--state",
-            &state,
-            "--ca-file",
-            &ca,
-            "--poll-interval",
-            "600",
-            "--idle-renew",
-            "1",
-        ],
+    let mut watch = Watch::spawn_pair(
+        &pair.source_url(),
+        &pair.target_url(),
+        &dir.path().join("pair.redb"),
+        &["--poll-interval", "600", "--idle-renew", "1"],
         &dir.path().join("watch.log"),
     );
     // With polling every 10 minutes only IDLE can bring the changes in time; renewed every
@@ -556,23 +459,11 @@ async fn watch_survives_a_primary_outage_and_catches_up() {
     let proxy = Proxy::start(primary.addr(), FaultPlan::None);
     let port = proxy.port();
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("pair.redb").display().to_string();
-    let source = format!("imap+plain://{}@127.0.0.1:{port}", pair.src);
-    let target = pair.target_url();
-    let ca = ca_file().display().to_string();
-    let mut watch = Watch::spawn(
-        &[
-            "--source",
-            &source,
-            "--target",
-            &target,
-            "--state",
-            &state,
-            "--ca-file",
-            &ca,
-            "--poll-interval",
-            "2",
-        ],
+    let mut watch = Watch::spawn_pair(
+        &format!("imap+plain://{}@127.0.0.1:{port}", pair.src),
+        &pair.target_url(),
+        &dir.path().join("pair.redb"),
+        &["--poll-interval", "2"],
         &dir.path().join("watch.log"),
     );
     wait_in_step(&pair, &mut watch, "the first pass").await;
@@ -585,25 +476,21 @@ async fn watch_survives_a_primary_outage_and_catches_up() {
     }
     p.logout().await;
     // Several failed attempts (backoff 200 ms doubling) while the primary is away.
-    let start = Instant::now();
-    while !watch.log().contains("pass failed") {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "no outage reported; log:\n{}",
-            watch.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    watch
+        .wait_until("an outage report", DEADLINE, |w| {
+            w.log().contains("pass failed")
+        })
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(watch.is_running(), "log:\n{}", watch.log());
 
     let _back = Proxy::start_on(port, primary.addr(), FaultPlan::None);
     wait_in_step(&pair, &mut watch, "catching up after the outage").await;
-    let start = Instant::now();
-    while !watch.log().contains("recovered after") {
-        assert!(start.elapsed() < DEADLINE, "log:\n{}", watch.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    watch
+        .wait_until("a recovery report", DEADLINE, |w| {
+            w.log().contains("recovered after")
+        })
+        .await;
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
 }
 
@@ -645,24 +532,24 @@ async fn watch_survives_a_killed_primary_dovecot() {
     let down_at = Instant::now();
     dovecot.kill();
     assert!(!dovecot.server().is_reachable());
-    let mut r = pair.recovery().await;
-    let at_kill = snapshot(&mut r).await;
-    r.logout().await;
+    let at_kill = pair.recovery_now().await;
 
-    // The outage is reported: in the log and in `status`.
-    let reported = loop {
-        let status = status_json(&config).await;
-        let watch_record = status[0]["watch"].clone();
-        if watch_record["last_error"].is_string() && watch.log().contains("pass failed") {
-            break watch_record;
-        }
-        assert!(
-            down_at.elapsed() < DEADLINE,
-            "no outage reported; status: {status}\nlog:\n{}",
-            watch.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    // The outage is reported: in the log and in `status` (within the deadline of the kill).
+    let reported = watch
+        .poll(
+            "an outage report",
+            DEADLINE.saturating_sub(down_at.elapsed()),
+            async |w: &Watch| {
+                let status = status_json(&config).await;
+                let watch_record = status[0]["watch"].clone();
+                if watch_record["last_error"].is_string() && w.log().contains("pass failed") {
+                    Ok(watch_record)
+                } else {
+                    Err(format!("status: {status}"))
+                }
+            },
+        )
+        .await;
     let error = reported["last_error"].as_str().unwrap();
     assert!(
         error.contains(&dovecot.imap_port.to_string()),
@@ -684,13 +571,11 @@ async fn watch_survives_a_killed_primary_dovecot() {
     );
     assert!(during["last_error"].is_string(), "{during}");
     assert_eq!(during["outage_since"], reported["outage_since"], "{during}");
-    let mut r = pair.recovery().await;
     assert_eq!(
-        snapshot(&mut r).await,
+        pair.recovery_now().await,
         at_kill,
         "the recovery side changed while the primary was down"
     );
-    r.logout().await;
 
     // Back on the same port, with its mail; more mail arrives.
     dovecot.restart();
@@ -701,11 +586,11 @@ async fn watch_survives_a_killed_primary_dovecot() {
     }
     p.logout().await;
     wait_in_step(&pair, &mut watch, "catching up after the restart").await;
-    let start = Instant::now();
-    while !watch.log().contains("recovered after") {
-        assert!(start.elapsed() < DEADLINE, "log:\n{}", watch.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    watch
+        .wait_until("a recovery report", DEADLINE, |w| {
+            w.log().contains("recovered after")
+        })
+        .await;
     let status = status_json(&config).await;
     let after = &status[0]["watch"];
     assert!(after["last_error"].is_null(), "{after}");
@@ -713,17 +598,21 @@ async fn watch_survives_a_killed_primary_dovecot() {
     assert_eq!(after["failures"], 0, "{after}");
 
     // Everything exactly once: 4 seeded + 2 before the kill + 2 after the restart.
-    let mut r = pair.recovery().await;
-    let inbox = r.messages("INBOX").await;
-    r.logout().await;
-    let ids: BTreeSet<&str> = inbox
+    let inbox = pair.recovery_inbox().await;
+    each_once(&inbox, 8);
+    assert!(watch.is_running(), "log:\n{}", watch.log());
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+}
+
+/// Asserts that `messages` are `n`, none twice (by Message-ID); their Message-IDs.
+fn each_once(messages: &[TestMessage], n: usize) -> BTreeSet<&str> {
+    let ids: BTreeSet<&str> = messages
         .iter()
         .filter_map(|m| m.message_id.as_deref())
         .collect();
-    assert_eq!(inbox.len(), 8, "{inbox:?}");
-    assert_eq!(ids.len(), 8, "duplicates: {inbox:?}");
-    assert!(watch.is_running(), "log:\n{}", watch.log());
-    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    assert_eq!(messages.len(), n, "{messages:?}");
+    assert_eq!(ids.len(), n, "duplicates: {messages:?}");
+    ids
 }
 
 /// SIGTERM while a pass is stuck in the middle of an upload batch (the recovery server stops
@@ -748,23 +637,18 @@ async fn sigterm_during_a_pass_exits_zero_and_a_restart_has_no_duplicates() {
     p.logout().await;
     let proxy = Proxy::start(recovery.addr(), FaultPlan::stall_on("APPEND", 5));
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("pair.redb").display().to_string();
     let source = pair.source_url();
     let stalled_target = format!("imap+plain://{}@127.0.0.1:{}", pair.dst, proxy.port());
-    let ca = ca_file().display().to_string();
-    let mut watch = Watch::spawn(
-        &[
-            "--source",
+    let spawn = |log: &str| {
+        Watch::spawn_pair(
             &source,
-            "--target",
             &stalled_target,
-            "--state",
-            &state,
-            "--ca-file",
-            &ca,
-        ],
-        &dir.path().join("watch.log"),
-    );
+            &dir.path().join("pair.redb"),
+            &[],
+            &dir.path().join(log),
+        )
+    };
+    let mut watch = spawn("watch.log");
     assert!(
         proxy.wait_faults_fired(1, DEADLINE),
         "the pass never reached the 5th APPEND; log:\n{}",
@@ -782,19 +666,7 @@ async fn sigterm_during_a_pass_exits_zero_and_a_restart_has_no_duplicates() {
 
     // The restart: the same pair (the same URLs), the recovery server answering again.
     let _healthy = Proxy::start_on(port, recovery.addr(), FaultPlan::None);
-    let mut watch = Watch::spawn(
-        &[
-            "--source",
-            &source,
-            "--target",
-            &stalled_target,
-            "--state",
-            &state,
-            "--ca-file",
-            &ca,
-        ],
-        &dir.path().join("watch2.log"),
-    );
+    let mut watch = spawn("watch2.log");
     wait_in_step(&pair, &mut watch, "the restart after SIGTERM").await;
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
 }
@@ -812,20 +684,11 @@ async fn watch_fits_beside_a_users_own_connections() {
         own.push(pair.primary().await);
     }
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("pair.redb").display().to_string();
-    let (source, target) = (pair.source_url(), pair.target_url());
-    let ca = ca_file().display().to_string();
-    let mut watch = Watch::spawn(
-        &[
-            "--source",
-            &source,
-            "--target",
-            &target,
-            "--state",
-            &state,
-            "--ca-file",
-            &ca,
-        ],
+    let mut watch = Watch::spawn_pair(
+        &pair.source_url(),
+        &pair.target_url(),
+        &dir.path().join("pair.redb"),
+        &[],
         &dir.path().join("watch.log"),
     );
     wait_in_step(&pair, &mut watch, "the first pass").await;
@@ -893,9 +756,7 @@ async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
     }
     p.logout().await;
     wait_in_step(&pair, &mut watch, "two more messages").await;
-    let mut r = pair.recovery().await;
-    let before = snapshot(&mut r).await;
-    r.logout().await;
+    let before = pair.recovery_now().await;
     assert_eq!(before["INBOX"].len(), 7);
     // Not frozen yet: nothing to confirm, and nothing is left beside the state.
     let early = confirm_regression(&pair, &state).await;
@@ -917,19 +778,15 @@ async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
     p.logout().await;
 
     // Frozen: `status` says why, with the folder.
-    let start = Instant::now();
-    let frozen = loop {
-        let status = status_json(&config).await;
-        if let Some(m) = status[0]["frozen"]["message"].as_str() {
-            break m.to_string();
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "not frozen; status: {status}\nlog:\n{}",
-            watch.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let frozen = watch
+        .poll("the pair frozen", DEADLINE, async |_: &Watch| {
+            let status = status_json(&config).await;
+            match status[0]["frozen"]["message"].as_str() {
+                Some(m) => Ok(m.to_string()),
+                None => Err(format!("status: {status}")),
+            }
+        })
+        .await;
     assert!(
         frozen.contains("went back in time") && frozen.contains("folder INBOX"),
         "{frozen}"
@@ -942,13 +799,11 @@ async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
     o.logout().await;
     wait_in_step(&other, &mut watch, "the other pair while one is frozen").await;
     assert!(watch.is_running(), "log:\n{}", watch.log());
-    let mut r = pair.recovery().await;
     assert_eq!(
-        snapshot(&mut r).await,
+        pair.recovery_now().await,
         before,
         "the frozen pair's recovery side changed"
     );
-    r.logout().await;
     let status = status_json(&config).await;
     assert!(status[0]["frozen"]["message"].is_string(), "{status}");
     assert!(
@@ -965,28 +820,22 @@ async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
         confirm.stdout.contains("took the confirmation"),
         "{confirm:?}"
     );
-    let start = Instant::now();
-    let inbox = loop {
-        let mut r = pair.recovery().await;
-        let inbox = r.messages("INBOX").await;
-        r.logout().await;
-        if inbox.len() >= 8 {
-            break inbox;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "the new mail did not arrive after the confirmation; log:\n{}",
-            watch.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let inbox = watch
+        .poll(
+            "the new mail after the confirmation",
+            DEADLINE,
+            async |_: &Watch| {
+                let inbox = pair.recovery_inbox().await;
+                if inbox.len() >= 8 {
+                    Ok(inbox)
+                } else {
+                    Err(format!("{} messages", inbox.len()))
+                }
+            },
+        )
+        .await;
     // Everything the recovery side held is still there, plus the new message, nothing twice.
-    let ids: BTreeSet<&str> = inbox
-        .iter()
-        .filter_map(|m| m.message_id.as_deref())
-        .collect();
-    assert_eq!(inbox.len(), 8, "{inbox:?}");
-    assert_eq!(ids.len(), 8, "duplicates: {inbox:?}");
+    let ids = each_once(&inbox, 8);
     assert!(ids.contains("<tt-new-0@watch.test>"), "{ids:?}");
     for i in 0..7 {
         assert!(
@@ -994,9 +843,7 @@ async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
             "lost tt {i}: {ids:?}"
         );
     }
-    let mut r = pair.recovery().await;
-    let after = snapshot(&mut r).await;
-    r.logout().await;
+    let after = pair.recovery_now().await;
     for key in &before["INBOX"] {
         assert!(after["INBOX"].contains(key), "changed or lost: {key:?}");
     }
@@ -1008,21 +855,17 @@ async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
     let mut p = pair.primary().await;
     p.append("INBOX", &[], None, &message("tt-new", 1)).await;
     p.logout().await;
-    let start = Instant::now();
-    loop {
-        let mut r = pair.recovery().await;
-        let n = r.messages("INBOX").await.len();
-        r.logout().await;
-        if n == 9 {
-            break;
-        }
-        assert!(
-            n == 8 && start.elapsed() < DEADLINE,
-            "{n} messages; log:\n{}",
-            watch.log()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    watch
+        .poll("the next message", DEADLINE, async |w: &Watch| {
+            let n = pair.recovery_inbox().await.len();
+            assert!(n == 8 || n == 9, "{n} messages; log:\n{}", w.log());
+            if n == 9 {
+                Ok(())
+            } else {
+                Err(format!("{n} messages"))
+            }
+        })
+        .await;
     assert!(watch.is_running(), "log:\n{}", watch.log());
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
 }
@@ -1030,19 +873,12 @@ async fn time_travel_under_watch_freezes_the_pair_and_the_process_stays_up() {
 /// `sync --accept-regression` on `pair` with its state, no password (a running watch holds
 /// the state: the command only hands the confirmation over).
 async fn confirm_regression(pair: &TestPair, state: &Path) -> crate::mr::Run {
-    let state = state.display().to_string();
-    let (source, target) = (pair.source_url(), pair.target_url());
-    mailreplica_env(
-        &[
-            "sync",
-            "--source",
-            &source,
-            "--target",
-            &target,
-            "--state",
-            &state,
-            "--accept-regression",
-        ],
+    on_pair(
+        "sync",
+        &pair.source_url(),
+        &pair.target_url(),
+        state,
+        &["--accept-regression"],
         &[],
     )
     .await
@@ -1083,22 +919,11 @@ async fn moving_200_messages_is_replicated_as_moves() {
     let proxy = Proxy::start(recovery.addr(), FaultPlan::None);
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("pair.redb").display().to_string();
-    let source = pair.source_url();
-    let target = format!("imap+plain://{}@127.0.0.1:{}", pair.dst, proxy.port());
-    let ca = ca_file().display().to_string();
-    let mut watch = Watch::spawn(
-        &[
-            "--source",
-            &source,
-            "--target",
-            &target,
-            "--state",
-            &state,
-            "--ca-file",
-            &ca,
-            "--poll-interval",
-            "5",
-        ],
+    let mut watch = Watch::spawn_pair(
+        &pair.source_url(),
+        &format!("imap+plain://{}@127.0.0.1:{}", pair.dst, proxy.port()),
+        Path::new(&state),
+        &["--poll-interval", "5"],
         &dir.path().join("watch.log"),
     );
     wait_in_step(&pair, &mut watch, "the first pass").await;
@@ -1175,35 +1000,20 @@ async fn failover_reaches_a_running_watch() {
     let pair = TestPair::new("wfo");
     seed(&pair, "fo").await;
     let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("pair.redb").display().to_string();
+    let state = dir.path().join("pair.redb");
     let (source, target) = (pair.source_url(), pair.target_url());
-    let ca = ca_file().display().to_string();
-    let mut watch = Watch::spawn(
-        &[
-            "--source",
-            &source,
-            "--target",
-            &target,
-            "--state",
-            &state,
-            "--ca-file",
-            &ca,
-            "--poll-interval",
-            "30",
-        ],
+    let mut watch = Watch::spawn_pair(
+        &source,
+        &target,
+        &state,
+        &["--poll-interval", "30"],
         &dir.path().join("watch.log"),
     );
     wait_in_step(&pair, &mut watch, "the first pass").await;
 
-    let fo = mailreplica_env(
-        &[
-            "failover", "--source", &source, "--target", &target, "--state", &state,
-        ],
-        // No password: failover touches no server (the primary is down, its password may be
-        // out of reach).
-        &[],
-    )
-    .await;
+    // No password: failover touches no server (the primary is down, its password may be out
+    // of reach).
+    let fo = on_pair("failover", &source, &target, &state, &[], &[]).await;
     assert_eq!(fo.code, 0, "{fo:?}");
     assert!(
         fo.stdout.contains("took the request"),
@@ -1212,14 +1022,15 @@ async fn failover_reaches_a_running_watch() {
         watch.log()
     );
     // New mail on the primary is not replicated any more.
-    let before = pair.recovery().await.messages("INBOX").await.len();
+    let before = pair.recovery_inbox().await.len();
     let mut p = pair.primary().await;
     p.append("INBOX", &[], None, &message("fo", 99)).await;
     p.logout().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(watch.is_running(), "log:\n{}", watch.log());
-    assert_eq!(pair.recovery().await.messages("INBOX").await.len(), before);
+    assert_eq!(pair.recovery_inbox().await.len(), before);
     assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+    let state = state.display().to_string();
     let status = mailreplica_env(&["status", "--state", &state, "--json"], &[]).await;
     assert!(!status.json()["failed_over"].is_null(), "{}", status.stdout);
 }

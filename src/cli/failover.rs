@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use super::args::FailoverArgs;
 use super::exit::ExitCode;
+use super::handover::{hand_to_watch, report, Untaken};
 use crate::engine::failover::{
     failed_over, format_utc, request_path, set_failed_over, take_request, unix_now, write_request,
     FailedOver, Phase,
@@ -25,7 +26,7 @@ struct Outcome {
 
 impl FailoverCommand {
     /// Touches no server: the switch-over is a decision about the pair, recorded in its state.
-    pub fn execute(self) -> ExitCode {
+    pub async fn execute(self) -> ExitCode {
         let args = self.args;
         let (id, path) = match args.pair.state_only(args.state.as_deref()) {
             Ok(r) => r,
@@ -41,7 +42,9 @@ impl FailoverCommand {
         let state = match StateFile::open(&path, &id) {
             Ok(s) => s,
             // A running watch holds the state: it takes the request before its next pass.
-            Err(StateError::Locked { holder, .. }) => return request(&path, &holder, args.json),
+            Err(StateError::Locked { holder, .. }) => {
+                return request(&path, &holder, args.json).await
+            }
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::of_state(&e);
@@ -91,34 +94,24 @@ impl FailoverCommand {
 
 /// Prints what failover did (one JSON object with --json) and returns exit 0.
 fn print_outcome(out: Outcome, json: bool) -> ExitCode {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(&out).unwrap_or_else(|_| "{}".into())
-        );
-    } else {
-        println!("{}", out.message);
-    }
-    ExitCode::InSync
+    report(&out, &out.message, json)
 }
 
 /// Leaves the failover request for the agent holding the state and waits a little for it to
 /// take it (it does before its next pass, so nothing one-way is written after that).
-fn request(path: &std::path::Path, holder: &str, json: bool) -> ExitCode {
+async fn request(path: &std::path::Path, holder: &str, json: bool) -> ExitCode {
     let since = unix_now();
-    if let Err(e) = write_request(path, since) {
-        eprintln!(
-            "error: {holder} holds {} and the failover request could not be written beside it ({e}); stop that process, then run failover again",
-            path.display()
-        );
-        return ExitCode::Usage;
-    }
     let request = request_path(path);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while request.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let taken = !request.exists();
+    let taken = match hand_to_watch(&request, || write_request(path, since), Untaken::Leave).await {
+        Ok(taken) => taken,
+        Err(e) => {
+            eprintln!(
+                "error: {holder} holds {} and the failover request could not be written beside it ({e}); stop that process, then run failover again",
+                path.display()
+            );
+            return ExitCode::Usage;
+        }
+    };
     let message = if taken {
         format!(
             "pair failed over at {}: {holder} took the request and stopped one-way replication; point users at the recovery side, and run `mailreplica failback` when the primary is back (stop {holder} first)",

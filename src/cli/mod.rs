@@ -6,6 +6,7 @@ pub mod check;
 pub mod exit;
 pub mod failback;
 pub mod failover;
+pub mod handover;
 pub mod man;
 pub mod migrate;
 pub mod pair;
@@ -37,7 +38,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         Command::Status(args) => status::StatusCommand { args }.execute(),
         Command::Release(args) => release::ReleaseCommand { args }.execute(),
         Command::Check(args) => check::CheckCommand { args }.execute().await,
-        Command::Failover(args) => failover::FailoverCommand { args }.execute(),
+        Command::Failover(args) => failover::FailoverCommand { args }.execute().await,
         Command::Failback(args) => failback::FailbackCommand { args }.execute().await,
         Command::Watch(args) => watch::WatchCommand { args }.execute().await,
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::args::SyncArgs;
 use super::exit::ExitCode;
+use super::handover::{hand_to_watch, report, Untaken, WAIT};
 use super::pair::{connect, Pair};
 use super::progress::{human_bytes, Progress};
 use crate::engine::mapped::{folder_map, Mapped};
@@ -284,24 +285,26 @@ async fn confirm_to_running_watch(args: &SyncArgs) -> Option<ExitCode> {
             args.json,
         ));
     }
-    if let Err(e) = write_accept_request(&path) {
-        eprintln!(
-            "error: {holder} holds {shown} and the confirmation could not be written beside it ({e}); stop that process, run this command again, then start it again"
-        );
-        return Some(ExitCode::TempFail);
-    }
-    let request = accept_request_path(&path);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while request.exists() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Not taken in time: withdrawn, so that it cannot confirm a later regression. (Gone
-    // already: the agent took it just now.)
-    let taken = !request.exists()
-        || matches!(std::fs::remove_file(&request), Err(e) if e.kind() == std::io::ErrorKind::NotFound);
+    // Not taken in time: withdrawn, so that it cannot confirm a later regression.
+    let taken = match hand_to_watch(
+        &accept_request_path(&path),
+        || write_accept_request(&path),
+        Untaken::Withdraw,
+    )
+    .await
+    {
+        Ok(taken) => taken,
+        Err(e) => {
+            eprintln!(
+                "error: {holder} holds {shown} and the confirmation could not be written beside it ({e}); stop that process, run this command again, then start it again"
+            );
+            return Some(ExitCode::TempFail);
+        }
+    };
     if !taken {
         eprintln!(
-            "error: {holder} holds {shown} but did not take the confirmation within 10 s (a running watch takes it only while the pair is frozen: see `mailreplica status --state {shown}`); stop that process, run this command again, then start it again"
+            "error: {holder} holds {shown} but did not take the confirmation within {} s (a running watch takes it only while the pair is frozen: see `mailreplica status --state {shown}`); stop that process, run this command again, then start it again",
+            WAIT.as_secs()
         );
         return Some(ExitCode::TempFail);
     }
@@ -317,15 +320,7 @@ async fn confirm_to_running_watch(args: &SyncArgs) -> Option<ExitCode> {
 }
 
 fn handover(out: Handover, json: bool) -> ExitCode {
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string(&out).unwrap_or_else(|_| "{}".into())
-        );
-    } else {
-        println!("{}", out.message);
-    }
-    ExitCode::InSync
+    report(&out, &out.message, json)
 }
 
 /// Opens the state; with `rebuild`, empties it, or moves a damaged file aside and starts anew.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::mr::{account, assert_same_accounts};
 use crate::support::imap_client::TestImap;
-use crate::support::servers::TestServer;
+use crate::support::servers::{ca_file, TestServer};
 
 /// A `mailreplica watch` running in the background, its output in a file.
 pub struct Watch {
@@ -20,9 +20,41 @@ impl Watch {
     /// Starts `mailreplica watch ARGS` with the test password in the environment (both sides,
     /// and `MR_WATCH_TEST_PASSWORD` for config files), short retry delays and debug logs.
     pub fn spawn(args: &[&str], log: &Path) -> Watch {
+        Watch::spawn_with(args, log, &[])
+    }
+
+    /// `watch --source SOURCE --target TARGET --state STATE --ca-file <the test CA> EXTRA…`: one
+    /// pair named on the command line.
+    pub fn spawn_pair(
+        source: &str,
+        target: &str,
+        state: &Path,
+        extra: &[&str],
+        log: &Path,
+    ) -> Watch {
+        let state = state.display().to_string();
+        let ca = ca_file().display().to_string();
+        let mut args = vec![
+            "--source",
+            source,
+            "--target",
+            target,
+            "--state",
+            &state,
+            "--ca-file",
+            &ca,
+        ];
+        args.extend_from_slice(extra);
+        Watch::spawn(&args, log)
+    }
+
+    /// Like [`Watch::spawn`], with more environment variables (those `spawn` sets override
+    /// these).
+    pub fn spawn_with(args: &[&str], log: &Path, env: &[(&str, &str)]) -> Watch {
         let out = std::fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_mailreplica"))
+            .envs(env.iter().copied())
             .arg("watch")
             .args(args)
             .env("MAILREPLICA_SOURCE_PASSWORD", "test")
@@ -66,20 +98,44 @@ impl Watch {
         deadline: Duration,
         mut ready: impl FnMut(&Watch) -> bool,
     ) {
+        self.poll(what, deadline, async |w: &Watch| {
+            if ready(w) {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
+        })
+        .await
+    }
+
+    /// Runs `probe` every 200 ms until it gives a value (`Err`: not yet, and what it saw);
+    /// panics with what it saw last and the log when the process exits first or `deadline`
+    /// passes (a deadline, not a measure).
+    pub async fn poll<T>(
+        &mut self,
+        what: &str,
+        deadline: Duration,
+        mut probe: impl AsyncFnMut(&Watch) -> Result<T, String>,
+    ) -> T {
         let start = Instant::now();
-        while !ready(self) {
+        loop {
+            let seen = match probe(self).await {
+                Ok(value) => return value,
+                Err(seen) if seen.is_empty() => seen,
+                Err(seen) => format!(" (last seen: {seen})"),
+            };
             assert!(
                 self.is_running(),
-                "watch exited while waiting for {what}; log:\n{}",
+                "watch exited while waiting for {what}{seen}; log:\n{}",
                 self.log()
             );
             assert!(
                 start.elapsed() < deadline,
-                "{what}: not within {} s; watch log:\n{}",
+                "{what}: not within {} s{seen}; watch log:\n{}",
                 deadline.as_secs(),
                 self.log()
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
