@@ -538,7 +538,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     // The two sides are read at once (two connections; nothing is written yet).
     let source_listing = list_side(source, &base, View::Source, source_since.as_ref());
     let target_listing = async {
-        if !(target_exists || !options.dry_run) {
+        if !target_exists && options.dry_run {
             return Ok((None, Vec::new()));
         }
         let status = target.open_folder(path).await?;
