@@ -204,8 +204,7 @@ async fn run_pass(
         summary,
     )
     .await;
-    source.logout().await;
-    target.logout().await;
+    tokio::join!(source.logout(), target.logout());
     summary.notices.extend(map.describe());
     result.map_err(Failure::Engine)
 }

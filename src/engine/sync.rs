@@ -356,10 +356,11 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
         }
         Err(e) => Err(e),
     };
-    for (mut s, mut t) in spare {
-        s.logout().await;
-        t.logout().await;
-    }
+    // Every spare connection says goodbye at once.
+    futures::future::join_all(spare.iter_mut().map(|(s, t)| async move {
+        futures::future::join(s.logout(), t.logout()).await;
+    }))
+    .await;
     tracing::debug!(ms = clock.elapsed().as_millis() as u64, "pass: done");
     result
 }
