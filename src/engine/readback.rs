@@ -20,11 +20,9 @@ const KEPT_KEY: &str = "fidelity:target:8bit";
 
 /// Whether the header section of `bytes` holds a byte above 0x7f.
 pub fn has_8bit_header(bytes: &[u8]) -> bool {
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(bytes.len());
-    bytes[..end].iter().any(|b| *b >= 0x80)
+    crate::model::tolerant_key::header_section(bytes)
+        .iter()
+        .any(|b| *b >= 0x80)
 }
 
 /// Whether copies still need reading back: the target is not known to keep 8-bit headers

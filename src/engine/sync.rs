@@ -1979,6 +1979,13 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         p: &Placement,
         candidates: &[(MessageMeta, Fingerprint, TolerantKey)],
     ) -> Result<Option<u32>, EngineError> {
+        // Most uploads have no candidate of their date: no key to compute.
+        if !candidates
+            .iter()
+            .any(|(m, _, _)| m.internaldate == p.source.internaldate)
+        {
+            return Ok(None);
+        }
         let want = tolerant_key(sent, p.source.internaldate.epoch());
         let uids: Vec<u32> = candidates
             .iter()

@@ -17,15 +17,20 @@ use super::message_id::message_id;
 pub struct TolerantKey(pub [u8; 32]);
 
 /// The header section of a message (up to the first empty line, or all of it).
-fn header_section(bytes: &[u8]) -> &[u8] {
-    let crlf = bytes.windows(4).position(|w| w == b"\r\n\r\n");
-    let lf = bytes.windows(2).position(|w| w == b"\n\n");
-    match (crlf, lf) {
-        (Some(a), Some(b)) => &bytes[..a.min(b)],
-        (Some(a), None) => &bytes[..a],
-        (None, Some(b)) => &bytes[..b],
-        (None, None) => bytes,
+pub fn header_section(bytes: &[u8]) -> &[u8] {
+    // The first LF that starts an empty line (LF LF, or CR LF CR LF) ends it.
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &bytes[from..]) {
+        let at = from + i;
+        if bytes.get(at + 1) == Some(&b'\n') {
+            return &bytes[..at];
+        }
+        if at > 0 && bytes[at - 1] == b'\r' && bytes.get(at + 1..at + 3) == Some(b"\r\n") {
+            return &bytes[..at - 1];
+        }
+        from = at + 1;
     }
+    bytes
 }
 
 /// The raw value of the first header field `name` (unfolded, lines joined), if present.
@@ -119,6 +124,26 @@ mod tests {
         let other = String::from_utf8_lossy(ORIGINAL).replace("<a@", "<b@");
         assert_ne!(tolerant_key(other.as_bytes(), 5), tolerant_key(ORIGINAL, 5));
         assert_ne!(tolerant_key(ORIGINAL, 6), tolerant_key(ORIGINAL, 5));
+    }
+
+    fn header_section_by_search(bytes: &[u8]) -> &[u8] {
+        let crlf = bytes.windows(4).position(|w| w == b"\r\n\r\n");
+        let lf = bytes.windows(2).position(|w| w == b"\n\n");
+        match (crlf, lf) {
+            (Some(a), Some(b)) => &bytes[..a.min(b)],
+            (Some(a), None) => &bytes[..a],
+            (None, Some(b)) => &bytes[..b],
+            (None, None) => bytes,
+        }
+    }
+
+    proptest::proptest! {
+        /// The header section ends where the first empty line starts, as a plain search finds.
+        #[test]
+        fn header_section_ends_at_the_first_empty_line(text in "[ab:\r\n]{0,40}") {
+            let bytes = text.as_bytes();
+            proptest::prop_assert_eq!(header_section(bytes), header_section_by_search(bytes));
+        }
     }
 
     #[test]

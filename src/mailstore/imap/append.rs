@@ -57,7 +57,7 @@ impl ImapStore {
     /// A message with a NUL byte goes as a literal8 where the server offers BINARY (RFC 3516):
     /// servers refuse NUL in a plain literal. Everything else as a plain literal.
     fn literal<'a>(&self, bytes: &'a [u8]) -> Part<'a> {
-        if self.caps.binary && bytes.contains(&0) {
+        if self.caps.binary && memchr::memchr(0, bytes).is_some() {
             Part::Literal8(bytes)
         } else {
             Part::Literal(bytes)
