@@ -315,6 +315,16 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
             exempt: matches!(folder.special_use.as_deref(), Some("\\Trash" | "\\Junk")),
             none_held: !held_in.contains(&name),
             messages: folder.tokens.map_or(0, |t| t.messages),
+            // Mail that arrived since the last pass (UIDNEXT moved), or all of a new folder.
+            arrived: match (
+                records.get(&name).and_then(|r| r.source_tokens),
+                folder.tokens,
+            ) {
+                (Some(before), Some(now)) if before.uidvalidity == now.uidvalidity => {
+                    now.uidnext.saturating_sub(before.uidnext)
+                }
+                (_, now) => now.map_or(0, |t| t.messages),
+            },
             shrunk: match (
                 records.get(&name).and_then(|r| r.source_tokens),
                 folder.tokens,
@@ -510,6 +520,10 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     let none_held = job.none_held;
     let name = path.to_string();
     let mut record = state.folder(&name)?;
+    // What this pass commits to the folder is recorded, so the instances it leaves need not
+    // be read again (tracking starts first: a change committed meanwhile is applied twice,
+    // which changes nothing).
+    let tracked = state.track(&name);
     let mut base = state.instances(&name)?;
     let clock = Instant::now();
     let source_status = source.open_folder(path).await?;
@@ -769,11 +783,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
             .any(|u| !u.add.is_empty() || !u.remove.is_empty());
     let placed_at = clock.elapsed();
     // The instances as this pass leaves them, read once for both checks below.
-    let after = if wrote || !plan.forget.is_empty() {
-        state.instances(&name)?
-    } else {
-        base
-    };
+    let after = tracked.apply(base)?;
     let target_tokens = if wrote && target_only == 0 {
         tokens_after_writes(target, path, &after, target_status.tokens()).await?
     } else {
@@ -991,7 +1001,8 @@ pub(crate) struct TargetIndex {
     building: bool,
     /// Changes learned while it was being built, applied once it is.
     queued: Vec<(String, Vec<InstanceChange>)>,
-    map: HashMap<Fingerprint, Vec<(String, u32, i64, FlagSet)>>,
+    /// Content -> its target copies: (folder, target UID, INTERNALDATE instant).
+    map: HashMap<Fingerprint, Vec<(std::sync::Arc<str>, u32, i64)>>,
     /// Removals this pass found, by the target copy they would remove: (folder, target UID)
     /// -> source UID of the instance.
     removals: HashMap<(String, u32), u32>,
@@ -1047,11 +1058,8 @@ impl TargetIndex {
         let mut ix = index.borrow_mut();
         ix.building = false;
         let placed = placed??;
-        for (folder, fp, tuid, date, flags) in placed {
-            ix.map
-                .entry(fp)
-                .or_default()
-                .push((folder, tuid, date, flags));
+        for (folder, fp, tuid, date) in placed {
+            ix.map.entry(fp).or_default().push((folder, tuid, date));
         }
         ix.built = true;
         // Changes learned while the index was being read (the snapshot predates them).
@@ -1077,24 +1085,23 @@ impl TargetIndex {
             if let InstanceChange::Put(_, rec) = c {
                 if let (Some(fp), Some(tuid)) = (rec.fingerprint, rec.target_uid) {
                     self.map.entry(fp).or_default().push((
-                        folder.to_string(),
+                        folder.into(),
                         tuid,
                         rec.internaldate.epoch(),
-                        rec.flags.clone(),
                     ));
                 }
             }
         }
     }
 
-    /// Target copies of this content with this INTERNALDATE: (folder, UID, flags).
-    fn find(&self, fp: &Fingerprint, date: i64) -> Vec<(String, u32, FlagSet)> {
+    /// Target copies of this content with this INTERNALDATE: (folder, UID).
+    fn find(&self, fp: &Fingerprint, date: i64) -> Vec<(String, u32)> {
         self.map
             .get(fp)
             .map(|v| {
                 v.iter()
                     .filter(|h| h.2 == date)
-                    .map(|h| (h.0.clone(), h.1, h.3.clone()))
+                    .map(|h| (h.0.to_string(), h.1))
                     .collect()
             })
             .unwrap_or_default()
@@ -1475,11 +1482,13 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         let mut unknown_uids = base.values().any(|i| i.target_uid.is_none());
         let mut prefetched = Some(self.source.fetch_bodies(&uids_of(0)).await);
         for k in 0..ranges.len() {
+            let batch_clock = Instant::now();
             let batch = &placements[ranges[k].clone()];
             let bodies = match prefetched.take() {
                 Some(result) => result?,
                 None => self.source.fetch_bodies(&uids_of(k)).await?,
             };
+            let fetched_at = batch_clock.elapsed();
             let next_uids = uids_of(k + 1);
             // Hashing and validating are the CPU-heavy part of a copy: done on the blocking
             // pool, so that this thread keeps every connection moving meanwhile.
@@ -1488,6 +1497,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 .map(|p| (p.source.uid, p.source.size))
                 .collect();
             let (bodies, mut digests) = digest_bodies(bodies, sizes, candidates.is_empty()).await;
+            let digested_at = batch_clock.elapsed();
             let by_uid: HashMap<u32, &crate::mailstore::FetchedBody> =
                 bodies.iter().map(|b| (b.uid, b)).collect();
 
@@ -1619,6 +1629,14 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 };
                 prefetched = next;
                 let results = results?;
+                tracing::debug!(
+                    folder = %self.name,
+                    messages = batch.len(),
+                    fetched_ms = fetched_at.as_secs_f64() * 1e3,
+                    digested_ms = digested_at.as_secs_f64() * 1e3,
+                    appended_ms = batch_clock.elapsed().as_secs_f64() * 1e3,
+                    "batch placed"
+                );
                 // Refusals grouped by content and the server's words: copies of one message
                 // over a server's identical-message limit are one report.
                 let mut refusals: BTreeMap<(Fingerprint, String), Vec<&MessageMeta>> =
@@ -2024,9 +2042,8 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             return Ok(placed);
         }
         TargetIndex::ensure_built(self.index, self.state).await?;
-        // By folder holding the content: (target UID there, its flags, the placement, fingerprint).
-        let mut by_folder: BTreeMap<String, Vec<(u32, FlagSet, &Placement, Fingerprint)>> =
-            BTreeMap::new();
+        // By folder holding the content: (target UID there, the placement, fingerprint).
+        let mut by_folder: BTreeMap<String, Vec<(u32, &Placement, Fingerprint)>> = BTreeMap::new();
         let mut used: HashSet<(String, u32)> = HashSet::new();
         for (i, _, fp) in to_append {
             let p = &batch[*i];
@@ -2036,12 +2053,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 .find(fp, p.source.internaldate.epoch())
                 .into_iter()
                 .find(|h| !used.contains(&(h.0.clone(), h.1)));
-            if let Some((folder, uid, flags)) = found {
+            if let Some((folder, uid)) = found {
                 used.insert((folder.clone(), uid));
-                by_folder
-                    .entry(folder)
-                    .or_default()
-                    .push((uid, flags, p, *fp));
+                by_folder.entry(folder).or_default().push((uid, p, *fp));
             }
         }
         if by_folder.is_empty() {
@@ -2070,14 +2084,14 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
     async fn copy_group(
         &mut self,
         folder: &str,
-        items: Vec<(u32, FlagSet, &Placement, Fingerprint)>,
+        items: Vec<(u32, &Placement, Fingerprint)>,
         is_move: bool,
         ordinals: &mut HashMap<Fingerprint, u32>,
         changes: &mut Vec<InstanceChange>,
         placed: &mut HashSet<u32>,
     ) -> Result<(), EngineError> {
         let from = FolderPath::from_display(folder);
-        let uids: Vec<u32> = items.iter().map(|(u, _, _, _)| *u).collect();
+        let uids: Vec<u32> = items.iter().map(|(u, _, _)| *u).collect();
         let result = async {
             self.target.open_folder(&from).await?;
             if is_move {
@@ -2111,7 +2125,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             self.state.commit(folder, None, &gone)?;
         }
         let mut set_flags: BTreeMap<String, (FlagSet, Vec<u32>)> = BTreeMap::new();
-        for (uid, _, p, fp) in items {
+        for (uid, p, fp) in items {
             let Some(new_uid) = new_uids.get(&uid).copied() else {
                 continue;
             };

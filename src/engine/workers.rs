@@ -48,6 +48,8 @@ pub(crate) struct FolderJob {
     pub none_held: bool,
     /// Messages in the source folder, when the listing said (for the largest-first order).
     pub messages: u32,
+    /// An estimate of the messages to place: how far UIDNEXT moved since the last pass.
+    pub arrived: u32,
     /// The source folder holds fewer messages than at the last pass: it may be where moved
     /// messages came from, so it goes first (see `run_jobs`).
     pub shrunk: bool,
@@ -84,9 +86,10 @@ pub(crate) async fn run_jobs<S: MailStore, T: MailStore, C: Connector<S, T>>(
     // Folders that lost messages go first: their removals are known before the folders that
     // gained messages place them, so a message moved on the source is moved on the target
     // (UID MOVE) rather than copied and then removed. Then the largest first.
+    // Among those, the most new mail first (the longest work), then the largest.
     jobs.sort_by(|a, b| {
-        (b.shrunk, b.messages)
-            .cmp(&(a.shrunk, a.messages))
+        (b.shrunk, b.arrived, b.messages)
+            .cmp(&(a.shrunk, a.arrived, a.messages))
             .then(a.path.cmp(&b.path))
     });
     let workers = if shared.options.dry_run {

@@ -94,6 +94,29 @@ pub fn decode(bytes: &[u8]) -> Result<InstanceRecord, String> {
     })
 }
 
+/// What the target's content index needs of a record, read without allocating: fingerprint,
+/// target UID and INTERNALDATE instant; `None` for a record without both of the first two.
+pub fn decode_placed(bytes: &[u8]) -> Result<Option<(Fingerprint, u32, i64)>, String> {
+    if bytes.first() != Some(&BINARY) {
+        let rec = decode(bytes)?;
+        return Ok(match (rec.fingerprint, rec.target_uid) {
+            (Some(fp), Some(uid)) => Some((fp, uid, rec.internaldate.epoch())),
+            _ => None,
+        });
+    }
+    let mut r = Reader { bytes, at: 1 };
+    let bits = r.take::<1>()?[0];
+    if bits & HAS_FINGERPRINT == 0 || bits & HAS_TARGET_UID == 0 {
+        return Ok(None);
+    }
+    let fp = Fingerprint(r.take::<32>()?);
+    let _ordinal = r.take::<4>()?;
+    let uid = u32::from_le_bytes(r.take()?);
+    let _size = r.take::<4>()?;
+    let epoch = i64::from_le_bytes(r.take()?);
+    Ok(Some((fp, uid, epoch)))
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
@@ -158,6 +181,12 @@ mod tests {
         ) {
             let rec = record(fp, target_uid, flags, &date);
             let back = decode(&encode(&rec)).unwrap();
+            let placed = decode_placed(&encode(&rec)).unwrap();
+            let want = match (rec.fingerprint, rec.target_uid) {
+                (Some(fp), Some(uid)) => Some((fp, uid, rec.internaldate.epoch())),
+                _ => None,
+            };
+            prop_assert_eq!(placed, want);
             prop_assert_eq!(&back, &rec);
             prop_assert_eq!(back.internaldate.epoch(), rec.internaldate.epoch());
             let json = serde_json::to_vec(&rec).unwrap();

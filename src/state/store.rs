@@ -1,6 +1,6 @@
 //! Opening, checking and updating the state file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use redb::{
@@ -23,6 +23,9 @@ pub struct StateFile {
     _lock: Option<StateLock>,
     /// A lazy commit is not on disk yet (see [`StateFile::flush`]).
     unflushed: std::sync::atomic::AtomicBool,
+    /// Per folder being worked on, the instance changes committed since [`StateFile::track`]
+    /// (see [`Tracked`]).
+    tracked: std::sync::Mutex<HashMap<String, Vec<InstanceChange>>>,
 }
 
 /// Writable for the one process that syncs; read-only for `status`.
@@ -99,6 +102,7 @@ impl StateFile {
         restrict_file(path).map_err(|e| io(format!("cannot set mode 0600: {e}")))?;
         let state = StateFile {
             unflushed: std::sync::atomic::AtomicBool::new(false),
+            tracked: Default::default(),
             db: Db::Writable(db),
             path: path.to_path_buf(),
             _lock: Some(lock),
@@ -147,6 +151,7 @@ impl StateFile {
         })?;
         let state = StateFile {
             unflushed: std::sync::atomic::AtomicBool::new(false),
+            tracked: Default::default(),
             db: Db::ReadOnly(db),
             path: path.to_path_buf(),
             _lock: None,
@@ -413,7 +418,25 @@ impl StateFile {
             }
         }
         txn.commit().map_err(|e| self.corrupt(e))?;
+        if let Some(log) = self.tracked_log().get_mut(folder) {
+            log.extend(changes.iter().cloned());
+        }
         Ok(())
+    }
+
+    fn tracked_log(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<InstanceChange>>> {
+        self.tracked.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts recording the instance changes committed to `folder`, so that a caller holding
+    /// the folder's instances can bring them up to date without reading them all again
+    /// ([`Tracked::apply`]). Recording stops when the guard is dropped.
+    pub fn track(&self, folder: &str) -> Tracked<'_> {
+        self.tracked_log().insert(folder.to_string(), Vec::new());
+        Tracked {
+            state: self,
+            folder: folder.to_string(),
+        }
     }
 
     /// The batch under way in a folder, if a previous pass stopped inside one.
@@ -487,6 +510,14 @@ impl StateFile {
     }
 
     fn move_folder(&self, old: &str, new: Option<&str>) -> Result<(), StateError> {
+        // Whole-folder changes are not recorded: a tracked copy is read again instead.
+        {
+            let mut log = self.tracked_log();
+            log.remove(old);
+            if let Some(new) = new {
+                log.remove(new);
+            }
+        }
         let txn = self.begin_lazy_write(false)?;
         for def in [INSTANCES, ATTEMPTS, HELD, QUARANTINE, REFUSED, NOTES] {
             let mut table = txn.open_table(def).map_err(|e| self.corrupt(e))?;
@@ -525,6 +556,7 @@ impl StateFile {
     /// Throws away everything synced (folders, instances, journal, attempts), keeping the pair
     /// id: the next pass rebuilds the mapping by identity.
     pub fn reset(&self) -> Result<(), StateError> {
+        self.tracked_log().clear();
         let txn = self.begin_write()?;
         txn.delete_table(FOLDERS).map_err(|e| self.corrupt(e))?;
         txn.delete_table(INSTANCES).map_err(|e| self.corrupt(e))?;
@@ -829,6 +861,44 @@ fn restrict_file(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
 }
 
+/// Recording of one folder's instance changes (see [`StateFile::track`]).
+pub struct Tracked<'a> {
+    state: &'a StateFile,
+    folder: String,
+}
+
+impl Tracked<'_> {
+    /// `instances` (the folder's instances when tracking started) with every change committed
+    /// since; read again from the file when the record is incomplete (the folder was renamed,
+    /// forgotten or the state reset meanwhile).
+    pub fn apply(
+        self,
+        mut instances: BTreeMap<u32, InstanceRecord>,
+    ) -> Result<BTreeMap<u32, InstanceRecord>, StateError> {
+        let log = self.state.tracked_log().remove(&self.folder);
+        let Some(log) = log else {
+            return self.state.instances(&self.folder);
+        };
+        for change in log {
+            match change {
+                InstanceChange::Put(uid, rec) => {
+                    instances.insert(uid, rec);
+                }
+                InstanceChange::Delete(uid) => {
+                    instances.remove(&uid);
+                }
+            }
+        }
+        Ok(instances)
+    }
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.state.tracked_log().remove(&self.folder);
+    }
+}
+
 /// A read transaction over the instances that can move to another thread.
 pub struct InstancesSnapshot {
     txn: ReadTransaction,
@@ -837,35 +907,27 @@ pub struct InstancesSnapshot {
 
 impl InstancesSnapshot {
     /// Every instance with a fingerprint and a target UID: (folder, fingerprint, target UID,
-    /// INTERNALDATE instant, flags).
+    /// INTERNALDATE instant). A folder's name is one shared string for all its instances.
     #[allow(clippy::type_complexity)]
     pub fn placed(
         self,
-    ) -> Result<
-        Vec<(
-            String,
-            crate::model::Fingerprint,
-            u32,
-            i64,
-            crate::model::FlagSet,
-        )>,
-        StateError,
-    > {
+    ) -> Result<Vec<(std::sync::Arc<str>, crate::model::Fingerprint, u32, i64)>, StateError> {
         let bad = |e: &dyn std::fmt::Display| corrupt(&self.path, e.to_string());
         let table = self.txn.open_table(INSTANCES).map_err(|e| bad(&e))?;
         let mut out = Vec::new();
+        let mut folder: std::sync::Arc<str> = "".into();
         for entry in table.iter().map_err(|e| bad(&e))? {
             let (k, v) = entry.map_err(|e| bad(&e))?;
-            let rec = instance_codec::decode(v.value()).map_err(|e| bad(&e))?;
-            if let (Some(fp), Some(tuid)) = (rec.fingerprint, rec.target_uid) {
-                out.push((
-                    k.value().0.to_string(),
-                    fp,
-                    tuid,
-                    rec.internaldate.epoch(),
-                    rec.flags,
-                ));
+            let Some((fp, tuid, date)) =
+                instance_codec::decode_placed(v.value()).map_err(|e| bad(&e))?
+            else {
+                continue;
+            };
+            let name = k.value().0;
+            if &*folder != name {
+                folder = name.into();
             }
+            out.push((folder.clone(), fp, tuid, date));
         }
         Ok(out)
     }
