@@ -784,7 +784,9 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     let placed_at = clock.elapsed();
     // The instances as this pass leaves them, read once for both checks below.
     let after = tracked.apply(base)?;
-    let target_tokens = if wrote && target_only == 0 {
+    // Not when this pass removes messages here at its end: that changes the tokens again, and
+    // the next pass reads the folder's changes anyway.
+    let target_tokens = if wrote && target_only == 0 && plan.removals.is_empty() {
         tokens_after_writes(target, path, &after, target_status.tokens()).await?
     } else {
         target_status.tokens()

@@ -165,13 +165,20 @@ impl Connection {
 
     /// Reads the server greeting. PREAUTH is refused: we did not authenticate, so we cannot
     /// know whose mailbox this is.
-    pub async fn read_greeting(&mut self) -> Result<(), StoreError> {
+    /// Returns the capability atoms the greeting carried (`[CAPABILITY ...]`), if any.
+    pub async fn read_greeting(&mut self) -> Result<Option<Vec<String>>, StoreError> {
         let ctx = Ctx::new("greeting");
         let response = self.read_one(ctx).await?;
         match response.parsed() {
             Response::Data {
-                status: Status::Ok, ..
-            } => Ok(()),
+                status: Status::Ok,
+                outcome,
+            } => Ok(match &outcome.code {
+                Some(ResponseCode::Capabilities(list)) => {
+                    Some(list.iter().map(super::open::capability_atom).collect())
+                }
+                _ => None,
+            }),
             Response::Data {
                 status: Status::PreAuth,
                 ..

@@ -12,20 +12,6 @@ use crate::mailstore::{FolderInfo, FolderTokens, StoreError};
 use crate::model::FolderPath;
 
 impl ImapStore {
-    /// `LIST "" ""` gives the hierarchy delimiter.
-    pub(super) async fn read_delimiter(&mut self) -> Result<Option<char>, StoreError> {
-        let done = self
-            .conn
-            .run_text("LIST \"\" \"\"", Ctx::new("LIST"))
-            .await?;
-        for r in &done.untagged {
-            if let Response::MailboxData(MailboxDatum::List(data)) = r.parsed() {
-                return Ok(data.delimiter.as_deref().and_then(|d| d.chars().next()));
-            }
-        }
-        Ok(Some('/'))
-    }
-
     pub(super) async fn list(&mut self) -> Result<Vec<FolderInfo>, StoreError> {
         // LIST-STATUS (RFC 5819) gives every folder's tokens in the same round trip. Never ask
         // for more than imap-proto parses (see CRATES.md), nor HIGHESTMODSEQ without CONDSTORE.
@@ -271,4 +257,14 @@ fn tokens_of(status: &[StatusAttribute]) -> Option<FolderTokens> {
 /// Quotes an (ASCII, modified UTF-7) mailbox name.
 pub(super) fn quote_mailbox(wire: &str) -> String {
     format!("\"{}\"", wire.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The delimiter in the answer to `LIST "" ""` (`None`: a flat server; `/` when not said).
+pub(super) fn delimiter_in(done: &super::connection::Completion) -> Option<char> {
+    for r in &done.untagged {
+        if let Response::MailboxData(MailboxDatum::List(data)) = r.parsed() {
+            return data.delimiter.as_deref().and_then(|d| d.chars().next());
+        }
+    }
+    Some('/')
 }

@@ -20,7 +20,7 @@ pub mod select;
 pub mod store;
 pub mod transport;
 
-use connection::Connection;
+use connection::{Connection, Part};
 
 use crate::config::SideConfig;
 use crate::mailstore::{
@@ -65,30 +65,41 @@ impl ImapStore {
             selected_tokens: None,
             qresync_enabled: false,
         };
-        store.qresync_enabled = store.enable_qresync().await?;
-        store.delimiter = store.read_delimiter().await?;
+        store.settle_in().await?;
         Ok(store)
+    }
+
+    /// `ENABLE QRESYNC` (where offered) and `LIST "" ""` (the delimiter), in one round trip.
+    async fn settle_in(&mut self) -> Result<(), StoreError> {
+        let enable = connection::Ctx::new("ENABLE");
+        let list = connection::Ctx::new("LIST");
+        let enable_tag = if self.wants_qresync() {
+            Some(
+                self.conn
+                    .send(&[Part::Text("ENABLE QRESYNC")], enable)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let list_tag = self
+            .conn
+            .send(&[Part::Text("LIST \"\" \"\"")], list)
+            .await?;
+        if let Some(tag) = enable_tag {
+            let done = self.conn.finish(&tag, enable).await?;
+            self.qresync_enabled = qresync_in(&done);
+        }
+        let done = self.conn.finish(&list_tag, list).await?;
+        self.delimiter = list::delimiter_in(&done);
+        Ok(())
     }
 
     /// `ENABLE QRESYNC` where offered (RFC 7162); true when the server enabled it.
     /// `MAILREPLICA_TEST_NO_QRESYNC=1` leaves it off, so tests reach the CONDSTORE-only path on
     /// a server that offers both.
-    async fn enable_qresync(&mut self) -> Result<bool, StoreError> {
-        if !self.caps.qresync || std::env::var_os("MAILREPLICA_TEST_NO_QRESYNC").is_some() {
-            return Ok(false);
-        }
-        let done = self
-            .conn
-            .run_text("ENABLE QRESYNC", connection::Ctx::new("ENABLE"))
-            .await?;
-        Ok(done.untagged.iter().any(|r| {
-            match r.parsed() {
-            imap_proto::Response::Capabilities(caps) => caps.iter().any(|c| {
-                matches!(c, imap_proto::Capability::Atom(a) if a.eq_ignore_ascii_case("QRESYNC"))
-            }),
-            _ => false,
-        }
-        }))
+    fn wants_qresync(&self) -> bool {
+        self.caps.qresync && std::env::var_os("MAILREPLICA_TEST_NO_QRESYNC").is_none()
     }
 
     /// The hierarchy delimiter the server announced (`LIST "" ""`), `None` for a flat server.
@@ -283,4 +294,14 @@ impl MailStore for ImapStore {
                 .await;
         }
     }
+}
+
+/// Whether `ENABLE QRESYNC`'s answer says it is enabled.
+fn qresync_in(done: &connection::Completion) -> bool {
+    done.untagged.iter().any(|r| match r.parsed() {
+        imap_proto::Response::Capabilities(caps) => caps.iter().any(
+            |c| matches!(c, imap_proto::Capability::Atom(a) if a.eq_ignore_ascii_case("QRESYNC")),
+        ),
+        _ => false,
+    })
 }

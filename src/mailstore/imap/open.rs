@@ -34,13 +34,15 @@ pub async fn open(
         detail,
     };
 
+    // The capabilities the greeting announced (Dovecot's does), saving a CAPABILITY.
+    let mut greeted: Option<Vec<String>> = None;
     let mut conn = match ep.scheme {
         Scheme::Imaps => {
             let transport = start_tls(tcp, &ep.host, &config.tls, config.timeout)
                 .await
                 .map_err(tls_err)?;
             let mut conn = Connection::new(transport, endpoint.clone(), config.timeout);
-            conn.read_greeting().await?;
+            greeted = conn.read_greeting().await?;
             conn
         }
         Scheme::ImapPlain => {
@@ -51,7 +53,7 @@ pub async fn open(
                 });
             }
             let mut conn = Connection::new(Transport::Plain(tcp), endpoint.clone(), config.timeout);
-            conn.read_greeting().await?;
+            greeted = conn.read_greeting().await?;
             conn
         }
         Scheme::Imap => {
@@ -76,7 +78,10 @@ pub async fn open(
         }
     };
 
-    let caps = capabilities(&mut conn).await?;
+    let caps = match complete(greeted) {
+        Some(caps) => caps,
+        None => capabilities(&mut conn).await?,
+    };
     // The capabilities after login: from the OK's [CAPABILITY ...] when the server sends it
     // (Dovecot does; one round trip less per connection), else asked for.
     let caps = match login(&mut conn, &caps, config).await? {
@@ -216,7 +221,17 @@ async fn write_all(
 }
 
 /// One capability as the server spelled it (`AUTH=PLAIN`, `IDLE`).
-fn capability_atom(c: &Capability<'_>) -> String {
+/// Capabilities from a list the server volunteered, when it is complete (names the protocol
+/// version); a partial list is not trusted.
+fn complete(atoms: Option<Vec<String>>) -> Option<Capabilities> {
+    let atoms = atoms?;
+    atoms
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case("IMAP4REV1") || a.eq_ignore_ascii_case("IMAP4REV2"))
+        .then(|| Capabilities::from_atoms(atoms.iter().map(String::as_str)))
+}
+
+pub(super) fn capability_atom(c: &Capability<'_>) -> String {
     match c {
         Capability::Imap4rev1 => "IMAP4REV1".to_string(),
         Capability::Auth(a) => format!("AUTH={a}"),
@@ -280,19 +295,16 @@ async fn login(
         conn.run(&parts, Ctx::new("LOGIN")).await
     };
     match result {
-        Ok(done) => Ok(match done.code() {
+        // In the OK's code, or (Dovecot, when CAPABILITY was asked before) untagged.
+        Ok(done) => Ok(complete(match done.code() {
             Some(ResponseCode::Capabilities(list)) => {
-                let atoms: Vec<String> = list.iter().map(capability_atom).collect();
-                // Only a complete list is trusted (it names the protocol version).
-                atoms
-                    .iter()
-                    .any(|a| {
-                        a.eq_ignore_ascii_case("IMAP4REV1") || a.eq_ignore_ascii_case("IMAP4REV2")
-                    })
-                    .then(|| Capabilities::from_atoms(atoms.iter().map(String::as_str)))
+                Some(list.iter().map(capability_atom).collect())
             }
-            _ => None,
-        }),
+            _ => done.untagged.iter().find_map(|r| match r.parsed() {
+                Response::Capabilities(list) => Some(list.iter().map(capability_atom).collect()),
+                _ => None,
+            }),
+        })),
         Err(StoreError::No { endpoint, text, .. }) => Err(StoreError::Auth {
             endpoint,
             detail: text,
