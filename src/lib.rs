@@ -36,7 +36,9 @@
 //!   start, on every change the primary reports (IDLE on INBOX, leading-edge debounce) and
 //!   every poll interval, over one pass connection per side; outages back off and recover, a
 //!   frozen pair stops, the stop signal ends it at a safe point. It reaches the servers
-//!   through a `Link` the CLI implements over IMAP.
+//!   through a `Link` the CLI implements over IMAP. `failover` and `sync --accept-regression`
+//!   hand their request to a running watch through a file beside the state
+//!   (`cli::handover`).
 //! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
 //!   returns a change set (placements, flag updates, removals); the removal budget decides which
 //!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by
@@ -51,7 +53,10 @@
 //!   read as literals under the framing, and BINARY APPEND for messages with NUL) and in memory
 //!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP
 //!   transport and mapping, not yet behind the trait.
-//! - [`state`]: the redb state file: per folder, per message instance, what was synced.
+//! - [`state`]: the redb state file: per folder, per message instance, what was synced
+//!   (instances as compact binary records, `state::instance_codec`), plus journal, held
+//!   removals, quarantine, refusals and fidelity notes. A folder worker tracks the changes it
+//!   commits (`StateFile::track`) instead of reading its instances twice.
 //! - [`model`]: the vocabulary (folder paths as components, with a reversible stand-in for a
 //!   server's separator inside a name; flags, fingerprints, the tolerant key, dates), no I/O.
 //! - [`config`]: URLs, password sources and connection settings, validated; the TOML
