@@ -1102,8 +1102,11 @@ proptest! {
         for change in changes {
             apply_change(&mut h.source, change);
         }
+        // A refusal (Fault::No) that hits an APPEND is reported and normally tried again a
+        // day later; here at once, as with --retry-refused.
         let options = SyncOptions {
             policy: Policy { allow_deletions: true },
+            retry_refused_after: 0,
             ..options
         };
         // Optionally a pass interrupted on the target first; it must not matter.
