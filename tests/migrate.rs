@@ -148,3 +148,103 @@ async fn migrate_copies_the_selection_and_never_touches_the_source() {
         "{json:#}"
     );
 }
+
+/// `--map` renames folders by regex (the first matching rule, `$1` from its groups) and
+/// `--subfolder` puts everything below one folder; the mapping is printed, verify at the end
+/// compares through it, a re-run copies nothing, and rules that would merge two folders are
+/// refused before anything is written.
+#[tokio::test]
+async fn migrate_renames_folders_by_rules_and_into_a_subfolder() {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    let src_user = fresh_user("maprsrc");
+    let mut p = TestImap::connect(&primary, &src_user).await;
+    for folder in ["Old", "Old/2019", "Work"] {
+        p.create(folder).await;
+    }
+    for folder in ["INBOX", "Old", "Old/2019", "Work"] {
+        for i in 0..2 {
+            p.append(folder, &[], None, &message(folder, i, 0)).await;
+        }
+    }
+    let before = account(&mut p).await;
+    let src = primary.url(&src_user);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |dst: String, state: &str, extra: &[&str]| {
+        let state = dir.path().join(state).to_string_lossy().into_owned();
+        let mut args: Vec<String> = [
+            "migrate", "--source", &src, "--target", &dst, "--state", &state,
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            mailreplica(&refs).await
+        }
+    };
+
+    let dst_user = fresh_user("maprdst");
+    let dst = recovery.url(&dst_user);
+    let rules = ["--map", "^Old/(.*)=>Archive/$1", "--map", "^Old$=>Archive"];
+    let first = run(dst.clone(), "map.redb", &rules).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(
+        first
+            .stdout
+            .contains("folder Old/2019 goes to the target's Archive/2019 (folder rules)"),
+        "{}",
+        first.stdout
+    );
+    assert!(
+        first.stdout.contains("in sync"),
+        "verify ran: {}",
+        first.stdout
+    );
+    let mut r = TestImap::connect(&recovery, &dst_user).await;
+    assert_eq!(
+        r.folders().await,
+        ["Archive", "Archive/2019", "INBOX", "Work"]
+    );
+    assert_eq!(r.messages("Archive/2019").await.len(), 2);
+    let again = run(dst.clone(), "map.redb", &[&rules[..], &["--json"]].concat()).await;
+    // --json: the copy's summary, then verify's report.
+    assert_eq!(again.code, 0, "{again:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(again.stdout.lines().next().unwrap_or("{}")).unwrap();
+    assert_eq!(summary["copied"], 0, "{}", again.stdout);
+    assert_eq!(account(&mut p).await, before, "the source is untouched");
+
+    let sub_user = fresh_user("mapsdst");
+    let sub = run(
+        recovery.url(&sub_user),
+        "sub.redb",
+        &["--subfolder", "Imported"],
+    )
+    .await;
+    assert_eq!(sub.code, 0, "{sub:?}");
+    let mut r = TestImap::connect(&recovery, &sub_user).await;
+    let folders = r.folders().await;
+    for f in [
+        "Imported/INBOX",
+        "Imported/Old",
+        "Imported/Old/2019",
+        "Imported/Work",
+    ] {
+        assert!(folders.iter().any(|x| x == f), "{f} in {folders:?}");
+    }
+    assert_eq!(r.messages("Imported/INBOX").await.len(), 2);
+
+    let merge_user = fresh_user("mapmdst");
+    let merge = run(
+        recovery.url(&merge_user),
+        "merge.redb",
+        &["--map", "^(Old|Work)$=>Kept"],
+    )
+    .await;
+    assert_ne!(merge.code, 0, "{merge:?}");
+    assert!(merge.stderr.contains("both into Kept"), "{merge:?}");
+    let mut r = TestImap::connect(&recovery, &merge_user).await;
+    assert_eq!(r.folders().await, ["INBOX"], "nothing written");
+}

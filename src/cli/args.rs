@@ -378,6 +378,16 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "REGEX")]
     pub exclude: Vec<String>,
 
+    /// Rename folders on the way: 'REGEX=>TEMPLATE' on the folder's path (`$1`... from the
+    /// regex's groups), the first matching rule wins; repeatable. Example:
+    /// --map '^Old/(.*)=>Archive/$1'
+    #[arg(long = "map", value_name = "RULE")]
+    pub map: Vec<String>,
+
+    /// Put every folder below this one on the target (INBOX too: NAME/INBOX)
+    #[arg(long, value_name = "NAME")]
+    pub subfolder: Option<String>,
+
     /// Skip (and report) messages larger than this many bytes
     #[arg(long, value_name = "BYTES")]
     pub max_size: Option<u32>,

@@ -6,6 +6,7 @@ use super::args::{MigrateArgs, VerifyArgs};
 use super::exit::ExitCode;
 use super::sync::SyncCommand;
 use super::verify::VerifyCommand;
+use crate::reconcile::folder_map::Rules;
 use crate::reconcile::selection::{parse_day, Selection};
 
 pub struct MigrateCommand {
@@ -22,6 +23,13 @@ impl MigrateCommand {
                 return ExitCode::Usage;
             }
         };
+        let rules = match Rules::parse(&args.map, args.subfolder.clone()) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::Usage;
+            }
+        };
         let everything = selection.selects_everything();
         let (pair, state, dry_run, json) = (
             args.sync.pair.clone(),
@@ -33,6 +41,7 @@ impl MigrateCommand {
             args: args.sync,
             selection,
             keep_target_messages: true,
+            folder_rules: rules.clone(),
         }
         .execute()
         .await;
@@ -57,6 +66,7 @@ impl MigrateCommand {
                 json,
                 strict: false,
             },
+            folder_rules: rules,
         }
         .execute()
         .await

@@ -29,12 +29,20 @@ pub async fn run(cli: Cli) -> ExitCode {
                 args,
                 selection: Default::default(),
                 keep_target_messages: false,
+                folder_rules: Default::default(),
             }
             .execute()
             .await
         }
         Command::Migrate(args) => migrate::MigrateCommand { args }.execute().await,
-        Command::Verify(args) => verify::VerifyCommand { args }.execute().await,
+        Command::Verify(args) => {
+            verify::VerifyCommand {
+                args,
+                folder_rules: Default::default(),
+            }
+            .execute()
+            .await
+        }
         Command::Status(args) => status::StatusCommand { args }.execute(),
         Command::Release(args) => release::ReleaseCommand { args }.execute(),
         Command::Check(args) => check::CheckCommand { args }.execute().await,

@@ -28,6 +28,8 @@ pub struct SyncCommand {
     pub selection: Selection,
     /// Never remove from the target (`migrate`).
     pub keep_target_messages: bool,
+    /// Explicit folder renames (`migrate`); none for `sync`.
+    pub folder_rules: crate::reconcile::folder_map::Rules,
 }
 
 impl SyncCommand {
@@ -67,6 +69,7 @@ impl SyncCommand {
             },
             selection: self.selection,
             keep_target_messages: self.keep_target_messages,
+            folder_rules: self.folder_rules,
             ..SyncOptions::default()
         };
         let mut summary = SyncSummary::default();
@@ -176,14 +179,15 @@ async fn run_pass(
         (Err(code), Err(_)) => return Err(Failure::Connect(code)),
     };
     // Special-use folders named differently on the target are written under its names.
-    let (map, source_list, target_list) = match folder_map(&mut source, &mut target).await {
-        Ok((map, s, t)) => (Arc::new(map), s, t),
-        Err(e) => {
-            source.logout().await;
-            target.logout().await;
-            return Err(Failure::Engine(e.into()));
-        }
-    };
+    let (map, source_list, target_list) =
+        match folder_map(&mut source, &mut target, &options.folder_rules).await {
+            Ok((map, s, t)) => (Arc::new(map), s, t),
+            Err(e) => {
+                source.logout().await;
+                target.logout().await;
+                return Err(Failure::Engine(e.into()));
+            }
+        };
     // The pass starts from these listings (no second LIST).
     let identity = Arc::new(FolderMap::identity());
     let mut source = Mapped::with_listing(source, identity.clone(), source_list);

@@ -16,6 +16,8 @@ use crate::state::StateFile;
 
 pub struct VerifyCommand {
     pub args: VerifyArgs,
+    /// The folder renames the pair was copied with (`migrate`); none for `verify`.
+    pub folder_rules: crate::reconcile::folder_map::Rules,
 }
 
 impl VerifyCommand {
@@ -38,7 +40,7 @@ impl VerifyCommand {
             Err(code) => return code,
         };
         // Compared through the folder mapping sync uses (special-use folders named apart).
-        let result = match folder_map(&mut source, &mut target).await {
+        let result = match folder_map(&mut source, &mut target, &self.folder_rules).await {
             Ok((map, _, listing)) => {
                 let mut mapped = Mapped::with_listing(target, std::sync::Arc::new(map), listing);
                 let ignored = |f: &Flag| is_refused(&notes.keywords, f);

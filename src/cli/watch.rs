@@ -348,7 +348,7 @@ impl Link for ImapLink {
             };
             // The folder mapping sync uses (special-use folders named apart), decided when
             // the pass connections open.
-            match folder_map(&mut source, &mut target).await {
+            match folder_map(&mut source, &mut target, &Default::default()).await {
                 Ok((map, _, _)) => Ok((source, Mapped::new(target, Arc::new(map)))),
                 Err(e) => {
                     source.logout().await;

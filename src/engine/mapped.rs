@@ -9,7 +9,7 @@ use crate::mailstore::{
     FolderTokens, MailStore, MessageMeta, StoreError,
 };
 use crate::model::{FlagSet, FolderPath};
-use crate::reconcile::folder_map::FolderMap;
+use crate::reconcile::folder_map::{FolderMap, Rules};
 
 /// `inner` with folder paths translated by `map`.
 pub struct Mapped<T> {
@@ -43,15 +43,21 @@ impl<T> Mapped<T> {
     }
 }
 
-/// Lists both sides and decides which source folders live under another name on the target.
-/// The listings come back too, for [`Mapped::with_listing`].
+/// Lists both sides and decides which source folders live under another name on the target
+/// (special-use, and the explicit `rules` of a migration). The listings come back too, for
+/// [`Mapped::with_listing`]. Rules that would merge two folders are refused here.
 pub async fn folder_map<S: MailStore, T: MailStore>(
     source: &mut S,
     target: &mut T,
+    rules: &Rules,
 ) -> Result<(FolderMap, Vec<FolderInfo>, Vec<FolderInfo>), StoreError> {
     let (s, t) = tokio::join!(source.list_folders(), target.list_folders());
     let (s, t) = (s?, t?);
-    Ok((FolderMap::build(&s, &t), s, t))
+    let map = FolderMap::build_with(&s, &t, rules).map_err(|detail| StoreError::Refused {
+        endpoint: target.endpoint().to_string(),
+        detail,
+    })?;
+    Ok((map, s, t))
 }
 
 impl<T: MailStore> MailStore for Mapped<T> {
@@ -68,6 +74,7 @@ impl<T: MailStore> MailStore for Mapped<T> {
             Some(listed) => listed,
             None => self.inner.list_folders().await?,
         };
+        folders.retain(|f| !self.map.hides(&f.path));
         for f in &mut folders {
             f.path = self.map.to_source(&f.path);
         }

@@ -76,6 +76,9 @@ pub struct SyncOptions {
     pub selection: crate::reconcile::selection::Selection,
     /// Never remove a message from the target (`migrate`: a copy, not a mirror).
     pub keep_target_messages: bool,
+    /// Explicit folder renames (`migrate --map/--subfolder`), applied by the caller's folder
+    /// mapping (see `engine::mapped`).
+    pub folder_rules: crate::reconcile::folder_map::Rules,
 }
 
 impl Default for SyncOptions {
@@ -94,6 +97,7 @@ impl Default for SyncOptions {
             retry_refused_after: RETRY_REFUSED_AFTER,
             selection: crate::reconcile::selection::Selection::default(),
             keep_target_messages: false,
+            folder_rules: Default::default(),
         }
     }
 }

@@ -6,9 +6,66 @@
 //! side, not INBOX, neither path inside the other, and neither side already holding a folder
 //! at the other side's path (which would make two folders one). Otherwise the folder is
 //! replicated under its own name, as before.
+//!
+//! `migrate` adds explicit rules ([`Rules`]): `--map 'REGEX=>TEMPLATE'` renames the source
+//! folders the first matching rule matches (`$1`... from its groups), and `--subfolder NAME`
+//! puts every folder below `NAME/`. A folder an explicit rule names is not mapped by
+//! special-use. Two folders renamed onto one are refused before anything is written.
+
+use regex::Regex;
 
 use crate::mailstore::FolderInfo;
 use crate::model::FolderPath;
+
+/// Explicit folder renames for a migration.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// (pattern, template), tried in order on the folder's path as `sync` prints it.
+    pub map: Vec<(Regex, String)>,
+    /// Every folder goes below this one.
+    pub subfolder: Option<String>,
+}
+
+impl Rules {
+    /// Parses `REGEX=>TEMPLATE` rules; the error names the rule and what to do.
+    pub fn parse(rules: &[String], subfolder: Option<String>) -> Result<Rules, String> {
+        let mut map = Vec::new();
+        for rule in rules {
+            let Some((from, to)) = rule.split_once("=>") else {
+                return Err(format!(
+                    "folder rule {rule:?} has no \"=>\": write it as 'REGEX=>TEMPLATE', e.g. '^Old/(.*)=>Archive/$1'"
+                ));
+            };
+            let re = Regex::new(from).map_err(|e| {
+                format!("folder rule {rule:?}: {from:?} is not a valid regular expression: {e}")
+            })?;
+            map.push((re, to.to_string()));
+        }
+        let subfolder = subfolder
+            .map(|s| s.trim_matches('/').to_string())
+            .filter(|s| !s.is_empty());
+        Ok(Rules { map, subfolder })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty() && self.subfolder.is_none()
+    }
+
+    /// The target path the rules give a source path, if they change it.
+    fn apply(&self, path: &FolderPath) -> Option<FolderPath> {
+        let name = path.to_string();
+        let mut renamed = self
+            .map
+            .iter()
+            .find(|(re, _)| re.is_match(&name))
+            .map(|(re, to)| re.replace(&name, to.as_str()).into_owned())
+            .unwrap_or_else(|| name.clone());
+        if let Some(sub) = &self.subfolder {
+            renamed = format!("{sub}/{renamed}");
+        }
+        (renamed != name).then(|| FolderPath::from_display(&renamed))
+    }
+}
 
 /// The special-uses mapped onto the target's folder of the same use. `\All` and `\Flagged`
 /// are virtual on the servers that have them, so they are left out.
@@ -18,6 +75,8 @@ const MAPPED_USES: [&str; 5] = ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Ar
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FolderMap {
     roots: Vec<Root>,
+    /// Folders renamed by explicit rules: (source, target), exact paths.
+    explicit: Vec<(FolderPath, FolderPath)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,11 +138,57 @@ impl FolderMap {
             .filter(|a| !roots.iter().any(|b| clash(a, b) || clash(b, a)))
             .cloned()
             .collect();
-        FolderMap { roots: keep }
+        FolderMap {
+            roots: keep,
+            explicit: Vec::new(),
+        }
+    }
+
+    /// Like [`build`](Self::build), with explicit rules first. Fails when the rules would put
+    /// two source folders into one target folder.
+    pub fn build_with(
+        source: &[FolderInfo],
+        target: &[FolderInfo],
+        rules: &Rules,
+    ) -> Result<FolderMap, String> {
+        let mut map = FolderMap::build(source, target);
+        if rules.is_empty() {
+            return Ok(map);
+        }
+        let mut explicit: Vec<(FolderPath, FolderPath)> = Vec::new();
+        for f in source {
+            if let Some(to) = rules.apply(&f.path) {
+                explicit.push((f.path.clone(), to));
+            }
+        }
+        // Where every source folder lands: two in one place would merge them.
+        let mut seen: std::collections::BTreeMap<FolderPath, &FolderPath> = Default::default();
+        for f in source {
+            let to = explicit
+                .iter()
+                .find(|(s, _)| *s == f.path)
+                .map_or(&f.path, |(_, t)| t);
+            if let Some(other) = seen.insert(to.clone(), &f.path) {
+                return Err(format!(
+                    "the folder rules put {other} and {} both into {to}: change --map or --subfolder so that each folder gets a name of its own",
+                    f.path
+                ));
+            }
+        }
+        map.roots.retain(|r| {
+            !explicit
+                .iter()
+                .any(|(s, _)| r.source.renamed(s, s).is_some())
+        });
+        map.explicit = explicit;
+        Ok(map)
     }
 
     /// The target's path of a source path.
     pub fn to_target(&self, path: &FolderPath) -> FolderPath {
+        if let Some((_, t)) = self.explicit.iter().find(|(s, _)| s == path) {
+            return t.clone();
+        }
         self.roots
             .iter()
             .find_map(|r| path.renamed(&r.source, &r.target))
@@ -92,18 +197,33 @@ impl FolderMap {
 
     /// The source's path of a target path (the inverse of [`to_target`](Self::to_target)).
     pub fn to_source(&self, path: &FolderPath) -> FolderPath {
+        if let Some((s, _)) = self.explicit.iter().find(|(_, t)| t == path) {
+            return s.clone();
+        }
         self.roots
             .iter()
             .find_map(|r| path.renamed(&r.target, &r.source))
             .unwrap_or_else(|| path.clone())
     }
 
+    /// A target folder the mapping leaves out of the target's listing: it has the name of a
+    /// source folder the rules send elsewhere (the target's own INBOX under `--subfolder`), so
+    /// in source terms it would pose as that folder.
+    pub fn hides(&self, target_path: &FolderPath) -> bool {
+        self.explicit.iter().any(|(s, _)| s == target_path)
+            && !self.explicit.iter().any(|(_, t)| t == target_path)
+    }
+
     pub fn is_identity(&self) -> bool {
-        self.roots.is_empty()
+        self.roots.is_empty() && self.explicit.is_empty()
     }
 
     /// One line per mapped folder, for summaries and `check`.
     pub fn describe(&self) -> Vec<String> {
+        let by_rule = self
+            .explicit
+            .iter()
+            .map(|(s, t)| format!("folder {s} goes to the target's {t} (folder rules)"));
         self.roots
             .iter()
             .map(|r| {
@@ -112,6 +232,7 @@ impl FolderMap {
                     r.source, r.target, r.special_use
                 )
             })
+            .chain(by_rule)
             .collect()
     }
 }
@@ -179,6 +300,43 @@ mod tests {
         // Nested paths.
         let nested = [folder("Sent/Old", Some("\\Sent"))];
         assert!(FolderMap::build(&nested, &target).is_identity());
+    }
+
+    #[test]
+    fn rules_rename_first_match_then_subfolder_and_refuse_merges() {
+        let source = [
+            folder("INBOX", None),
+            folder("Old", None),
+            folder("Old/2019", None),
+            folder("Work", None),
+            folder("Sent Items", Some("\\Sent")),
+        ];
+        let target = [folder("INBOX", None), folder("Sent", Some("\\Sent"))];
+        let rules = Rules::parse(
+            &["^Old/(.*)=>Archive/$1".into(), "^Old$=>Archive".into()],
+            None,
+        )
+        .unwrap();
+        let map = FolderMap::build_with(&source, &target, &rules).unwrap();
+        assert_eq!(map.to_target(&p("Old/2019")), p("Archive/2019"));
+        assert_eq!(map.to_target(&p("Old")), p("Archive"));
+        assert_eq!(map.to_source(&p("Archive/2019")), p("Old/2019"));
+        assert_eq!(map.to_target(&p("Work")), p("Work"));
+        // Special-use mapping still applies where no rule names the folder.
+        assert_eq!(map.to_target(&p("Sent Items")), p("Sent"));
+
+        let sub = Rules::parse(&[], Some("Imported/".into())).unwrap();
+        let map = FolderMap::build_with(&source, &target, &sub).unwrap();
+        assert_eq!(map.to_target(&p("INBOX")), p("Imported/INBOX"));
+        assert_eq!(map.to_target(&p("Sent Items")), p("Imported/Sent Items"));
+        assert_eq!(map.to_source(&p("Imported/Work")), p("Work"));
+        assert!(map.hides(&p("INBOX")) && !map.hides(&p("Imported/INBOX")));
+
+        let merge = Rules::parse(&["^(Old|Work)$=>Kept".into()], None).unwrap();
+        let err = FolderMap::build_with(&source, &target, &merge).unwrap_err();
+        assert!(err.contains("both into Kept"), "{err}");
+        assert!(Rules::parse(&["no arrow".into()], None).is_err());
+        assert!(Rules::parse(&["(=>x".into()], None).is_err());
     }
 
     #[test]
