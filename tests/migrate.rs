@@ -236,6 +236,27 @@ async fn migrate_renames_folders_by_rules_and_into_a_subfolder() {
     }
     assert_eq!(r.messages("Imported/INBOX").await.len(), 2);
 
+    // The same rules from a file.
+    let file = dir.path().join("rules.toml");
+    std::fs::write(
+        &file,
+        "[[migrate.map]]\nfrom = \"^Old/(.*)\"\nto = \"Archive/$1\"\n[[migrate.map]]\nfrom = \"^Old$\"\nto = \"Archive\"\n",
+    )
+    .unwrap();
+    let file_user = fresh_user("mapfdst");
+    let by_file = run(
+        recovery.url(&file_user),
+        "file.redb",
+        &["--rules", &file.to_string_lossy()],
+    )
+    .await;
+    assert_eq!(by_file.code, 0, "{by_file:?}");
+    let mut r = TestImap::connect(&recovery, &file_user).await;
+    assert_eq!(
+        r.folders().await,
+        ["Archive", "Archive/2019", "INBOX", "Work"]
+    );
+
     let merge_user = fresh_user("mapmdst");
     let merge = run(
         recovery.url(&merge_user),

@@ -388,6 +388,11 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "NAME")]
     pub subfolder: Option<String>,
 
+    /// More folder rules from a TOML file: a [migrate] table with subfolder = "NAME" and
+    /// [[migrate.map]] tables of from = "REGEX" and to = "TEMPLATE" (tried after --map)
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<std::path::PathBuf>,
+
     /// Skip (and report) messages larger than this many bytes
     #[arg(long, value_name = "BYTES")]
     pub max_size: Option<u32>,

@@ -23,7 +23,7 @@ impl MigrateCommand {
                 return ExitCode::Usage;
             }
         };
-        let rules = match Rules::parse(&args.map, args.subfolder.clone()) {
+        let rules = match rules(&args) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -71,6 +71,18 @@ impl MigrateCommand {
         .execute()
         .await
     }
+}
+
+/// The folder rules of the command line, then those of `--rules FILE`.
+fn rules(args: &MigrateArgs) -> Result<Rules, String> {
+    let rules = Rules::parse(&args.map, args.subfolder.clone())?;
+    let Some(path) = &args.rules else {
+        return Ok(rules);
+    };
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the rules file {shown}: {e}"))?;
+    rules.with_file(&text, &shown)
 }
 
 fn selection(args: &MigrateArgs) -> Result<Selection, String> {

@@ -47,6 +47,50 @@ impl Rules {
         Ok(Rules { map, subfolder })
     }
 
+    /// Rules from a TOML file's `[migrate]` section (`subfolder = "NAME"`, and `[[migrate.map]]`
+    /// tables with `from` (regex) and `to` (template)), after the command line's: the command
+    /// line's `--map` rules are tried first, its `--subfolder` wins.
+    pub fn with_file(mut self, text: &str, file: &str) -> Result<Rules, String> {
+        #[derive(serde::Deserialize)]
+        struct FileRules {
+            #[serde(default)]
+            migrate: Section,
+        }
+        #[derive(serde::Deserialize, Default)]
+        #[serde(deny_unknown_fields)]
+        struct Section {
+            #[serde(default)]
+            subfolder: Option<String>,
+            #[serde(default)]
+            map: Vec<MapEntry>,
+        }
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct MapEntry {
+            from: String,
+            to: String,
+        }
+        let parsed: FileRules =
+            toml::from_str(text).map_err(|e| format!("{file}: not a valid rules file: {e}"))?;
+        for entry in parsed.migrate.map {
+            let re = Regex::new(&entry.from).map_err(|e| {
+                format!(
+                    "{file}: [[migrate.map]] from = {:?} is not a valid regular expression: {e}",
+                    entry.from
+                )
+            })?;
+            self.map.push((re, entry.to));
+        }
+        if self.subfolder.is_none() {
+            self.subfolder = parsed
+                .migrate
+                .subfolder
+                .map(|s| s.trim_matches('/').to_string())
+                .filter(|s| !s.is_empty());
+        }
+        Ok(self)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.is_empty() && self.subfolder.is_none()
     }
@@ -336,6 +380,19 @@ mod tests {
         let err = FolderMap::build_with(&source, &target, &merge).unwrap_err();
         assert!(err.contains("both into Kept"), "{err}");
         assert!(Rules::parse(&["no arrow".into()], None).is_err());
+        let file =
+            "[migrate]\nsubfolder = \"Imp\"\n[[migrate.map]]\nfrom = \"^Old$\"\nto = \"Archive\"\n";
+        let rules = Rules::parse(&["^Work$=>Jobs".into()], None)
+            .unwrap()
+            .with_file(file, "rules.toml")
+            .unwrap();
+        let map = FolderMap::build_with(&source, &target, &rules).unwrap();
+        assert_eq!(map.to_target(&p("Old")), p("Imp/Archive"));
+        assert_eq!(map.to_target(&p("Work")), p("Imp/Jobs"));
+        let bad = Rules::default().with_file("[migrate]\nmapp = 1\n", "r.toml");
+        assert!(bad
+            .unwrap_err()
+            .starts_with("r.toml: not a valid rules file"));
         assert!(Rules::parse(&["(=>x".into()], None).is_err());
     }
 
