@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::args::StatusArgs;
 use super::exit::ExitCode;
-use crate::engine::probe::{meta_key, FidelityRecord};
+use crate::engine::probe::{stored_fidelity, FidelityRecord};
 use crate::engine::sync::MAX_ATTEMPTS;
 use crate::engine::watch::{status_path, StatusCopy, WatchRecord, WATCH_META};
 use crate::engine::Frozen;
@@ -313,10 +313,7 @@ fn pair_status(path: &std::path::Path) -> Result<PairStatus, crate::state::State
     });
     let mut fidelity = std::collections::BTreeMap::new();
     for role in ["source", "target"] {
-        if let Some(record) = state
-            .meta(&meta_key(role))?
-            .and_then(|raw| serde_json::from_slice::<FidelityRecord>(&raw).ok())
-        {
+        if let Some(record) = stored_fidelity(&state, role)? {
             fidelity.insert(role.to_string(), record);
         }
     }

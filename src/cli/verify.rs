@@ -7,7 +7,7 @@ use super::exit::ExitCode;
 use super::pair::connect;
 use crate::engine::keywords::{is_refused, refused};
 use crate::engine::mapped::{folder_map, Mapped};
-use crate::engine::probe::{meta_key, FidelityRecord};
+use crate::engine::probe::stored_fidelity;
 use crate::engine::verify::{verify_with, Accepted};
 use crate::mailstore::{Access, MailStore};
 use crate::model::{Fingerprint, Flag};
@@ -116,10 +116,8 @@ fn fidelity_notes(path: &std::path::Path, pair_id: &str) -> Notes {
             keywords: refused(state)?,
             ..Notes::default()
         };
-        notes.tolerant = state
-            .meta(&meta_key("target"))?
-            .and_then(|json| serde_json::from_slice::<FidelityRecord>(&json).ok())
-            .is_some_and(|r| r.class != FidelityClass::Exact);
+        notes.tolerant =
+            stored_fidelity(state, "target")?.is_some_and(|r| r.class != FidelityClass::Exact);
         for ((folder, _), r) in state.refused(None)? {
             if let (true, Some(fp)) = (r.identical_copy, r.fingerprint) {
                 *notes.capped.entry((folder, fp)).or_default() += 1;

@@ -24,6 +24,17 @@ pub fn meta_key(role: &str) -> String {
     format!("fidelity:{role}")
 }
 
+/// The fidelity record stored for a side (`source`, `target`), if any; an unreadable one reads
+/// as none (the side is probed or learned again).
+pub fn stored_fidelity(
+    state: &crate::state::StateFile,
+    role: &str,
+) -> Result<Option<FidelityRecord>, crate::state::StateError> {
+    Ok(state
+        .meta(&meta_key(role))?
+        .and_then(|json| serde_json::from_slice(&json).ok()))
+}
+
 /// A side's fidelity as stored in the state (JSON in META) and shown by `check` and `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FidelityRecord {
@@ -320,7 +331,16 @@ async fn clean_steps<S: MailStore>(store: &mut S, trace: &Trace) -> Result<Strin
         ));
     } else {
         store.close_folder().await?;
-        store.delete_folder(&folder).await?;
+        match store.delete_folder(&folder).await {
+            // Cyrus's default delayed delete renames a deleted folder to DELETED.<name>.<time in
+            // seconds>: a second probe within the same second finds that name taken. The next
+            // second it is free.
+            Err(StoreError::No { text, .. }) if text.contains("already exists") => {
+                tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+                store.delete_folder(&folder).await?;
+            }
+            other => other?,
+        }
         let still = store.list_folders().await?.iter().any(|f| f.path == folder);
         if still {
             return Err(StoreError::Refused {

@@ -8,7 +8,7 @@
 //! by the tolerant key. A copy stored as sent proves the target keeps 8-bit headers: no later
 //! pass reads back again (META `fidelity:target:8bit`).
 
-use super::probe::{meta_key, FidelityRecord};
+use super::probe::{meta_key, stored_fidelity, FidelityRecord};
 use super::EngineError;
 use crate::mailstore::MailStore;
 use crate::model::Fingerprint;
@@ -31,14 +31,8 @@ pub fn needed(state: &StateFile) -> Result<bool, EngineError> {
     if state.meta(KEPT_KEY)?.is_some() {
         return Ok(false);
     }
-    let class = stored_record(state)?.map(|r| r.class);
+    let class = stored_fidelity(state, "target")?.map(|r| r.class);
     Ok(class != Some(FidelityClass::Exact))
-}
-
-fn stored_record(state: &StateFile) -> Result<Option<FidelityRecord>, EngineError> {
-    Ok(state
-        .meta(&meta_key("target"))?
-        .and_then(|json| serde_json::from_slice(&json).ok()))
 }
 
 /// One uploaded copy to read back.
@@ -118,7 +112,7 @@ pub fn record(
     now: u64,
 ) -> Result<(), EngineError> {
     state.add_notes(folder, notes)?;
-    if stored_record(state)?.is_none_or(|r| r.class == FidelityClass::Exact) {
+    if stored_fidelity(state, "target")?.is_none_or(|r| r.class == FidelityClass::Exact) {
         let mut record = FidelityRecord::new(verdict, endpoint, now);
         record.detail = format!("learned from a replicated message: {}", verdict.detail);
         // Encoding a record of strings and numbers does not fail.

@@ -17,6 +17,11 @@ use regex::Regex;
 use crate::mailstore::FolderInfo;
 use crate::model::FolderPath;
 
+/// A `--subfolder` name without surrounding separators; `None` when nothing is left.
+fn folder_name(s: &str) -> Option<String> {
+    Some(s.trim_matches('/').to_string()).filter(|s| !s.is_empty())
+}
+
 /// Explicit folder renames for a migration.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
@@ -41,10 +46,10 @@ impl Rules {
             })?;
             map.push((re, to.to_string()));
         }
-        let subfolder = subfolder
-            .map(|s| s.trim_matches('/').to_string())
-            .filter(|s| !s.is_empty());
-        Ok(Rules { map, subfolder })
+        Ok(Rules {
+            map,
+            subfolder: subfolder.as_deref().and_then(folder_name),
+        })
     }
 
     /// Rules from a TOML file's `[migrate]` section (`subfolder = "NAME"`, and `[[migrate.map]]`
@@ -82,11 +87,7 @@ impl Rules {
             self.map.push((re, entry.to));
         }
         if self.subfolder.is_none() {
-            self.subfolder = parsed
-                .migrate
-                .subfolder
-                .map(|s| s.trim_matches('/').to_string())
-                .filter(|s| !s.is_empty());
+            self.subfolder = parsed.migrate.subfolder.as_deref().and_then(folder_name);
         }
         Ok(self)
     }
