@@ -17,7 +17,8 @@
 //!   flag rescan: `engine::snapshot`), resolve a batch a previous run left unfinished
 //!   (`engine::recover`), plan, then validate and place messages (adopt what the target holds,
 //!   MOVE or COPY content it holds elsewhere, APPEND the rest under a journal, fetching the next
-//!   batch while this one uploads). Last, the pass's removals: moves first, the rest through the
+//!   batch while this one uploads; a worker about to upload content another worker is uploading
+//!   waits and copies it instead). Last, the pass's removals: moves first, the rest through the
 //!   removal budget, expunged folder by folder over the same connection pairs; last,
 //!   subscriptions follow the source. The target is seen through `engine::mapped` (the
 //!   engine speaks source paths; a special-use folder named apart on the target is
@@ -46,7 +47,10 @@
 //!   rewriting); `reconcile::merge` is failback's three-way merge (base x primary x recovery
 //!   -> actions per side, conflicts, held items and the merged state), run by `failback`;
 //!   `reconcile::folder_map` maps special-use folders named apart; `reconcile::selection` is
-//!   what `migrate` copies (folder patterns, size and date limits). No I/O.
+//!   what `migrate` copies (folder patterns, size and date limits); `reconcile::gmail` knows a
+//!   Gmail source's folders (`migrate --preset gmail`: views left out, system folders to the
+//!   target's, All Mail copied only for what no label holds, found by `engine::all_mail`).
+//!   No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer, IDLE included;
 //!   NAMESPACE read raw, its personal prefix left out of folder paths; literal8 in responses

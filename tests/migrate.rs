@@ -269,3 +269,226 @@ async fn migrate_renames_folders_by_rules_and_into_a_subfolder() {
     let mut r = TestImap::connect(&recovery, &merge_user).await;
     assert_eq!(r.folders().await, ["INBOX"], "nothing written");
 }
+
+/// A Gmail-like source (`--preset gmail`): `[Gmail]/All Mail` holds every message (Spam
+/// excepted), label folders hold copies, some messages are only in All Mail (archived), and
+/// Important and Starred are views. Each message is uploaded once (APPENDs counted at a proxy
+/// in front of the target), labels become folders filled by copies on the target, archived
+/// mail lands in the target's Archive, nothing is lost, the source is unchanged, a re-run
+/// copies nothing, and a message archived later (its label removed) reaches Archive by a copy
+/// on the target, not a second upload.
+#[tokio::test]
+async fn migrate_from_a_gmail_like_source_uploads_each_message_once_and_keeps_archived_mail() {
+    use crate::support::proxy::{FaultPlan, Proxy};
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    primary.require();
+    recovery.require();
+    let (src_user, dst_user) = (fresh_user("gmsrc"), fresh_user("gmdst"));
+    let mut g = TestImap::connect(&primary, &src_user).await;
+    let labels = [
+        "[Gmail]/All Mail",
+        "[Gmail]/Sent Mail",
+        "[Gmail]/Starred",
+        "[Gmail]/Important",
+        "[Gmail]/Spam",
+        "Work",
+        "Travel/2024",
+    ];
+    for folder in labels {
+        g.create(folder).await;
+    }
+    // Message i: where Gmail shows it (All Mail added below unless in Spam).
+    let places: [&[&str]; 13] = [
+        &["INBOX"],
+        &["INBOX", "Work"],
+        &["INBOX", "[Gmail]/Important"],
+        &["Work"],
+        &["Work", "Travel/2024", "[Gmail]/Starred"],
+        &["Travel/2024"],
+        &["[Gmail]/Sent Mail"],
+        &["[Gmail]/Spam"],
+        &[],
+        &["[Gmail]/Starred"],
+        &[],
+        &[],
+        &["INBOX"],
+    ];
+    let body = |i: usize| -> Vec<u8> {
+        // 11 and 12 have no Message-ID.
+        let id = if i >= 11 {
+            String::new()
+        } else {
+            format!("Message-ID: <{i}@gmail.test>\r\n")
+        };
+        format!(
+            "From: g{i}@example.org\r\nSubject: gmail {i}\r\n{id}Date: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nbody {i}\r\n"
+        )
+        .into_bytes()
+    };
+    for (i, at) in places.iter().enumerate() {
+        let flags: &[&str] = if at.contains(&"[Gmail]/Starred") {
+            &["\\Seen", "\\Flagged"]
+        } else {
+            &["\\Seen"]
+        };
+        let mut folders: Vec<&str> = at.to_vec();
+        if !at.contains(&"[Gmail]/Spam") {
+            folders.push("[Gmail]/All Mail");
+        }
+        for folder in folders {
+            g.append(folder, flags, Some("02-Jan-2024 10:00:00 +0000"), &body(i))
+                .await;
+        }
+    }
+    let before = account(&mut g).await;
+
+    let proxy = Proxy::start(recovery.addr(), FaultPlan::None);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("g.redb").to_string_lossy().into_owned();
+    let (src, dst) = (
+        primary.url(&src_user),
+        format!("imap+plain://{dst_user}@127.0.0.1:{}", proxy.port()),
+    );
+    let migrate = |extra: &[&str]| {
+        let mut args = vec![
+            "migrate", "--source", &src, "--target", &dst, "--state", &state, "--preset", "gmail",
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        async move {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            mailreplica(&refs).await
+        }
+    };
+
+    let run = migrate(&[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        proxy.count("APPEND"),
+        13,
+        "each message uploaded once: {:?}",
+        proxy.commands()
+    );
+    assert!(
+        run.stdout.contains("4 archived message(s)"),
+        "{}",
+        run.stdout
+    );
+    let mut t = TestImap::connect(&recovery, &dst_user).await;
+    assert_eq!(
+        t.folders().await,
+        // Travel: the source's parent of Travel/2024 (Dovecot lists it as a folder).
+        [
+            "Archive",
+            "INBOX",
+            "Junk",
+            "Sent",
+            "Travel",
+            "Travel/2024",
+            "Work"
+        ],
+        "{}",
+        run.stdout
+    );
+    let sha = |i: usize| crate::support::imap_client::sha256_hex(&body(i));
+    let subjects = |msgs: Vec<crate::support::imap_client::TestMessage>| -> Vec<String> {
+        let mut s: Vec<String> = msgs.into_iter().map(|m| m.sha256).collect();
+        s.sort();
+        s
+    };
+    let want = |ids: &[usize]| -> Vec<String> {
+        let mut s: Vec<String> = ids.iter().map(|i| sha(*i)).collect();
+        s.sort();
+        s
+    };
+    for (folder, ids) in [
+        ("INBOX", &[0, 1, 2, 12][..]),
+        ("Work", &[1, 3, 4]),
+        ("Travel/2024", &[4, 5]),
+        ("Sent", &[6]),
+        ("Junk", &[7]),
+        ("Archive", &[8, 9, 10, 11]),
+    ] {
+        assert_eq!(subjects(t.messages(folder).await), want(ids), "{folder}");
+    }
+    // The starred archived message is flagged in Archive.
+    let archived = t.messages("Archive").await;
+    let nine = archived
+        .iter()
+        .find(|m| m.sha256 == sha(9))
+        .expect("message 9 in Archive");
+    assert!(nine.flags.iter().any(|f| f == "\\Flagged"), "{nine:?}");
+    assert_eq!(account(&mut g).await, before, "the source is unchanged");
+
+    // Again: nothing copied.
+    let again = migrate(&["--json"]).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.json()["copied"].as_u64(), Some(0), "{}", again.stdout);
+    assert_eq!(proxy.count("APPEND"), 13, "{:?}", proxy.commands());
+
+    // Message 3 loses its only label: archived now, it reaches Archive by a copy.
+    let work = g.messages("Work").await;
+    let three = work
+        .iter()
+        .find(|m| m.sha256 == sha(3))
+        .expect("message 3 in Work")
+        .uid;
+    g.expunge_uids("Work", &[three]).await;
+    let later = migrate(&[]).await;
+    assert_eq!(later.code, 0, "{later:?}");
+    assert_eq!(proxy.count("APPEND"), 13, "{:?}", proxy.commands());
+    assert_eq!(
+        subjects(t.messages("Archive").await),
+        want(&[3, 8, 9, 10, 11])
+    );
+    assert_eq!(
+        subjects(t.messages("Work").await),
+        want(&[1, 3, 4]),
+        "migrate never removes on the target"
+    );
+}
+
+/// A target that advertises `APPENDLIMIT=n` (RFC 7889; added here by the proxy in front of
+/// Dovecot) never gets a larger message: it is reported as not copied, the others are copied,
+/// and the run succeeds.
+#[tokio::test]
+async fn migrate_respects_the_targets_appendlimit_and_reports_what_it_leaves_out() {
+    use crate::support::proxy::{FaultPlan, Proxy};
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    primary.require();
+    recovery.require();
+    let (src_user, dst_user) = (fresh_user("alsrc"), fresh_user("aldst"));
+    let mut p = TestImap::connect(&primary, &src_user).await;
+    for i in 0..2 {
+        p.append("INBOX", &[], None, &message("INBOX", i, 0)).await;
+    }
+    p.append("INBOX", &[], None, &message("INBOX", 2, 5000))
+        .await;
+    let proxy = Proxy::start(recovery.addr(), FaultPlan::None);
+    proxy.add_capability("APPENDLIMIT=2000");
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("a.redb").to_string_lossy().into_owned();
+    let dst = format!("imap+plain://{dst_user}@127.0.0.1:{}", proxy.port());
+    let run = mailreplica(&[
+        "migrate",
+        "--source",
+        &primary.url(&src_user),
+        "--target",
+        &dst,
+        "--state",
+        &state,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("larger than the target's APPENDLIMIT (2000 bytes), not copied"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(proxy.count("APPEND"), 2, "{:?}", proxy.commands());
+    let mut t = TestImap::connect(&recovery, &dst_user).await;
+    assert_eq!(t.messages("INBOX").await.len(), 2);
+}

@@ -354,6 +354,13 @@ pub struct WatchArgs {
     pub allow_deletions: bool,
 }
 
+/// A source provider whose quirks `migrate` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// Gmail (or Google Workspace) as the source
+    Gmail,
+}
+
 #[derive(Debug, Args)]
 #[command(
     long_about = "One-way copy of an account to another server (a move between providers). The \
@@ -392,6 +399,14 @@ pub struct MigrateArgs {
     /// [[migrate.map]] tables of from = "REGEX" and to = "TEMPLATE" (tried after --map)
     #[arg(long, value_name = "FILE")]
     pub rules: Option<std::path::PathBuf>,
+
+    /// The source's provider, for its quirks. gmail: labels are copied as folders (each
+    /// message uploaded once, copied on the target into its other folders); [Gmail]/All Mail
+    /// is not copied as a folder of duplicates, only its archived messages (in no other
+    /// folder) go to the target's archive folder; Important and Starred are views, not
+    /// copied; Sent Mail, Drafts, Trash and Spam go to the target's folders of their use
+    #[arg(long, value_enum, value_name = "PROVIDER")]
+    pub preset: Option<Preset>,
 
     /// Skip (and report) messages larger than this many bytes
     #[arg(long, value_name = "BYTES")]

@@ -1,6 +1,7 @@
 //! Drives the pipeline: snapshot both sides, plan (pure), apply to the target, commit the state.
 //! Progress leaves the engine as [`events::Event`]s; it never prints.
 
+mod all_mail;
 pub mod error;
 pub mod events;
 pub mod failback;

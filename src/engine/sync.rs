@@ -203,7 +203,11 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
         }
     }
     let clock = Instant::now();
-    let source_folders = source.list_folders().await?;
+    let mut source_folders = source.list_folders().await?;
+    let gmail = options.folder_rules.gmail;
+    if gmail {
+        crate::reconcile::gmail::annotate(&mut source_folders);
+    }
     let mut target_folders = target.list_folders().await?;
     tracing::debug!(
         ms = clock.elapsed().as_millis() as u64,
@@ -262,6 +266,7 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
         pending: RefCell::new(Vec::new()),
         index: RefCell::new(TargetIndex::default()),
         awaiting_removals: RefCell::new(HashSet::new()),
+        only_uids: RefCell::new(HashMap::new()),
     };
     // Messages of folders skipped as unchanged still count in the account's removal budget.
     let mut unchanged_messages: usize = 0;
@@ -285,14 +290,44 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
         .collect();
     let subscriptions = subscription_changes(&source_folders, &target_folders);
     let mut jobs = Vec::new();
+    // Gmail (`--preset gmail`): All Mail is worked on last, for what no other folder holds.
+    let mut all_mail: Option<FolderJob> = None;
+    let mut copied_folders: Vec<FolderPath> = Vec::new();
     for folder in source_folders.iter().filter(|f| f.selectable) {
         let path = &folder.path;
         if !options.selection.folder_selected(path) {
             summary.folders_excluded += 1;
             continue;
         }
-        summary.folders += 1;
         let name = path.to_string();
+        if gmail
+            && (crate::reconcile::gmail::is_view(folder.special_use.as_deref())
+                || crate::reconcile::gmail::is_container(path))
+        {
+            notice(
+                events,
+                summary,
+                format!("{name}: a Gmail view (its messages are in other folders), not copied"),
+            );
+            summary.folders_excluded += 1;
+            continue;
+        }
+        summary.folders += 1;
+        if gmail && folder.special_use.as_deref() == Some(crate::reconcile::gmail::ALL) {
+            all_mail = Some(FolderJob {
+                path: path.clone(),
+                exists: on_target.contains(path),
+                exempt: false,
+                none_held: true,
+                messages: folder.tokens.map_or(0, |t| t.messages),
+                arrived: 0,
+                shrunk: false,
+                create_use: Some("\\Archive".to_string())
+                    .filter(|u| !target_uses.contains(u.as_str())),
+            });
+            continue;
+        }
+        copied_folders.push(path.clone());
         // Unchanged on both sides since a pass that left it complete: not even opened.
         if let (Some(record), Some(src), Some(tgt)) =
             (records.get(&name), folder.tokens, target_tokens.get(path))
@@ -349,10 +384,23 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
     );
     // The extra connection pairs of the folder workers stay open for the removals.
     let mut spare = Vec::new();
-    let result = run_jobs(
+    let mut result = run_jobs(
         source, target, connector, &shared, jobs, summary, &mut spare,
     )
     .await;
+    if let (Ok(()), Some(job)) = (&result, all_mail) {
+        result = async {
+            let only = super::all_mail::unlabelled(source, state, &job.path, &copied_folders).await?;
+            let total = job.messages as usize;
+            notice(events, summary, format!(
+                "{}: {} archived message(s) (in no other folder) go to the target's archive folder; the other {} are in their label folders",
+                job.path, only.len(), total.saturating_sub(only.len())
+            ));
+            shared.only_uids.borrow_mut().insert(job.path.to_string(), only);
+            run_jobs(source, target, connector, &shared, vec![job], summary, &mut spare).await
+        }
+        .await;
+    }
     let result = match result {
         Ok(()) => {
             finish_pass(
@@ -552,7 +600,10 @@ async fn sync_folder<S: MailStore, T: MailStore>(
 
     // Both sides are read from what changed since the last pass when it left the folder
     // complete; otherwise in full (see snapshot.rs).
-    let pending_free = none_held && nothing_pending(state, &name)?;
+    // A folder copied only in part (Gmail's All Mail) is listed in full every time: what it
+    // should copy depends on the other folders, not only on its own changes.
+    let partial = shared.only_uids.borrow().contains_key(&name);
+    let pending_free = none_held && !partial && nothing_pending(state, &name)?;
     let source_since = since_tokens(record.as_ref(), View::Source, &source_now, pending_free);
     // The two sides are read at once (two connections; nothing is written yet).
     let source_listing = list_side(source, &base, View::Source, source_since.as_ref());
@@ -667,6 +718,30 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     });
     // Messages outside the selection (migrate's size and date limits) are not copied.
     let mut skipped_here = 0u64;
+    if partial {
+        let only = shared.only_uids.borrow();
+        let held = only.get(&name);
+        plan.placements.retain(|p| {
+            let keep = held.is_none_or(|h| h.contains(&p.source.uid));
+            skipped_here += u64::from(!keep);
+            keep
+        });
+    }
+    // Messages over the target's APPENDLIMIT would be refused: reported, not sent.
+    if let Some(limit) = target.capabilities().append_limit() {
+        plan.placements.retain(|p| {
+            let fits = p.source.size <= limit;
+            if !fits {
+                skipped_here += 1;
+                summary.skipped_by_selection += 1;
+                summary.skipped.push(format!(
+                    "{name}: source uid {} ({} bytes): larger than the target's APPENDLIMIT ({limit} bytes), not copied",
+                    p.source.uid, p.source.size
+                ));
+            }
+            fits
+        });
+    }
     plan.placements
         .retain(|p| match options.selection.skip(&p.source) {
             None => true,
@@ -1017,6 +1092,41 @@ pub(crate) struct TargetIndex {
     /// Target copies copied into another folder this pass: should the source have lost them,
     /// the source moved them, and their removal completes a move.
     copied_out: HashSet<(String, u32)>,
+    /// Contents (with their INTERNALDATE instant) a worker is uploading right now: another
+    /// worker about to place the same content waits and copies it on the target instead of
+    /// uploading it a second time (one message in several folders, worked on at once).
+    uploading: HashMap<(Fingerprint, i64), usize>,
+}
+
+/// A worker's claim on the contents it is uploading (see `TargetIndex::uploading`), given
+/// back when dropped, also when the upload failed.
+struct UploadClaim<'a> {
+    index: &'a RefCell<TargetIndex>,
+    keys: Vec<(Fingerprint, i64)>,
+}
+
+impl<'a> UploadClaim<'a> {
+    fn take(index: &'a RefCell<TargetIndex>, keys: Vec<(Fingerprint, i64)>) -> UploadClaim<'a> {
+        let mut ix = index.borrow_mut();
+        for k in &keys {
+            *ix.uploading.entry(*k).or_default() += 1;
+        }
+        UploadClaim { index, keys }
+    }
+}
+
+impl Drop for UploadClaim<'_> {
+    fn drop(&mut self) {
+        let mut ix = self.index.borrow_mut();
+        for k in &self.keys {
+            if let Some(n) = ix.uploading.get_mut(k) {
+                *n -= 1;
+                if *n == 0 {
+                    ix.uploading.remove(k);
+                }
+            }
+        }
+    }
 }
 
 impl TargetIndex {
@@ -1097,6 +1207,18 @@ impl TargetIndex {
                     ));
                 }
             }
+        }
+    }
+
+    /// Waits while another worker uploads any of these contents, so that what it uploads is
+    /// found here afterwards. The waiting worker holds no claim, so two never wait on each
+    /// other.
+    async fn wait_for_uploads(index: &RefCell<TargetIndex>, keys: &[(Fingerprint, i64)]) {
+        while keys
+            .iter()
+            .any(|k| index.borrow().uploading.contains_key(k))
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
         }
     }
 
@@ -1508,6 +1630,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 bodies.iter().map(|b| (b.uid, b)).collect();
 
             let mut changes = Vec::new();
+            let mut claim: Option<UploadClaim<'_>> = None;
             let mut to_append: Vec<(usize, std::borrow::Cow<'_, [u8]>, Fingerprint)> = Vec::new();
             let mut placed_bytes = 0u64;
             let mut placed = 0u64;
@@ -1592,11 +1715,23 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 }
                 crashpoint::hit("after_journal");
                 // Bytes cross the wire once: content the target already holds (this pass or
-                // earlier, any folder, same INTERNALDATE) is placed with UID COPY there.
+                // earlier, any folder, same INTERNALDATE) is placed with UID COPY there. Content
+                // another worker is uploading right now is waited for, then copied.
+                let key = |(i, _, fp): &(usize, _, Fingerprint)| {
+                    (*fp, batch[*i].source.internaldate.epoch())
+                };
+                if self.target.capabilities().uidplus {
+                    let keys: Vec<_> = to_append.iter().map(key).collect();
+                    TargetIndex::wait_for_uploads(self.index, &keys).await;
+                }
                 let copied = self
                     .place_by_copy(batch, &to_append, &mut ordinals, &mut changes)
                     .await?;
                 to_append.retain(|(i, _, _)| !copied.contains(&batch[*i].source.uid));
+                claim = Some(UploadClaim::take(
+                    self.index,
+                    to_append.iter().map(key).collect(),
+                ));
                 placed += copied.len() as u64;
                 placed_bytes += batch
                     .iter()
@@ -1735,6 +1870,8 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             self.state
                 .commit_with(self.name, None, &changes, JournalOp::Clear)?;
             self.index.borrow_mut().learn(self.name, &changes);
+            // What this batch uploaded is in the index now: workers waiting for it copy it.
+            drop(claim);
             self.state
                 .update_quarantine(self.name, &quarantine.put, &quarantine.remove)?;
             quarantine.put.clear();

@@ -157,7 +157,16 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
         report.messages += a.by_key.values().map(|v| v.len() as u64).sum::<u64>();
         let mut differences = Vec::new();
         let mut notes = Vec::new();
-        compare(&a, &b, &folder, accepted, &mut differences, &mut notes);
+        let limit = target.capabilities().append_limit();
+        compare(
+            &a,
+            &b,
+            &folder,
+            accepted,
+            limit,
+            &mut differences,
+            &mut notes,
+        );
         report
             .differences
             .extend(differences.into_iter().map(&diff));
@@ -172,6 +181,8 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
 struct Snapshot {
     by_key: BTreeMap<Key, Vec<(String, u32)>>,
     tolerant: BTreeMap<Key, TolerantKey>,
+    /// UID -> size.
+    sizes: BTreeMap<u32, u32>,
 }
 
 async fn snapshot<M: MailStore>(
@@ -183,7 +194,10 @@ async fn snapshot<M: MailStore>(
     store.open_folder(path).await?;
     let metas = store.list_messages().await?;
     let by_uid: BTreeMap<u32, &MessageMeta> = metas.iter().map(|m| (m.uid, m)).collect();
-    let mut out = Snapshot::default();
+    let mut out = Snapshot {
+        sizes: metas.iter().map(|m| (m.uid, m.size)).collect(),
+        ..Snapshot::default()
+    };
     let mut i = 0;
     while i < metas.len() {
         let mut j = i;
@@ -227,6 +241,7 @@ fn compare(
     b: &Snapshot,
     folder: &str,
     accepted: &Accepted<'_>,
+    append_limit: Option<u32>,
     differences: &mut Vec<String>,
     notes: &mut Vec<String>,
 ) {
@@ -270,6 +285,19 @@ fn compare(
             _ => true,
         }
     });
+    // Messages larger than the target accepts (APPENDLIMIT) cannot be there.
+    if let Some(limit) = append_limit {
+        missing.retain(|((fp, _), _, uid)| {
+            let size = a.sizes.get(uid).copied().unwrap_or(0);
+            if size <= limit {
+                return true;
+            }
+            notes.push(format!(
+                "message {fp} (source uid {uid}, {size} bytes): larger than the target's APPENDLIMIT ({limit} bytes), cannot be copied"
+            ));
+            false
+        });
+    }
     // On a side that does not keep bytes, the copy is found by the tolerant key.
     if accepted.tolerant {
         missing.retain(|(key, flags, uid)| {

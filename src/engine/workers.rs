@@ -9,7 +9,7 @@
 //! single folder stops every worker after the folder it is on.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::events::EventSink;
 use super::summary::SyncSummary;
@@ -67,6 +67,9 @@ pub(crate) struct PassShared<'a> {
     pub index: RefCell<TargetIndex>,
     /// Folders complete once their removals are applied.
     pub awaiting_removals: RefCell<HashSet<String>>,
+    /// Folders of which only these source UIDs are copied (Gmail's All Mail: the messages no
+    /// other folder holds, see all_mail.rs).
+    pub only_uids: RefCell<HashMap<String, HashSet<u32>>>,
 }
 
 /// Works through `jobs` with the given pair and up to `connections - 1` more from `connector`.

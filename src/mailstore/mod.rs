@@ -57,6 +57,15 @@ impl Capabilities {
     pub fn has(&self, name: &str) -> bool {
         self.raw.iter().any(|a| a.eq_ignore_ascii_case(name))
     }
+
+    /// The largest message the server accepts (`APPENDLIMIT=n`, RFC 7889), when it says.
+    pub fn append_limit(&self) -> Option<u32> {
+        self.raw.iter().find_map(|a| {
+            let n = a.strip_prefix("APPENDLIMIT=")?;
+            // Larger than a message can be (u32 sizes): no limit in practice.
+            Some(n.parse::<u64>().ok()?.min(u64::from(u32::MAX)) as u32)
+        })
+    }
 }
 
 /// A folder as listed by a side.
@@ -392,5 +401,20 @@ mod tests {
         assert_eq!(uid_set(&[5, 1, 2, 3, 9, 12, 13, 3]), "1:3,5,9,12:13");
         assert_eq!(uid_set(&[7]), "7");
         assert_eq!(uid_set(&[]), "");
+    }
+
+    #[test]
+    fn append_limit_is_read_from_the_capabilities() {
+        let caps = |atoms: &[&str]| Capabilities::from_atoms(atoms.iter().copied());
+        assert_eq!(
+            caps(&["IMAP4rev1", "AppendLimit=35882577"]).append_limit(),
+            Some(35882577)
+        );
+        assert_eq!(caps(&["IMAP4rev1", "APPENDLIMIT"]).append_limit(), None);
+        assert_eq!(
+            caps(&["APPENDLIMIT=99999999999"]).append_limit(),
+            Some(u32::MAX)
+        );
+        assert_eq!(caps(&["APPENDLIMIT=x"]).append_limit(), None);
     }
 }

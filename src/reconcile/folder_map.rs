@@ -29,6 +29,9 @@ pub struct Rules {
     pub map: Vec<(Regex, String)>,
     /// Every folder goes below this one.
     pub subfolder: Option<String>,
+    /// The source is Gmail (`--preset gmail`): its system folders go to the target's folders
+    /// of their use (see gmail.rs), after the `map` rules.
+    pub gmail: bool,
 }
 
 impl Rules {
@@ -49,6 +52,7 @@ impl Rules {
         Ok(Rules {
             map,
             subfolder: subfolder.as_deref().and_then(folder_name),
+            gmail: false,
         })
     }
 
@@ -93,17 +97,19 @@ impl Rules {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty() && self.subfolder.is_none()
+        self.map.is_empty() && self.subfolder.is_none() && !self.gmail
     }
 
-    /// The target path the rules give a source path, if they change it.
-    fn apply(&self, path: &FolderPath) -> Option<FolderPath> {
+    /// The target path the rules give a source path, if they change it; `preset` is where a
+    /// provider preset puts it, if anywhere (the `map` rules come first).
+    fn apply(&self, path: &FolderPath, preset: Option<&FolderPath>) -> Option<FolderPath> {
         let name = path.to_string();
         let mut renamed = self
             .map
             .iter()
             .find(|(re, _)| re.is_match(&name))
             .map(|(re, to)| re.replace(&name, to.as_str()).into_owned())
+            .or_else(|| preset.map(FolderPath::to_string))
             .unwrap_or_else(|| name.clone());
         if let Some(sub) = &self.subfolder {
             renamed = format!("{sub}/{renamed}");
@@ -196,13 +202,28 @@ impl FolderMap {
         target: &[FolderInfo],
         rules: &Rules,
     ) -> Result<FolderMap, String> {
+        let annotated;
+        let source = if rules.gmail {
+            let mut list = source.to_vec();
+            super::gmail::annotate(&mut list);
+            annotated = list;
+            &annotated[..]
+        } else {
+            source
+        };
         let mut map = FolderMap::build(source, target);
         if rules.is_empty() {
             return Ok(map);
         }
+        let preset = if rules.gmail {
+            super::gmail::system_folders(source, target)
+        } else {
+            Vec::new()
+        };
         let mut explicit: Vec<(FolderPath, FolderPath)> = Vec::new();
         for f in source {
-            if let Some(to) = rules.apply(&f.path) {
+            let by_preset = preset.iter().find(|(s, _)| *s == f.path).map(|(_, t)| t);
+            if let Some(to) = rules.apply(&f.path, by_preset) {
                 explicit.push((f.path.clone(), to));
             }
         }

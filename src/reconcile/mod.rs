@@ -5,6 +5,7 @@ pub mod action;
 pub mod budget;
 pub mod fidelity;
 pub mod folder_map;
+pub mod gmail;
 pub mod identity;
 pub mod merge;
 pub mod plan;

@@ -118,6 +118,8 @@ struct Shared {
     /// Capability atoms removed from the server's CAPABILITY lists (see
     /// [`Proxy::hide_capability`]).
     hidden: Vec<String>,
+    /// Capability atoms added to them (see [`Proxy::add_capability`]).
+    added: Vec<String>,
 }
 
 impl Shared {
@@ -240,6 +242,7 @@ impl Proxy {
             flowed: Vec::new(),
             limits: Vec::new(),
             hidden: Vec::new(),
+            added: Vec::new(),
         }));
         let sh = shared.clone();
         runtime.spawn(async move {
@@ -376,6 +379,12 @@ impl Proxy {
     /// messages do not contain the word `CAPABILITY`.
     pub fn hide_capability(&self, cap: &str) {
         lock(&self.shared).hidden.push(cap.to_ascii_uppercase());
+    }
+
+    /// Adds the capability atom `cap` (e.g. `APPENDLIMIT=2000`) after `IMAP4rev1` in every
+    /// CAPABILITY list, the same way (the server knows nothing of it).
+    pub fn add_capability(&self, cap: &str) {
+        lock(&self.shared).added.push(cap.to_ascii_uppercase());
     }
 
     /// Closes every open connection now (stalled ones too); new ones are
@@ -543,13 +552,14 @@ async fn server_to_client(
                 return;
             }
         };
-        let hidden = lock(&shared).hidden.clone();
-        if !hidden.is_empty() {
-            let edited = without_capabilities(&buf[..n], &hidden);
+        let (hidden, added) = {
+            let s = lock(&shared);
+            (s.hidden.clone(), s.added.clone())
+        };
+        if !hidden.is_empty() || !added.is_empty() {
+            let edited = with_capabilities(&without_capabilities(&buf[..n], &hidden), &added);
             if edited.len() != n {
-                let len = edited.len();
-                buf[..len].copy_from_slice(&edited);
-                if wr.write_all(&buf[..len]).await.is_err() {
+                if wr.write_all(&edited).await.is_err() {
                     state.send_replace(ConnState::Closed);
                     return;
                 }
@@ -596,6 +606,24 @@ fn without_capabilities(chunk: &[u8], hidden: &[String]) -> Vec<u8> {
             }
         }
     }
+    out
+}
+
+/// `chunk` with the atoms `added` after `IMAP4rev1` where it holds a CAPABILITY list.
+fn with_capabilities(chunk: &[u8], added: &[String]) -> Vec<u8> {
+    if added.is_empty() || !chunk.windows(10).any(|w| w == b"CAPABILITY") {
+        return chunk.to_vec();
+    }
+    let extra: String = added.iter().map(|c| format!(" {c}")).collect();
+    let needle = b"IMAP4rev1";
+    let mut out = Vec::with_capacity(chunk.len() + extra.len() * 2);
+    let mut rest = chunk;
+    while let Some(at) = rest.windows(needle.len()).position(|w| w == needle) {
+        out.extend_from_slice(&rest[..at + needle.len()]);
+        out.extend_from_slice(extra.as_bytes());
+        rest = &rest[at + needle.len()..];
+    }
+    out.extend_from_slice(rest);
     out
 }
 
