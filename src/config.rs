@@ -1,9 +1,11 @@
-//! Validated settings: one side (its URL, its password source, how to connect), and the
-//! configuration file (TOML: servers, accounts, pairs) that names many of them.
+//! Validated settings: one side (its URL, its password source, how it logs in, how to
+//! connect), and the configuration file (TOML: servers, accounts, pairs) that names many of
+//! them.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -18,14 +20,18 @@ pub enum ConfigError {
         "invalid URL {url:?}: {reason}. Expected imap://user@host:port (STARTTLS), imaps://user@host:port (TLS) or imap+plain://user@host:port (no TLS, loopback)."
     )]
     BadUrl { url: String, reason: String },
-    #[error("no password for the {side} account {endpoint}: set {env}, or pass --{side}-password-file or --{side}-password-command")]
+    #[error("no {what} for the {side} account {endpoint}: set {env}, or pass --{side}-password-file or --{side}-password-command")]
     NoPassword {
+        /// `password`, `access token` or `admin password`.
+        what: String,
         side: String,
         endpoint: String,
         env: String,
     },
     #[error("cannot read the {side} password: {detail}")]
     PasswordSource { side: String, detail: String },
+    #[error("{side}: {detail}")]
+    Auth { side: String, detail: String },
     #[error("configuration file {path}: {detail}")]
     File { path: String, detail: String },
 }
@@ -182,7 +188,8 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// Where a password comes from, in order of precedence: file, command, environment variable.
+/// Where a password (or, with an OAuth mechanism, an access token) comes from, in order of
+/// precedence: file, command, environment variable.
 #[derive(Debug, Clone, Default)]
 pub struct PasswordSource {
     pub file: Option<PathBuf>,
@@ -193,6 +200,16 @@ pub struct PasswordSource {
 impl PasswordSource {
     /// Reads the password. Only the first line of a file or command output is used.
     pub fn resolve(&self, side: &str, endpoint: &Endpoint) -> Result<Secret, ConfigError> {
+        self.resolve_as(side, endpoint, "password")
+    }
+
+    /// Reads the secret, named `what` (`access token`, ...) when there is none.
+    pub fn resolve_as(
+        &self,
+        side: &str,
+        endpoint: &Endpoint,
+        what: &str,
+    ) -> Result<Secret, ConfigError> {
         let err = |detail: String| ConfigError::PasswordSource {
             side: side.to_string(),
             detail,
@@ -224,6 +241,7 @@ impl PasswordSource {
         match std::env::var(&self.env_var) {
             Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
             _ => Err(ConfigError::NoPassword {
+                what: what.to_string(),
                 side: side.to_string(),
                 endpoint: endpoint.to_string(),
                 env: self.env_var.clone(),
@@ -237,11 +255,170 @@ fn first_line(text: String) -> String {
     text.lines().next().unwrap_or("").to_string()
 }
 
+/// The SASL mechanism a side logs in with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mechanism {
+    /// A password: AUTHENTICATE PLAIN (with SASL-IR), else LOGIN.
+    #[default]
+    Plain,
+    /// An OAuth 2.0 access token, Google's XOAUTH2.
+    Xoauth2,
+    /// An OAuth 2.0 access token, RFC 7628 OAUTHBEARER.
+    Oauthbearer,
+}
+
+impl Mechanism {
+    /// The name in AUTHENTICATE and in the `AUTH=` capability.
+    pub fn sasl_name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::Xoauth2 => "XOAUTH2",
+            Mechanism::Oauthbearer => "OAUTHBEARER",
+        }
+    }
+
+    pub fn is_oauth(self) -> bool {
+        !matches!(self, Mechanism::Plain)
+    }
+}
+
+impl std::str::FromStr for Mechanism {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Mechanism, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "plain" => Ok(Mechanism::Plain),
+            "xoauth2" => Ok(Mechanism::Xoauth2),
+            "oauthbearer" => Ok(Mechanism::Oauthbearer),
+            _ => Err(format!(
+                "unknown mechanism {s:?}: use plain, xoauth2 or oauthbearer"
+            )),
+        }
+    }
+}
+
+/// How a side logs in, besides its secret.
+#[derive(Debug, Clone, Default)]
+pub struct AuthOptions {
+    pub mechanism: Mechanism,
+    /// Log in as this user with its password and act as the URL's user (SASL PLAIN with an
+    /// authorization identity: a Dovecot master user, a Cyrus admin). Plain only.
+    pub admin: Option<String>,
+    /// For a token from a command or a file: fetched again once when the server refuses it.
+    pub refresh: Option<TokenRefresh>,
+}
+
+impl AuthOptions {
+    /// Checks the combination and reads the secret (`side` names the side in messages: "source",
+    /// or the account of a configuration file).
+    pub fn resolve(
+        mechanism: Mechanism,
+        admin: Option<String>,
+        source: &PasswordSource,
+        side: &str,
+        endpoint: &Endpoint,
+    ) -> Result<(AuthOptions, Secret), ConfigError> {
+        let err = |detail: String| ConfigError::Auth {
+            side: side.to_string(),
+            detail,
+        };
+        if let Some(admin) = &admin {
+            if admin.is_empty() {
+                return Err(err("the admin user name is empty".into()));
+            }
+            if mechanism.is_oauth() {
+                return Err(err(format!(
+                    "an admin login ({admin}) uses a password over PLAIN; it cannot be combined with {}",
+                    mechanism.sasl_name()
+                )));
+            }
+        }
+        let what = match (mechanism.is_oauth(), &admin) {
+            (true, _) => "access token",
+            (false, Some(_)) => "admin password",
+            (false, None) => "password",
+        };
+        let secret = source.resolve_as(side, endpoint, what)?;
+        let refresh = (mechanism.is_oauth() && (source.command.is_some() || source.file.is_some()))
+            .then(|| TokenRefresh::new(source.clone(), side));
+        Ok((
+            AuthOptions {
+                mechanism,
+                admin,
+                refresh,
+            },
+            secret,
+        ))
+    }
+}
+
+/// A token source that can be asked again, shared by every connection to a side (clones share
+/// it): when the server refuses a token (expired), the first connection to notice runs the
+/// command again (or re-reads the file) and every later connection uses the new token.
+#[derive(Debug, Clone)]
+pub struct TokenRefresh {
+    source: PasswordSource,
+    side: String,
+    latest: Arc<tokio::sync::Mutex<Latest>>,
+}
+
+#[derive(Debug, Default)]
+struct Latest {
+    /// How many times a token was fetched again.
+    generation: u64,
+    /// The last token fetched again; `None`: the one read at start is still current.
+    token: Option<Secret>,
+}
+
+impl TokenRefresh {
+    pub fn new(source: PasswordSource, side: &str) -> TokenRefresh {
+        TokenRefresh {
+            source,
+            side: side.to_string(),
+            latest: Arc::default(),
+        }
+    }
+
+    /// The token fetched last (`None`: the one read at start) and its generation, to hand
+    /// back to [`TokenRefresh::renew`].
+    pub async fn current(&self) -> (u64, Option<Secret>) {
+        let latest = self.latest.lock().await;
+        (latest.generation, latest.token.clone())
+    }
+
+    /// A new token, after `seen` was refused: fetched now, unless another connection did so
+    /// since `seen` (then that one). The command runs off the async threads.
+    pub async fn renew(&self, seen: u64, endpoint: &Endpoint) -> Result<Secret, ConfigError> {
+        let mut latest = self.latest.lock().await;
+        if latest.generation != seen {
+            if let Some(token) = &latest.token {
+                return Ok(token.clone());
+            }
+        }
+        let (source, side, endpoint) = (self.source.clone(), self.side.clone(), endpoint.clone());
+        let token = tokio::task::spawn_blocking(move || {
+            source.resolve_as(&side, &endpoint, "access token")
+        })
+        .await
+        .map_err(|e| ConfigError::PasswordSource {
+            side: self.side.clone(),
+            detail: format!("the token command did not finish: {e}"),
+        })??;
+        tracing::info!(side = %self.side, "fetched a new access token after the server refused one");
+        latest.generation += 1;
+        latest.token = Some(token.clone());
+        Ok(token)
+    }
+}
+
 /// Everything needed to open one side.
 #[derive(Debug, Clone)]
 pub struct SideConfig {
     pub endpoint: Endpoint,
+    /// The password, the access token (OAuth) or the admin's password (admin login), as read
+    /// at start.
     pub password: Secret,
+    pub auth: AuthOptions,
     pub tls: TlsOptions,
     pub allow_plaintext: bool,
     pub timeout: Duration,
@@ -290,7 +467,8 @@ pub struct ServerSection {
     pub max_connections: Option<u32>,
 }
 
-/// `[accounts.NAME]`: a user on a server and where its password comes from.
+/// `[accounts.NAME]`: a user on a server, how it logs in and where its password (or access
+/// token) comes from.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountSection {
@@ -300,6 +478,12 @@ pub struct AccountSection {
     pub password_file: Option<PathBuf>,
     /// argv (a list), or a string split at white space; never run through a shell.
     pub password_command: Option<CommandLine>,
+    /// `plain` (default), `xoauth2` or `oauthbearer`: with OAuth, the password source gives
+    /// the access token.
+    #[serde(default)]
+    pub auth: Mechanism,
+    /// Log in as this admin (its password from the password source) and act as `user`.
+    pub admin: Option<String>,
 }
 
 /// A command as a list of arguments or as one string.
@@ -400,7 +584,7 @@ impl ConfigFile {
                 let endpoint = Endpoint::for_server(&server.url, &a.user)
                     .map_err(|e| err(format!("server {:?}: {e}", a.server)))?;
                 let label = format!("{role} account {account:?} of pair {:?}", p.name);
-                let password = if resolve_secrets {
+                let (auth, password) = if resolve_secrets {
                     let source = PasswordSource {
                         file: a.password_file.clone(),
                         command: a.password_command.as_ref().map(|c| match c {
@@ -417,14 +601,15 @@ impl ConfigFile {
                             "account {account:?}: no password source; set password_env, password_file or password_command"
                         )));
                     }
-                    source.resolve(&label, &endpoint)?
+                    AuthOptions::resolve(a.auth, a.admin.clone(), &source, &label, &endpoint)?
                 } else {
-                    Secret::new(String::new())
+                    (AuthOptions::default(), Secret::new(String::new()))
                 };
                 Ok((
                     SideConfig {
                         endpoint,
                         password,
+                        auth,
                         tls: TlsOptions {
                             ca_file: server.ca_file.clone(),
                             insecure: server.insecure,
@@ -608,6 +793,55 @@ recovery = "b"
             .unwrap_err()
             .to_string();
         assert!(e.contains("names no user"), "{e}");
+    }
+
+    #[test]
+    fn accounts_choose_how_they_log_in() {
+        let text = r#"
+[servers.main]
+url = "imap://h"
+[accounts.a]
+server = "main"
+user = "alice"
+auth = "xoauth2"
+password_command = ["printf", "token"]
+[accounts.b]
+server = "main"
+user = "bob"
+admin = "master"
+password_env = "MR_CONFIG_TEST_ADMIN_PW"
+[[pairs]]
+name = "p"
+primary = "a"
+recovery = "b"
+"#;
+        std::env::set_var("MR_CONFIG_TEST_ADMIN_PW", "masterpw");
+        let file: ConfigFile = toml::from_str(text).unwrap();
+        let config = file.validate(Path::new("t.toml"), true).unwrap();
+        let (source, target) = (&config.pairs[0].source, &config.pairs[0].target);
+        assert_eq!(source.auth.mechanism, Mechanism::Xoauth2);
+        assert!(
+            source.auth.refresh.is_some(),
+            "a token command can be run again"
+        );
+        assert_eq!(source.password.expose(), "token");
+        assert_eq!(target.auth.mechanism, Mechanism::Plain);
+        assert_eq!(target.auth.admin.as_deref(), Some("master"));
+        assert!(target.auth.refresh.is_none());
+
+        let both = text.replace(
+            "admin = \"master\"",
+            "admin = \"master\"\nauth = \"oauthbearer\"",
+        );
+        let file: ConfigFile = toml::from_str(&both).unwrap();
+        let e = file
+            .validate(Path::new("t.toml"), true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be combined with OAUTHBEARER"), "{e}");
+        assert!(toml::from_str::<ConfigFile>(&text.replace("xoauth2", "kerberos")).is_err());
+        assert_eq!("OAuthBearer".parse(), Ok(Mechanism::Oauthbearer));
+        assert!("gssapi".parse::<Mechanism>().is_err());
     }
 
     #[test]

@@ -53,6 +53,7 @@
 //!   No I/O.
 //! - [`mailstore`]: one narrow async trait, [`mailstore::MailStore`], implemented over IMAP
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer, IDLE included;
+//!   login by PLAIN/LOGIN, PLAIN with an authorization identity, XOAUTH2 or OAUTHBEARER;
 //!   NAMESPACE read raw, its personal prefix left out of folder paths; literal8 in responses
 //!   read as literals under the framing, and BINARY APPEND for messages with NUL) and in memory
 //!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP
@@ -63,8 +64,10 @@
 //!   commits (`StateFile::track`) instead of reading its instances twice.
 //! - [`model`]: the vocabulary (folder paths as components, with a reversible stand-in for a
 //!   server's separator inside a name; flags, fingerprints, the tolerant key, dates), no I/O.
-//! - [`config`]: URLs, password sources and connection settings, validated; the TOML
-//!   configuration file (servers, accounts, pairs) of `watch` and `status`.
+//! - [`config`]: URLs, password sources, how a side logs in (password, an admin acting for
+//!   the user, an OAuth access token that a refusal fetches again, shared by every connection
+//!   to the side) and connection settings, validated; the TOML configuration file (servers,
+//!   accounts, pairs) of `watch` and `status`.
 //! - [`crashpoint`]: `MAILREPLICA_CRASH_AT` hooks that let crash tests kill the process at a
 //!   chosen step.
 //!

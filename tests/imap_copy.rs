@@ -50,6 +50,7 @@ fn config(url: &str) -> SideConfig {
     SideConfig {
         endpoint: Endpoint::parse(url).unwrap_or_else(|e| panic!("{url}: {e}")),
         password: Secret::new(PASSWORD.to_string()),
+        auth: Default::default(),
         tls: TlsOptions::default(),
         allow_plaintext: false,
         timeout: TIMEOUT,

@@ -33,6 +33,7 @@ fn config(url: &str, password: &str, timeout: Duration) -> SideConfig {
     SideConfig {
         endpoint: Endpoint::parse(url).unwrap_or_else(|e| panic!("{url}: {e}")),
         password: Secret::new(password.to_string()),
+        auth: Default::default(),
         tls: TlsOptions::default(),
         allow_plaintext: false,
         timeout,

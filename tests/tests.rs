@@ -1,5 +1,6 @@
 //! The single integration-test binary: every test module is a `mod` here.
 
+mod auth;
 mod bad_input;
 mod check;
 mod crash;

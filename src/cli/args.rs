@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::Mechanism;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "mailreplica",
@@ -87,6 +89,29 @@ pub struct PairArgs {
     /// Run this command (no shell) and use the first line of its output as the target password
     #[arg(long, value_name = "COMMAND")]
     pub target_password_command: Option<String>,
+
+    /// How to log in to the source: plain (a password, by AUTHENTICATE PLAIN or LOGIN),
+    /// xoauth2 or oauthbearer (an OAuth 2.0 access token, read from the source password file,
+    /// command or MAILREPLICA_SOURCE_PASSWORD; a token from a command or file that the server
+    /// refuses is fetched again once: the command runs again)
+    #[arg(long, value_name = "MECHANISM", default_value = "plain")]
+    pub source_auth: Mechanism,
+
+    /// Log in to the source as this admin, with the admin's password (from the source password
+    /// file, command or variable), and act as the URL's user: SASL PLAIN with an authorization
+    /// identity (Dovecot master users, Cyrus admins). The user's own password is not needed
+    #[arg(long, value_name = "NAME")]
+    pub source_admin: Option<String>,
+
+    /// How to log in to the target: plain, xoauth2 or oauthbearer (as --source-auth; the token
+    /// from the target password file, command or MAILREPLICA_TARGET_PASSWORD)
+    #[arg(long, value_name = "MECHANISM", default_value = "plain")]
+    pub target_auth: Mechanism,
+
+    /// Log in to the target as this admin with the admin's password, acting as the URL's user
+    /// (as --source-admin)
+    #[arg(long, value_name = "NAME")]
+    pub target_admin: Option<String>,
 
     /// Trust this extra CA certificate (PEM), e.g. for self-signed test servers
     #[arg(long, value_name = "PEM")]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::args::PairArgs;
 use super::exit::ExitCode;
-use crate::config::{ConfigError, Endpoint, PasswordSource, SideConfig};
+use crate::config::{AuthOptions, ConfigError, Endpoint, Mechanism, PasswordSource, SideConfig};
 use crate::mailstore::imap::transport::TlsOptions;
 use crate::mailstore::imap::ImapStore;
 use crate::mailstore::Access;
@@ -70,16 +70,20 @@ impl PairArgs {
                     name: &str,
                     file: &Option<std::path::PathBuf>,
                     command: &Option<String>,
-                    env: &str| {
+                    env: &str,
+                    mechanism: Mechanism,
+                    admin: &Option<String>| {
             let source = PasswordSource {
                 file: file.clone(),
                 command: command.clone(),
                 env_var: env.to_string(),
             };
-            let password = source.resolve(name, &endpoint)?;
+            let (auth, password) =
+                AuthOptions::resolve(mechanism, admin.clone(), &source, name, &endpoint)?;
             Ok::<_, ConfigError>(SideConfig {
                 endpoint,
                 password,
+                auth,
                 tls: tls.clone(),
                 allow_plaintext: self.allow_plaintext,
                 timeout,
@@ -92,6 +96,8 @@ impl PairArgs {
                 &self.source_password_file,
                 &self.source_password_command,
                 "MAILREPLICA_SOURCE_PASSWORD",
+                self.source_auth,
+                &self.source_admin,
             )?,
             target: side(
                 target,
@@ -99,6 +105,8 @@ impl PairArgs {
                 &self.target_password_file,
                 &self.target_password_command,
                 "MAILREPLICA_TARGET_PASSWORD",
+                self.target_auth,
+                &self.target_admin,
             )?,
         })
     }

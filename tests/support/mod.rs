@@ -1,5 +1,5 @@
 //! Shared test helpers: real servers, an independent IMAP witness client,
-//! the fixture corpus, a fault-injecting proxy, a scripted IMAP server, a
+//! the fixture corpus, JWTs for the OAuth server, a fault-injecting proxy, a scripted IMAP server, a
 //! scripted HTTP server (JMAP), a `mailreplica watch` run in the background and
 //! private Dovecot instances a test may kill.
 #![allow(dead_code)]
@@ -7,6 +7,7 @@
 pub mod corpus;
 pub mod http_server;
 pub mod imap_client;
+pub mod jwt;
 pub mod mutf7;
 pub mod private_dovecot;
 pub mod proxy;

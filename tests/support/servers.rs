@@ -87,6 +87,18 @@ impl TestServer {
         )
     }
 
+    /// Dovecot with more ways in: XOAUTH2 and OAUTHBEARER (JWTs signed with
+    /// [`auth_jwt_key`], validated locally) and a master user ([`AUTH_MASTER_USER`]), besides
+    /// the test password. IMAP 20143 (`MR_DOVECOT_AUTH_PORT`), IMAPS 20993
+    /// (`MR_DOVECOT_AUTH_TLS_PORT`).
+    pub fn dovecot_auth() -> TestServer {
+        Self::new(
+            "dovecot-auth",
+            env_port("MR_DOVECOT_AUTH_PORT", 20143),
+            Some(env_port("MR_DOVECOT_AUTH_TLS_PORT", 20993)),
+        )
+    }
+
     /// Cyrus IMAP: IMAP 17143 (`MR_CYRUS_IMAP_PORT`), no IMAPS. Users must be
     /// created with [`TestServer::ensure_user`] before logging in.
     pub fn cyrus() -> TestServer {
@@ -194,6 +206,30 @@ pub fn dovecot_mail_dir(instance: &str, user: &str) -> PathBuf {
     dir.join(format!("dovecot-{instance}"))
         .join("mail")
         .join(user)
+}
+
+/// The master user of the Dovecot "auth" instance (`MR_DOVECOT_AUTH_MASTER_USER`) and its
+/// password (`MR_DOVECOT_AUTH_MASTER_PASSWORD`).
+pub const AUTH_MASTER_USER: &str = "admin";
+pub const AUTH_MASTER_PASSWORD: &str = "masterpw";
+
+/// The HS256 key (raw bytes) the Dovecot "auth" instance checks JWTs with: the base64 file
+/// `MR_DOVECOT_AUTH_JWT_KEY`, default `<servers dir>/dovecot-auth/keys/default/HS256/default`.
+pub fn auth_jwt_key() -> Vec<u8> {
+    use base64::Engine;
+    let path = match std::env::var_os("MR_DOVECOT_AUTH_JWT_KEY") {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => dovecot_mail_dir("auth", "x")
+            .parent()
+            .and_then(|p| p.parent())
+            .map(|inst| inst.join("keys/default/HS256/default"))
+            .expect("servers dir"),
+    };
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}: {START_HINT}", path.display()));
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .unwrap_or_else(|e| panic!("{}: not base64: {e}", path.display()))
 }
 
 /// The project root (`CARGO_MANIFEST_DIR`).

@@ -266,9 +266,22 @@ impl Connection {
 
     /// Reads until the tagged completion of `tag`. Untagged responses are collected.
     pub async fn finish(&mut self, tag: &str, ctx: Ctx<'_>) -> Result<Completion, StoreError> {
+        self.finish_from(None, tag, ctx).await
+    }
+
+    /// [`Connection::finish`], starting with a response already read.
+    async fn finish_from(
+        &mut self,
+        mut first: Option<ImapResponse>,
+        tag: &str,
+        ctx: Ctx<'_>,
+    ) -> Result<Completion, StoreError> {
         let mut untagged = Vec::new();
         loop {
-            let response = self.read_one(ctx).await?;
+            let response = match first.take() {
+                Some(r) => r,
+                None => self.read_one(ctx).await?,
+            };
             let done = match response.parsed() {
                 Response::Done {
                     tag: t,
@@ -331,6 +344,52 @@ impl Connection {
                     });
                 }
             }
+        }
+    }
+
+    /// Runs one AUTHENTICATE exchange. `command` is the command without its tag (`AUTHENTICATE
+    /// XOAUTH2 <initial response>`); it may hold a secret, and the line sent is wiped. Each
+    /// `+` continuation's challenge (base64-decoded; as sent if it is not base64) goes to
+    /// `answer`, whose bytes are sent base64-encoded as the next line. A server that keeps
+    /// challenging past a few rounds is a protocol error.
+    pub async fn authenticate(
+        &mut self,
+        command: &str,
+        mut answer: impl FnMut(&[u8]) -> zeroize::Zeroizing<Vec<u8>>,
+        ctx: Ctx<'_>,
+    ) -> Result<Completion, StoreError> {
+        use base64::Engine;
+        const MAX_ROUNDS: usize = 4;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        self.check_usable(ctx)?;
+        self.in_flight += 1;
+        self.next_tag += 1;
+        let tag = format!("mr{}", self.next_tag);
+        let line = zeroize::Zeroizing::new(format!("{tag} {command}\r\n"));
+        self.write(line.as_bytes(), ctx).await?;
+        self.flush(ctx).await?;
+        let mut rounds = 0;
+        loop {
+            let response = self.read_one(ctx).await?;
+            let Response::Continue(outcome) = response.parsed() else {
+                return self.finish_from(Some(response), &tag, ctx).await;
+            };
+            rounds += 1;
+            if rounds > MAX_ROUNDS {
+                return Err(self.protocol_error(
+                    ctx,
+                    format!("more than {MAX_ROUNDS} challenges in one AUTHENTICATE"),
+                ));
+            }
+            let text = outcome.information.as_deref().unwrap_or("").trim();
+            let challenge = b64
+                .decode(text)
+                .unwrap_or_else(|_| text.as_bytes().to_vec());
+            let reply = answer(&challenge);
+            let mut line = zeroize::Zeroizing::new(b64.encode(&*reply));
+            line.push_str("\r\n");
+            self.write(line.as_bytes(), ctx).await?;
+            self.flush(ctx).await?;
         }
     }
 

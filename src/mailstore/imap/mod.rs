@@ -1,10 +1,12 @@
 //! The IMAP adapter: [`ImapStore`] implements [`MailStore`] over one guarded [`Connection`].
 //!
-//! Files are named after what they implement: `open` (TLS, login), `list`, `select`, `fetch`,
+//! Files are named after what they implement: `open` (TLS, greeting), `authenticate` (login:
+//! password, admin, OAuth token) with `sasl` (its messages), `list`, `select`, `fetch`,
 //! `append`, `store`, `copy`, `expunge`, `idle`; `connection` holds the guarantees every command
 //! relies on; `namespace` maps folder names to paths through the server's personal prefix.
 
 pub mod append;
+pub mod authenticate;
 pub mod changes;
 pub mod connection;
 pub mod copy;
@@ -16,6 +18,7 @@ pub mod literal8;
 pub mod mutf7;
 pub mod namespace;
 pub mod open;
+pub mod sasl;
 pub mod select;
 pub mod store;
 pub mod transport;

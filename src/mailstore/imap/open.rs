@@ -1,16 +1,17 @@
-//! Opening a session: TCP, TLS (implicit or STARTTLS), greeting, capabilities, login.
+//! Opening a session: TCP, TLS (implicit or STARTTLS), greeting, capabilities, then the login
+//! (`authenticate`).
 //!
 //! STARTTLS is negotiated before async-imap sees the stream, reading byte by byte so that
 //! nothing the server sent before the handshake can be buffered and trusted afterwards: any byte
 //! after the STARTTLS OK and before the handshake is an injection attempt and fails the
 //! connection. Capabilities are read again after TLS and after login.
 
-use base64::Engine;
-use imap_proto::{Capability, Response, ResponseCode};
+use imap_proto::{Capability, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::connection::{quote, Connection, Ctx, Part};
+use super::authenticate;
+use super::connection::{Connection, Ctx};
 use super::namespace::{self, Namespace};
 use super::transport::{connect_tcp, is_loopback, start_tls, Transport};
 use crate::config::{Scheme, SideConfig};
@@ -84,7 +85,7 @@ pub async fn open(
     };
     // The capabilities after login: from the OK's [CAPABILITY ...] when the server sends it
     // (Dovecot does; one round trip less per connection), else asked for.
-    let caps = match login(&mut conn, &caps, config).await? {
+    let caps = match authenticate::login(&mut conn, &caps, config).await? {
         Some(after) => after,
         None => capabilities(&mut conn).await?,
     };
@@ -223,7 +224,7 @@ async fn write_all(
 /// One capability as the server spelled it (`AUTH=PLAIN`, `IDLE`).
 /// Capabilities from a list the server volunteered, when it is complete (names the protocol
 /// version); a partial list is not trusted.
-fn complete(atoms: Option<Vec<String>>) -> Option<Capabilities> {
+pub(super) fn complete(atoms: Option<Vec<String>>) -> Option<Capabilities> {
     let atoms = atoms?;
     atoms
         .iter()
@@ -252,63 +253,4 @@ pub async fn capabilities(conn: &mut Connection) -> Result<Capabilities, StoreEr
         return Err(conn.protocol_error(Ctx::new("CAPABILITY"), "no CAPABILITY response".into()));
     }
     Ok(Capabilities::from_atoms(atoms.iter().map(String::as_str)))
-}
-
-/// AUTHENTICATE PLAIN with an initial response where offered (UTF-8 safe, one round trip),
-/// else LOGIN. The password is never logged and never appears in an error.
-async fn login(
-    conn: &mut Connection,
-    caps: &Capabilities,
-    config: &SideConfig,
-) -> Result<Option<Capabilities>, StoreError> {
-    let user = &config.endpoint.user;
-    let password = config.password.expose();
-    let result = if caps.has("AUTH=PLAIN") && caps.has("SASL-IR") {
-        let mut payload =
-            zeroize::Zeroizing::new(Vec::with_capacity(user.len() + password.len() + 2));
-        payload.push(0);
-        payload.extend_from_slice(user.as_bytes());
-        payload.push(0);
-        payload.extend_from_slice(password.as_bytes());
-        let line = zeroize::Zeroizing::new(format!(
-            "AUTHENTICATE PLAIN {}",
-            base64::engine::general_purpose::STANDARD.encode(&*payload)
-        ));
-        conn.run_text(&line, Ctx::new("AUTHENTICATE")).await
-    } else if caps.has("LOGINDISABLED") {
-        return Err(StoreError::Refused {
-            endpoint: conn.endpoint().to_string(),
-            detail: "the server disables LOGIN and offers no AUTHENTICATE PLAIN with SASL-IR; use imaps:// or a TLS port".into(),
-        });
-    } else {
-        let (qu, qp) = (quote(user), quote(password).map(zeroize::Zeroizing::new));
-        let mut parts: Vec<Part> = vec![Part::Text("LOGIN ")];
-        match &qu {
-            Some(q) => parts.push(Part::Text(q)),
-            None => parts.push(Part::Literal(user.as_bytes())),
-        }
-        parts.push(Part::Text(" "));
-        match &qp {
-            Some(q) => parts.push(Part::Text(q)),
-            None => parts.push(Part::Literal(password.as_bytes())),
-        }
-        conn.run(&parts, Ctx::new("LOGIN")).await
-    };
-    match result {
-        // In the OK's code, or (Dovecot, when CAPABILITY was asked before) untagged.
-        Ok(done) => Ok(complete(match done.code() {
-            Some(ResponseCode::Capabilities(list)) => {
-                Some(list.iter().map(capability_atom).collect())
-            }
-            _ => done.untagged.iter().find_map(|r| match r.parsed() {
-                Response::Capabilities(list) => Some(list.iter().map(capability_atom).collect()),
-                _ => None,
-            }),
-        })),
-        Err(StoreError::No { endpoint, text, .. }) => Err(StoreError::Auth {
-            endpoint,
-            detail: text,
-        }),
-        Err(e) => Err(e),
-    }
 }
