@@ -251,8 +251,16 @@ async fn impossible_rate_limits_are_usage_errors() {
         ("--max-bytes-per-second", "0", "would stop every upload"),
         ("--max-bytes-per-second", "fast", "e.g. 500K or 2M"),
         ("--max-bytes-per-second", "5T", "K, M or G suffix"),
-        ("--max-messages-per-second", "0", "positive number of messages per second"),
-        ("--max-messages-per-second", "-3", "positive number of messages per second"),
+        (
+            "--max-messages-per-second",
+            "0",
+            "positive number of messages per second",
+        ),
+        (
+            "--max-messages-per-second",
+            "-3",
+            "positive number of messages per second",
+        ),
         ("--max-messages-per-second", "NaN", "e.g. 50 or 0.5"),
     ] {
         let arg = format!("{option}={value}");

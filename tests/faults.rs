@@ -391,8 +391,13 @@ async fn a_throttled_append_is_sent_again_and_arrives_once() {
         for i in 0..12 {
             let folder = if i % 3 == 0 { "Archive" } else { "INBOX" };
             let date = format!("{:02}-May-2024 09:00:00 +0000", 1 + i);
-            p.append(folder, &["\\Seen"], Some(&date), &sized_message("thr", i, 3000))
-                .await;
+            p.append(
+                folder,
+                &["\\Seen"],
+                Some(&date),
+                &sized_message("thr", i, 3000),
+            )
+            .await;
         }
         let expected = account(&mut p).await;
         p.logout().await;
@@ -403,15 +408,31 @@ async fn a_throttled_append_is_sent_again_and_arrives_once() {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("s.redb").to_string_lossy().into_owned();
         let args = [
-            "migrate", "--source", &source, "--target", &target, "--state", &state, "--json",
+            "migrate",
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state,
+            "--json",
             "--no-verify",
         ];
         let run = mailreplica_env(&args, &fast_retry_env()).await;
         assert_eq!(run.code, 0, "case {n} ({answer}): {run:?}");
-        assert_eq!(proxy.faults_fired(), 1, "case {n}: the proxy refused nothing");
+        assert_eq!(
+            proxy.faults_fired(),
+            1,
+            "case {n}: the proxy refused nothing"
+        );
         assert_eq!(proxy.faulted_commands().len(), 1);
         // Every message was APPENDed once and got through once (the refused one again).
-        assert_eq!(proxy.count("APPEND"), 12, "case {n}: {:?}", proxy.commands());
+        assert_eq!(
+            proxy.count("APPEND"),
+            12,
+            "case {n}: {:?}",
+            proxy.commands()
+        );
         let json = run.json();
         assert_eq!(json["refused"], serde_json::json!([]), "case {n}: {json}");
         assert_eq!(json["copied"], 12, "case {n}: {json}");
@@ -442,13 +463,27 @@ async fn a_rate_limited_migration_says_its_limit_and_copies_everything() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("s.redb").to_string_lossy().into_owned();
     let json = mailreplica(&[
-        "migrate", "--source", &source, "--target", &target, "--state", &state, "--json",
-        "--no-verify", "--max-messages-per-second", "40", "--max-bytes-per-second", "1M",
+        "migrate",
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--state",
+        &state,
+        "--json",
+        "--no-verify",
+        "--max-messages-per-second",
+        "40",
+        "--max-bytes-per-second",
+        "1M",
     ])
     .await;
     assert_eq!(json.code, 0, "{json:?}");
     let summary = json.json();
-    assert_eq!(summary["pace"]["limit"], "1 MiB/s and 40 messages/s", "{summary}");
+    assert_eq!(
+        summary["pace"]["limit"], "1 MiB/s and 40 messages/s",
+        "{summary}"
+    );
     assert_eq!(summary["pace"]["max_messages_per_second"], 40.0);
     assert_eq!(summary["pace"]["max_bytes_per_second"], 1 << 20);
     let mut r = TestImap::connect(&recovery, &dst_user).await;
@@ -456,15 +491,27 @@ async fn a_rate_limited_migration_says_its_limit_and_copies_everything() {
     r.logout().await;
     // Without --json the limit in effect is one line on stderr and one in the summary.
     let text = mailreplica(&[
-        "sync", "--source", &source, "--target", &target, "--state", &state,
-        "--max-messages-per-second", "0.5",
+        "sync",
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--state",
+        &state,
+        "--max-messages-per-second",
+        "0.5",
     ])
     .await;
     assert_eq!(text.code, 0, "{text:?}");
     assert!(
-        text.stderr
-            .contains("rate limit on the target: at most 0.5 messages/s, shared by every connection"),
+        text.stderr.contains(
+            "rate limit on the target: at most 0.5 messages/s, shared by every connection"
+        ),
         "{text:?}"
     );
-    assert!(text.stdout.contains("rate limit on the target: 0.5 messages/s"), "{text:?}");
+    assert!(
+        text.stdout
+            .contains("rate limit on the target: 0.5 messages/s"),
+        "{text:?}"
+    );
 }

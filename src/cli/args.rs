@@ -478,9 +478,21 @@ mod tests {
         assert_eq!(parse_byte_rate("1G"), Ok(1 << 30));
         assert_eq!(parse_byte_rate("2MiB"), Ok(2 << 20));
         assert_eq!(parse_byte_rate("64KB"), Ok(64 << 10));
-        for bad in ["0", "0M", "", "-5", "1.5M", "fast", "5T", "99999999999999999999G"] {
+        for bad in [
+            "0",
+            "0M",
+            "",
+            "-5",
+            "1.5M",
+            "fast",
+            "5T",
+            "99999999999999999999G",
+        ] {
             let e = parse_byte_rate(bad).expect_err(bad);
-            assert!(e.contains("expected a positive number of bytes"), "{bad}: {e}");
+            assert!(
+                e.contains("expected a positive number of bytes"),
+                "{bad}: {e}"
+            );
         }
     }
 
@@ -490,7 +502,10 @@ mod tests {
         assert_eq!(parse_message_rate("0.5"), Ok(0.5));
         for bad in ["0", "-1", "nan", "inf", "", "lots", "0.000001"] {
             let e = parse_message_rate(bad).expect_err(bad);
-            assert!(e.contains("expected a positive number of messages"), "{bad}: {e}");
+            assert!(
+                e.contains("expected a positive number of messages"),
+                "{bad}: {e}"
+            );
         }
     }
 }

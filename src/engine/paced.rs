@@ -157,9 +157,7 @@ impl Backoff {
             Throttling::Limit if self.attempts >= LIMIT_RETRIES => return None,
             Throttling::Limit | Throttling::Throttled { suggested: None } => exponential,
             // A suggestion of nothing still waits a little, so a busy server is not hammered.
-            Throttling::Throttled {
-                suggested: Some(s),
-            } => s.max(Duration::from_millis(10)),
+            Throttling::Throttled { suggested: Some(s) } => s.max(Duration::from_millis(10)),
         };
         if self.waited >= GIVE_UP_AFTER {
             return None;
@@ -277,7 +275,9 @@ impl<T: MailStore> Paced<T> {
                         .await;
                     pending = again;
                 }
-                None if throttled_fails_call && matches!(throttling, Throttling::Throttled { .. }) => {
+                None if throttled_fails_call
+                    && matches!(throttling, Throttling::Throttled { .. }) =>
+                {
                     return Err(error);
                 }
                 None => {
@@ -308,9 +308,7 @@ async fn append_within_limits<T: MailStore>(
     let mut results = Vec::with_capacity(messages.len());
     let mut start = 0;
     while start < messages.len() {
-        throttle
-            .admit(1, messages[start].bytes.len() as u64)
-            .await;
+        throttle.admit(1, messages[start].bytes.len() as u64).await;
         let mut end = start + 1;
         while end < messages.len() && throttle.try_admit(1, messages[end].bytes.len() as u64) {
             end += 1;
@@ -401,9 +399,13 @@ impl<T: MailStore> MailStore for Paced<T> {
         messages: &[AppendRequest<'_>],
     ) -> Result<Vec<Result<Option<u32>, StoreError>>, StoreError> {
         let pacing = self.pacing.clone();
-        self.retrying_items(messages, true, async |s: &mut T, batch: &[AppendRequest<'_>]| {
-            append_within_limits(s, pacing.throttle(), path, batch).await
-        })
+        self.retrying_items(
+            messages,
+            true,
+            async |s: &mut T, batch: &[AppendRequest<'_>]| {
+                append_within_limits(s, pacing.throttle(), path, batch).await
+            },
+        )
         .await
     }
 
@@ -461,8 +463,7 @@ impl<T: MailStore> MailStore for Paced<T> {
     }
 
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError> {
-        self.retrying(async |s: &mut T| s.expunge(uids).await)
-            .await
+        self.retrying(async |s: &mut T| s.expunge(uids).await).await
     }
 
     async fn logout(&mut self) {
@@ -491,7 +492,12 @@ mod tests {
     fn source(n: usize, size: usize) -> MemoryStore {
         let mut s = MemoryStore::new("source", Access::ReadOnly);
         for i in 0..n {
-            s.add_message("INBOX", &["\\Seen"], "01-Jan-2024 10:00:00 +0000", &message(i, size));
+            s.add_message(
+                "INBOX",
+                &["\\Seen"],
+                "01-Jan-2024 10:00:00 +0000",
+                &message(i, size),
+            );
         }
         s
     }
@@ -513,7 +519,10 @@ mod tests {
         // Up to 15 minutes of waiting per command, then the error goes up.
         let mut b = Backoff::new();
         let total: Duration = std::iter::from_fn(|| b.next(throttled)).sum();
-        assert!(total >= GIVE_UP_AFTER && total < GIVE_UP_AFTER + MAX_WAIT, "{total:?}");
+        assert!(
+            total >= GIVE_UP_AFTER && total < GIVE_UP_AFTER + MAX_WAIT,
+            "{total:?}"
+        );
         // [LIMIT] may be a fixed limit: three more tries.
         let mut b = Backoff::new();
         assert_eq!(std::iter::from_fn(|| b.next(Throttling::Limit)).count(), 3);
@@ -522,7 +531,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_throttled_append_is_sent_again_and_arrives_once() {
         let pacing = Pacing::unlimited();
-        let mut target = Paced::new(MemoryStore::new("target", Access::ReadWrite), pacing.clone());
+        let mut target = Paced::new(
+            MemoryStore::new("target", Access::ReadWrite),
+            pacing.clone(),
+        );
         let date = InternalDate::parse("01-Jan-2024 10:00:00 +0000").expect("date");
         let flags = FlagSet::default();
         let bodies: Vec<Vec<u8>> = (0..3).map(|i| message(i, 100)).collect();
@@ -543,7 +555,10 @@ mod tests {
         assert_eq!(target.inner.messages("INBOX").len(), 3);
         assert_eq!(pacing.backoffs().0, 1);
         // Every slot holds its own message's UID.
-        let uids: Vec<u32> = results.into_iter().map(|r| r.ok().flatten().expect("uid")).collect();
+        let uids: Vec<u32> = results
+            .into_iter()
+            .map(|r| r.ok().flatten().expect("uid"))
+            .collect();
         for (uid, body) in uids.iter().zip(&bodies) {
             let stored = target.inner.messages("INBOX");
             let (_, m) = stored.iter().find(|(u, _)| u == uid).expect("stored");
@@ -558,7 +573,10 @@ mod tests {
         store.add_folder("Archive");
         store.add_message("INBOX", &[], "01-Jan-2024 10:00:00 +0000", &message(1, 100));
         let mut target = Paced::new(store, pacing.clone());
-        target.open_folder(&FolderPath::from_display("INBOX")).await.expect("open");
+        target
+            .open_folder(&FolderPath::from_display("INBOX"))
+            .await
+            .expect("open");
         target.inner.fail_next(OpKind::Copy, Fault::Throttled);
         let copied = target
             .copy(&[1], &FolderPath::from_display("Archive"))
@@ -572,9 +590,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn other_refusals_are_not_retried() {
         let pacing = Pacing::unlimited();
-        let mut target = Paced::new(MemoryStore::new("target", Access::ReadWrite), pacing.clone());
+        let mut target = Paced::new(
+            MemoryStore::new("target", Access::ReadWrite),
+            pacing.clone(),
+        );
         target.inner.fail_next(OpKind::Copy, Fault::No);
-        target.open_folder(&FolderPath::from_display("INBOX")).await.expect("open");
+        target
+            .open_folder(&FolderPath::from_display("INBOX"))
+            .await
+            .expect("open");
         let e = target
             .copy(&[1], &FolderPath::from_display("INBOX"))
             .await
@@ -612,8 +636,16 @@ mod tests {
         assert_eq!(target.inner.messages("INBOX").len(), 40);
         assert_eq!(pacing.backoffs().0, 1);
         // 40 messages of about 10 KB at 100 KB/s: about 4 s, plus the one back-off.
-        let bytes: usize = target.inner.messages("INBOX").iter().map(|(_, m)| m.bytes.len()).sum();
+        let bytes: usize = target
+            .inner
+            .messages("INBOX")
+            .iter()
+            .map(|(_, m)| m.bytes.len())
+            .sum();
         let at_limit = bytes as f64 / 100_000.0;
-        assert!(took >= at_limit - 0.2 && took <= at_limit + 1.5, "{took} s for {at_limit} s");
+        assert!(
+            took >= at_limit - 0.2 && took <= at_limit + 1.5,
+            "{took} s for {at_limit} s"
+        );
     }
 }

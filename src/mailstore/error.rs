@@ -171,7 +171,10 @@ mod tests {
     fn throttling_answers_are_recognised() {
         let t = |code: Option<&str>, text: &str| throttling_in(code, text);
         assert_eq!(
-            t(None, "[THROTTLED] Account exceeded command or bandwidth limits"),
+            t(
+                None,
+                "[THROTTLED] Account exceeded command or bandwidth limits"
+            ),
             Some(Throttling::Throttled { suggested: None })
         );
         assert_eq!(
@@ -179,7 +182,10 @@ mod tests {
             Some(Throttling::Throttled { suggested: None })
         );
         assert_eq!(
-            t(None, "Request is throttled. Suggested Backoff Time: 1234 milliseconds"),
+            t(
+                None,
+                "Request is throttled. Suggested Backoff Time: 1234 milliseconds"
+            ),
             Some(Throttling::Throttled {
                 suggested: Some(Duration::from_millis(1234))
             })
@@ -196,8 +202,14 @@ mod tests {
                 suggested: Some(Duration::from_secs(3600))
             })
         );
-        assert_eq!(t(Some("LIMIT"), "Too many commands"), Some(Throttling::Limit));
-        assert_eq!(t(None, "[LIMIT] Too many commands"), Some(Throttling::Limit));
+        assert_eq!(
+            t(Some("LIMIT"), "Too many commands"),
+            Some(Throttling::Limit)
+        );
+        assert_eq!(
+            t(None, "[LIMIT] Too many commands"),
+            Some(Throttling::Limit)
+        );
         // Keyword limits are learned and written around, not waited for.
         assert_eq!(t(Some("LIMIT"), "Too many keywords in mailbox"), None);
         assert_eq!(t(Some("OVERQUOTA"), "Quota exceeded"), None);

@@ -565,9 +565,9 @@ fn without_first_argument(line: &[u8], cmd: &ProxyCommand) -> Option<Vec<u8>> {
     if arg_len == 0 || rest.starts_with('{') {
         return None;
     }
-    let mut out = text[..prefix_len].as_bytes().to_vec();
+    let mut out = text.as_bytes()[..prefix_len].to_vec();
     out.extend_from_slice(b"\"mailreplica-proxy-refused\"");
-    out.extend_from_slice(rest[arg_len..].as_bytes());
+    out.extend_from_slice(&rest.as_bytes()[arg_len..]);
     Some(out)
 }
 
@@ -581,9 +581,9 @@ fn replace_refused_answers(shared: &Mutex<Shared>, conn: usize, held: &mut Vec<u
         let text = String::from_utf8_lossy(&line);
         let hit = s.refusing.iter().position(|(c, tag, _)| {
             *c == conn
-                && text
-                    .strip_prefix(tag.as_str())
-                    .is_some_and(|r| r.starts_with(" NO ") || r.starts_with(" BAD ") || r.starts_with(" OK "))
+                && text.strip_prefix(tag.as_str()).is_some_and(|r| {
+                    r.starts_with(" NO ") || r.starts_with(" BAD ") || r.starts_with(" OK ")
+                })
         });
         match hit {
             Some(i) => {
