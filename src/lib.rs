@@ -9,37 +9,40 @@
 //!   selection and no removal on the target, then `verify`. `cli::watch` runs one agent per pair
 //!   as local tokio tasks (the pass shares per-pass state in `RefCell`s), bounds connections
 //!   per server with fair semaphores, and turns SIGTERM/SIGINT into the agents' stop signal.
-//! - [`engine`]: drives a pass (`engine::sync`): list the folders of both sides with their
-//!   tokens (LIST-STATUS), freeze on time travel, propagate folder renames and deletions
+//! - [`engine`]: drives a pass (`engine::sync`): list the folders of both sides with their tokens
+//!   (LIST-STATUS), freeze on time travel, propagate folder renames and deletions
 //!   (`engine::folders`), skip folders whose tokens prove them unchanged, and work on the others
-//!   concurrently over up to 4 connection pairs (`engine::workers`). Per folder: read each side
-//!   in full or as the base plus what changed since the last pass (CONDSTORE/QRESYNC, else a
-//!   flag rescan: `engine::snapshot`), resolve a batch a previous run left unfinished
-//!   (`engine::recover`), plan, then validate and place messages (adopt what the target holds,
-//!   MOVE or COPY content it holds elsewhere, APPEND the rest under a journal, fetching the next
-//!   batch while this one uploads; a worker about to upload content another worker is uploading
-//!   waits and copies it instead). Last, the pass's removals: moves first, the rest through the
-//!   removal budget, expunged folder by folder over the same connection pairs; last,
-//!   subscriptions follow the source. The target is seen through `engine::mapped` (the
-//!   engine speaks source paths; a special-use folder named apart on the target is
-//!   translated, see `reconcile::folder_map`). Keywords a target refuses are learned from its
-//!   refusals and kept as a fidelity note (`engine::keywords`): the message goes without them.
-//!   A copy uploaded with 8-bit header bytes is read back until the target is known to keep
-//!   them (`engine::readback`): one stored otherwise gets a fidelity note, and the target's
-//!   class becomes `normalising`, so `verify` and rebuilding match such copies by the tolerant
-//!   key. Refusals of identical copies (a server's limit) are one report, accepted by verify.
-//!   Emits progress as events. `engine::probe` runs the fidelity probe `check`
-//!   uses: one message in a folder of its own, read back, then removed. `engine::failover`
-//!   holds the failed-over mark (every one-way pass refuses while it is set, and takes the
-//!   request file `failover` leaves beside a state a running watch holds);
-//!   `engine::failback` lists both sides in full, links them to the frozen base, and applies
-//!   a merge plan to both sides. `engine::watch` is the agent of `watch`: the same pass at
-//!   start, on every change the primary reports (IDLE on INBOX, leading-edge debounce) and
-//!   every poll interval, over one pass connection per side; outages back off and recover, a
-//!   frozen pair stops, the stop signal ends it at a safe point. It reaches the servers
-//!   through a `Link` the CLI implements over IMAP. `failover` and `sync --accept-regression`
-//!   hand their request to a running watch through a file beside the state
-//!   (`cli::handover`).
+//!   concurrently over up to 4 connection pairs (`engine::workers`). Per folder: read each side in
+//!   full or as the base plus what changed since the last pass (CONDSTORE/QRESYNC, else a flag
+//!   rescan: `engine::snapshot`), resolve a batch a previous run left unfinished
+//!   (`engine::recover`), plan, then validate and place messages (adopt what the target holds, MOVE
+//!   or COPY content it holds elsewhere, APPEND the rest under a journal, fetching the next batch
+//!   while this one uploads; a worker about to upload content another worker is uploading waits
+//!   and copies it instead). Last, the pass's removals: moves first, the rest through the removal
+//!   budget, expunged folder by folder over the same connection pairs; last, subscriptions follow
+//!   the source. The target is seen through `engine::mapped` (the engine speaks source paths; a
+//!   special-use folder named apart on the target is translated, see `reconcile::folder_map`).
+//!   Keywords a target refuses are learned from its refusals and kept as a fidelity note
+//!   (`engine::keywords`): the message goes without them. A copy uploaded with 8-bit header bytes
+//!   is read back until the target is known to keep them (`engine::readback`): one stored otherwise
+//!   gets a fidelity note, and the target's class becomes `normalising`, so `verify` and rebuilding
+//!   match such copies by the tolerant key. Refusals of identical copies (a server's limit) are one
+//!   report, accepted by verify. Emits progress as events. `engine::paced` is the store decorator
+//!   the CLI puts under each side's folder mapping: the one place where a command a server answers
+//!   "slow down" (`[THROTTLED]`, `[LIMIT]`, a suggested back-off time; classified by
+//!   `StoreError::throttling`) is sent again after a wait, and where writes to the target are
+//!   admitted by the rate limits of `migrate`/`sync` (`engine::throttle`: one token bucket per
+//!   limit, shared by every connection to the target account). `engine::probe` runs the fidelity
+//!   probe `check` uses: one message in a folder of its own, read back, then removed.
+//!   `engine::failover` holds the failed-over mark (every one-way pass refuses while it is set, and
+//!   takes the request file `failover` leaves beside a state a running watch holds);
+//!   `engine::failback` lists both sides in full, links them to the frozen base, and applies a
+//!   merge plan to both sides. `engine::watch` is the agent of `watch`: the same pass at start, on
+//!   every change the primary reports (IDLE on INBOX, leading-edge debounce) and every poll
+//!   interval, over one pass connection per side; outages back off and recover, a frozen pair
+//!   stops, the stop signal ends it at a safe point. It reaches the servers through a `Link` the
+//!   CLI implements over IMAP. `failover` and `sync --accept-regression` hand their request to a
+//!   running watch through a file beside the state (`cli::handover`).
 //! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
 //!   returns a change set (placements, flag updates, removals); the removal budget decides which
 //!   removals a pass applies; validation judges a message's bytes; adoption pairs copies by

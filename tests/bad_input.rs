@@ -242,3 +242,39 @@ async fn corrupt_and_foreign_state_files_are_refused_untouched() {
     assert_clean_failure(&run, 2, &["state file"]);
     assert_state_intact(&s).await;
 }
+
+/// Rate limits that cannot be kept are usage errors that say what is expected, before any
+/// server is reached.
+#[tokio::test]
+async fn impossible_rate_limits_are_usage_errors() {
+    for (option, value, words) in [
+        ("--max-bytes-per-second", "0", "would stop every upload"),
+        ("--max-bytes-per-second", "fast", "e.g. 500K or 2M"),
+        ("--max-bytes-per-second", "5T", "K, M or G suffix"),
+        (
+            "--max-messages-per-second",
+            "0",
+            "positive number of messages per second",
+        ),
+        (
+            "--max-messages-per-second",
+            "-3",
+            "positive number of messages per second",
+        ),
+        ("--max-messages-per-second", "NaN", "e.g. 50 or 0.5"),
+    ] {
+        let arg = format!("{option}={value}");
+        for command in ["sync", "migrate"] {
+            let run = mailreplica(&[
+                command,
+                "--source",
+                "imap://a@127.0.0.1:1",
+                "--target",
+                "imap://b@127.0.0.1:1",
+                &arg,
+            ])
+            .await;
+            assert_clean_failure(&run, 2, &[option, words]);
+        }
+    }
+}

@@ -369,3 +369,149 @@ async fn a_source_transfer_cut_mid_literal_is_never_uploaded_truncated() {
     let mut r = TestImap::connect(&recovery, &dst_user).await;
     assert_same_accounts(&expected, &account(&mut r).await);
 }
+
+/// The target answers one APPEND "slow down" (as Gmail, Office 365 or a RFC 5530 server
+/// would): the message is sent again after the back-off and arrives exactly once, the run
+/// succeeds, nothing is reported refused, and the summary counts the back-off.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_append_is_sent_again_and_arrives_once() {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    for (n, answer) in [
+        "[THROTTLED] Account exceeded command or bandwidth limits",
+        "[LIMIT] Too many commands, slow down",
+        "Request is throttled. Suggested Backoff Time: 200 milliseconds",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (src_user, dst_user) = (fresh_user("thrsrc"), fresh_user("thrdst"));
+        let mut p = TestImap::connect(&primary, &src_user).await;
+        p.create("Archive").await;
+        for i in 0..12 {
+            let folder = if i % 3 == 0 { "Archive" } else { "INBOX" };
+            let date = format!("{:02}-May-2024 09:00:00 +0000", 1 + i);
+            p.append(
+                folder,
+                &["\\Seen"],
+                Some(&date),
+                &sized_message("thr", i, 3000),
+            )
+            .await;
+        }
+        let expected = account(&mut p).await;
+        p.logout().await;
+
+        let proxy = Proxy::start(recovery.addr(), FaultPlan::refuse("APPEND", 5, answer));
+        let source = primary.url(&src_user);
+        let target = format!("imap+plain://{dst_user}@127.0.0.1:{}", proxy.port());
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("s.redb").to_string_lossy().into_owned();
+        let args = [
+            "migrate",
+            "--source",
+            &source,
+            "--target",
+            &target,
+            "--state",
+            &state,
+            "--json",
+            "--no-verify",
+        ];
+        let run = mailreplica_env(&args, &fast_retry_env()).await;
+        assert_eq!(run.code, 0, "case {n} ({answer}): {run:?}");
+        assert_eq!(
+            proxy.faults_fired(),
+            1,
+            "case {n}: the proxy refused nothing"
+        );
+        assert_eq!(proxy.faulted_commands().len(), 1);
+        // Every message was APPENDed once and got through once (the refused one again).
+        assert_eq!(
+            proxy.count("APPEND"),
+            12,
+            "case {n}: {:?}",
+            proxy.commands()
+        );
+        let json = run.json();
+        assert_eq!(json["refused"], serde_json::json!([]), "case {n}: {json}");
+        assert_eq!(json["copied"], 12, "case {n}: {json}");
+        assert_eq!(json["pace"]["server_backoffs"], 1, "case {n}: {json}");
+        drop(proxy);
+        let mut r = TestImap::connect(&recovery, &dst_user).await;
+        assert_same_accounts(&expected, &account(&mut r).await);
+        r.logout().await;
+    }
+}
+
+/// A rate-limited migration through the CLI: the limit is said (one line on stderr, and in
+/// the JSON summary) and everything arrives. Speed itself is measured by
+/// scripts/bench-throttle, not asserted here.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_migration_says_its_limit_and_copies_everything() {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    let (src_user, dst_user) = (fresh_user("ratesrc"), fresh_user("ratedst"));
+    let mut p = TestImap::connect(&primary, &src_user).await;
+    for i in 0..20 {
+        p.append("INBOX", &[], None, &sized_message("rate", i, 2000))
+            .await;
+    }
+    let expected = account(&mut p).await;
+    p.logout().await;
+    let (source, target) = (primary.url(&src_user), recovery.url(&dst_user));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.redb").to_string_lossy().into_owned();
+    let json = mailreplica(&[
+        "migrate",
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--state",
+        &state,
+        "--json",
+        "--no-verify",
+        "--max-messages-per-second",
+        "40",
+        "--max-bytes-per-second",
+        "1M",
+    ])
+    .await;
+    assert_eq!(json.code, 0, "{json:?}");
+    let summary = json.json();
+    assert_eq!(
+        summary["pace"]["limit"], "1 MiB/s and 40 messages/s",
+        "{summary}"
+    );
+    assert_eq!(summary["pace"]["max_messages_per_second"], 40.0);
+    assert_eq!(summary["pace"]["max_bytes_per_second"], 1 << 20);
+    let mut r = TestImap::connect(&recovery, &dst_user).await;
+    assert_same_accounts(&expected, &account(&mut r).await);
+    r.logout().await;
+    // Without --json the limit in effect is one line on stderr and one in the summary.
+    let text = mailreplica(&[
+        "sync",
+        "--source",
+        &source,
+        "--target",
+        &target,
+        "--state",
+        &state,
+        "--max-messages-per-second",
+        "0.5",
+    ])
+    .await;
+    assert_eq!(text.code, 0, "{text:?}");
+    assert!(
+        text.stderr.contains(
+            "rate limit on the target: at most 0.5 messages/s, shared by every connection"
+        ),
+        "{text:?}"
+    );
+    assert!(
+        text.stdout
+            .contains("rate limit on the target: 0.5 messages/s"),
+        "{text:?}"
+    );
+}

@@ -190,6 +190,62 @@ pub struct SyncArgs {
     /// the target already holds is uploaded again). A damaged state file is moved aside.
     #[arg(long)]
     pub rebuild_state: bool,
+
+    /// Upload at most this many bytes per second to the target, over all connections
+    /// together (message bytes of APPEND); a number with an optional K, M or G suffix
+    /// (1024-based), e.g. 500K or 2M
+    #[arg(long, value_name = "BYTES", value_parser = parse_byte_rate)]
+    pub max_bytes_per_second: Option<u64>,
+
+    /// Write at most this many messages per second to the target, over all connections
+    /// together (APPEND, and COPY/MOVE of a message the target holds already); may be
+    /// fractional, e.g. 0.5
+    #[arg(long, value_name = "N", value_parser = parse_message_rate)]
+    pub max_messages_per_second: Option<f64>,
+}
+
+/// `--max-bytes-per-second`: a positive whole number of bytes, with an optional K, M or G
+/// suffix (1024-based; a trailing `B` or `iB` is allowed: `2MiB`).
+pub fn parse_byte_rate(raw: &str) -> Result<u64, String> {
+    let expected = "expected a positive number of bytes per second, optionally with a K, M or G suffix (1024-based), e.g. 500K or 2M";
+    let text = raw.trim();
+    let upper = text.to_ascii_uppercase();
+    let unit = upper
+        .strip_suffix("IB")
+        .or_else(|| upper.strip_suffix('B'))
+        .unwrap_or(&upper);
+    let (digits, factor) = match unit.chars().last() {
+        Some('K') => (&unit[..unit.len() - 1], 1u64 << 10),
+        Some('M') => (&unit[..unit.len() - 1], 1 << 20),
+        Some('G') => (&unit[..unit.len() - 1], 1 << 30),
+        _ => (unit, 1),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?}: {expected}"))?;
+    match n.checked_mul(factor) {
+        Some(0) => Err(format!("{raw:?} would stop every upload: {expected}")),
+        Some(bytes) => Ok(bytes),
+        None => Err(format!("{raw:?} is too large: {expected}")),
+    }
+}
+
+/// `--max-messages-per-second`: a positive number, fractions allowed.
+pub fn parse_message_rate(raw: &str) -> Result<f64, String> {
+    let expected = "expected a positive number of messages per second, e.g. 50 or 0.5";
+    let n: f64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| format!("{raw:?}: {expected}"))?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(format!("{raw:?}: {expected}"));
+    }
+    // Below one message a day is surely a typo (and the waits would overflow nothing useful).
+    if n < 1.0 / 86_400.0 {
+        return Err(format!("{raw:?} is below one message a day: {expected}"));
+    }
+    Ok(n)
 }
 
 #[derive(Debug, Args)]
@@ -448,4 +504,48 @@ pub struct MigrateArgs {
     /// Do not run verify at the end
     #[arg(long)]
     pub no_verify: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_rates_take_suffixes() {
+        assert_eq!(parse_byte_rate("1000"), Ok(1000));
+        assert_eq!(parse_byte_rate("500K"), Ok(500 * 1024));
+        assert_eq!(parse_byte_rate("2m"), Ok(2 << 20));
+        assert_eq!(parse_byte_rate("1G"), Ok(1 << 30));
+        assert_eq!(parse_byte_rate("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_byte_rate("64KB"), Ok(64 << 10));
+        for bad in [
+            "0",
+            "0M",
+            "",
+            "-5",
+            "1.5M",
+            "fast",
+            "5T",
+            "99999999999999999999G",
+        ] {
+            let e = parse_byte_rate(bad).expect_err(bad);
+            assert!(
+                e.contains("expected a positive number of bytes"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn message_rates_may_be_fractional() {
+        assert_eq!(parse_message_rate("50"), Ok(50.0));
+        assert_eq!(parse_message_rate("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "nan", "inf", "", "lots", "0.000001"] {
+            let e = parse_message_rate(bad).expect_err(bad);
+            assert!(
+                e.contains("expected a positive number of messages"),
+                "{bad}: {e}"
+            );
+        }
+    }
 }

@@ -11,7 +11,10 @@ use super::handover::{hand_to_watch, report, Untaken, WAIT};
 use super::pair::{connect, Pair};
 use super::progress::{human_bytes, Progress};
 use crate::engine::mapped::{folder_map, Mapped};
+use crate::engine::paced::{Paced, Pacing};
+use crate::engine::summary::PaceReport;
 use crate::engine::sync::{sync_into_with, SyncOptions};
+use crate::engine::throttle::{RateLimits, Throttle};
 use crate::engine::watch::{accept_request_path, status_path, write_accept_request, StatusCopy};
 use crate::engine::workers::Connector;
 use crate::engine::{EngineError, SyncSummary};
@@ -52,7 +55,23 @@ impl SyncCommand {
             }
         };
         let progress = Progress::new(args.json);
-        let options = SyncOptions {
+        let limits = RateLimits {
+            bytes_per_second: args.max_bytes_per_second,
+            messages_per_second: args.max_messages_per_second,
+        };
+        // One pacing per account for the whole run (every connection, every retried pass):
+        // the limit's budget and the servers' back-off episodes carry over.
+        let pacing = Pacings {
+            source: Pacing::unlimited(),
+            target: Pacing::limited(Throttle::new(limits)),
+        };
+        if !limits.is_unlimited() && !args.dry_run {
+            progress.line(&format!(
+                "rate limit on the target: at most {}, shared by every connection",
+                limits.describe()
+            ));
+        }
+        let mut options = SyncOptions {
             dry_run: args.dry_run,
             policy: Policy {
                 allow_deletions: args.allow_deletions,
@@ -72,13 +91,14 @@ impl SyncCommand {
             folder_rules: self.folder_rules,
             ..SyncOptions::default()
         };
+        fit_batches_to_limits(&mut options, &limits);
         let mut summary = SyncSummary::default();
         // Retries count consecutive failed passes that made no progress: a flaky link that
         // drops every few hundred kilobytes still converges, a dead one gives up.
         let mut attempt = 0;
         loop {
             let before = progress_marker(&summary);
-            let result = run_pass(&pair, &state, &options, &progress, &mut summary).await;
+            let result = run_pass(&pair, &pacing, &state, &options, &progress, &mut summary).await;
             if result.is_err() && progress_marker(&summary) > before {
                 attempt = 0;
             }
@@ -115,6 +135,7 @@ impl SyncCommand {
                 }
             }
         }
+        summary.pace = pacing.report(&limits);
         summary.finished_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -148,9 +169,53 @@ enum Failure {
     Engine(EngineError),
 }
 
+/// The pacing of each side's connections (see engine::paced): back-off on both, the rate
+/// limits on the target.
+struct Pacings {
+    source: Arc<Pacing>,
+    target: Arc<Pacing>,
+}
+
+impl Pacings {
+    /// What the summary says about the run's pace; nothing when there was no limit and no
+    /// server asked to slow down.
+    fn report(&self, limits: &RateLimits) -> Option<PaceReport> {
+        let (s_count, s_wait) = self.source.backoffs();
+        let (t_count, t_wait) = self.target.backoffs();
+        let waited = self
+            .target
+            .throttle()
+            .map_or(Duration::ZERO, Throttle::waited);
+        if limits.is_unlimited() && s_count + t_count == 0 {
+            return None;
+        }
+        Some(PaceReport {
+            limit: (!limits.is_unlimited()).then(|| limits.describe()),
+            max_bytes_per_second: limits.bytes_per_second,
+            max_messages_per_second: limits.messages_per_second,
+            limit_wait_seconds: waited.as_secs_f64(),
+            server_backoffs: s_count + t_count,
+            server_backoff_seconds: (s_wait + t_wait).as_secs_f64(),
+        })
+    }
+}
+
+/// Under a rate limit, a batch is about a second of the limit: progress (and the bar's ETA)
+/// moves every second or so instead of jumping once per large batch.
+fn fit_batches_to_limits(options: &mut SyncOptions, limits: &RateLimits) {
+    if let Some(bytes) = limits.bytes_per_second {
+        options.batch_bytes = options.batch_bytes.min(bytes.max(1));
+    }
+    if let Some(messages) = limits.messages_per_second {
+        let per_worker = (messages / options.connections.max(1) as f64).ceil() as usize;
+        options.batch_messages = options.batch_messages.min(per_worker.max(1));
+    }
+}
+
 /// Connects both sides and runs one pass, adding to `summary`.
 async fn run_pass(
     pair: &Pair,
+    pacing: &Pacings,
     state: &StateFile,
     options: &SyncOptions,
     progress: &Progress,
@@ -167,7 +232,12 @@ async fn run_pass(
         connect(&pair.target, target_access, "target")
     );
     let (mut source, mut target) = match (source, target) {
-        (Ok(s), Ok(t)) => (s, t),
+        // Paced below the folder mapping: every command, the first listing too, waits when
+        // a server asks to slow down.
+        (Ok(s), Ok(t)) => (
+            Paced::new(s, pacing.source.clone()),
+            Paced::new(t, pacing.target.clone()),
+        ),
         (Err(code), Ok(mut t)) => {
             t.logout().await;
             return Err(Failure::Connect(code));
@@ -197,6 +267,7 @@ async fn run_pass(
         target_access,
         map: map.clone(),
         identity,
+        pacing,
     };
     let result = sync_into_with(
         &mut source,
@@ -220,10 +291,13 @@ struct MoreConnections<'a> {
     target_access: Access,
     map: Arc<FolderMap>,
     identity: Arc<FolderMap>,
+    pacing: &'a Pacings,
 }
 
-impl Connector<Mapped<ImapStore>, Mapped<ImapStore>> for MoreConnections<'_> {
-    async fn connect_pair(&self) -> Option<(Mapped<ImapStore>, Mapped<ImapStore>)> {
+type Side = Mapped<Paced<ImapStore>>;
+
+impl Connector<Side, Side> for MoreConnections<'_> {
+    async fn connect_pair(&self) -> Option<(Side, Side)> {
         let mut source = match ImapStore::connect(&self.pair.source, Access::ReadOnly).await {
             Ok(s) => s,
             Err(e) => {
@@ -233,8 +307,11 @@ impl Connector<Mapped<ImapStore>, Mapped<ImapStore>> for MoreConnections<'_> {
         };
         match ImapStore::connect(&self.pair.target, self.target_access).await {
             Ok(t) => Some((
-                Mapped::new(source, self.identity.clone()),
-                Mapped::new(t, self.map.clone()),
+                Mapped::new(
+                    Paced::new(source, self.pacing.source.clone()),
+                    self.identity.clone(),
+                ),
+                Mapped::new(Paced::new(t, self.pacing.target.clone()), self.map.clone()),
             )),
             Err(e) => {
                 tracing::debug!("no extra target connection: {e}");
@@ -379,6 +456,28 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(exp - jitter + spread)
 }
 
+/// The one line about the run's pace: the limit in effect and what waiting it cost, and how
+/// often a server asked to slow down.
+fn pace_line(p: &PaceReport) -> String {
+    let limit = p.limit.as_ref().map(|l| {
+        format!(
+            "rate limit on the target: {l}; uploads waited {:.1} s for it (summed over connections)",
+            p.limit_wait_seconds
+        )
+    });
+    let backoff = (p.server_backoffs > 0).then(|| {
+        format!(
+            "the servers asked to slow down {} time(s): waited {:.1} s and sent the commands again",
+            p.server_backoffs, p.server_backoff_seconds
+        )
+    });
+    match (limit, backoff) {
+        (Some(l), Some(b)) => format!("{l}; {b}"),
+        (Some(one), None) | (None, Some(one)) => one,
+        (None, None) => "no rate limit".into(),
+    }
+}
+
 fn print_summary(s: &SyncSummary) {
     for action in &s.actions {
         println!("would {action}");
@@ -409,6 +508,9 @@ fn print_summary(s: &SyncSummary) {
             "{} message(s) exist only on the target and were left alone",
             s.target_only
         );
+    }
+    if let Some(pace) = &s.pace {
+        println!("{}", pace_line(pace));
     }
     for note in &s.notices {
         println!("note: {note}");

@@ -13,6 +13,7 @@ use super::args::WatchArgs;
 use super::exit::ExitCode;
 use crate::config::SideConfig;
 use crate::engine::mapped::{folder_map, Mapped};
+use crate::engine::paced::{Paced, Pacing};
 use crate::engine::sync::SyncOptions;
 use crate::engine::watch::{Agent, Link, WatchSettings};
 use crate::mailstore::imap::ImapStore;
@@ -111,6 +112,7 @@ impl WatchCommand {
                         ),
                     ],
                     held: RefCell::new(Vec::new()),
+                    pacing: [Pacing::unlimited(), Pacing::unlimited()],
                     source: plan.source,
                     target: plan.target,
                     idle,
@@ -301,6 +303,8 @@ pub struct ImapLink {
     pass_budgets: [(Option<String>, Option<Arc<Semaphore>>); 2],
     /// Pass permits held while the pass connections are open.
     held: RefCell<Vec<OwnedSemaphorePermit>>,
+    /// Back-off when a server asks to slow down (source, target); no rate limit in watch.
+    pacing: [Arc<Pacing>; 2],
 }
 
 impl ImapLink {
@@ -332,15 +336,16 @@ impl ImapLink {
 }
 
 impl Link for ImapLink {
-    type Source = ImapStore;
-    type Target = Mapped<ImapStore>;
+    type Source = Paced<ImapStore>;
+    type Target = Mapped<Paced<ImapStore>>;
 
-    async fn connect(&self) -> Result<(ImapStore, Mapped<ImapStore>), StoreError> {
+    async fn connect(&self) -> Result<(Self::Source, Self::Target), StoreError> {
         self.take_pass_permits().await;
         let opened = async {
-            let mut source = ImapStore::connect(&self.source, Access::ReadOnly).await?;
+            let source = ImapStore::connect(&self.source, Access::ReadOnly).await?;
+            let mut source = Paced::new(source, self.pacing[0].clone());
             let mut target = match ImapStore::connect(&self.target, Access::ReadWrite).await {
-                Ok(target) => target,
+                Ok(target) => Paced::new(target, self.pacing[1].clone()),
                 Err(e) => {
                     source.logout().await;
                     return Err(e);

@@ -14,6 +14,25 @@ pub struct FolderReport {
     pub on_target: u64,
 }
 
+/// A run's pace: the rate limit on the target and the servers' requests to slow down.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PaceReport {
+    /// The limit in effect on the target, as the run said it (`5 MiB/s and 50 messages/s`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes_per_second: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_messages_per_second: Option<f64>,
+    /// Seconds uploads waited for the limit, summed over the connections.
+    pub limit_wait_seconds: f64,
+    /// Times a server asked to slow down (`[THROTTLED]`, `[LIMIT]`, a suggested back-off)
+    /// and the command was sent again after a wait; both sides, every connection.
+    pub server_backoffs: u64,
+    /// Seconds waited for those, summed over the connections.
+    pub server_backoff_seconds: f64,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncSummary {
     pub source: String,
@@ -85,6 +104,10 @@ pub struct SyncSummary {
     pub notices: Vec<String>,
     /// With --dry-run: what would be done.
     pub actions: Vec<String>,
+    /// The rate limit and the servers' back-offs, when there was either (set by the CLI,
+    /// which paces the stores: `engine::paced`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pace: Option<PaceReport>,
 }
 
 impl SyncSummary {

@@ -101,6 +101,9 @@ pub enum Fault {
     /// The server says NO to this one operation; the connection stays usable. On APPEND it is
     /// that message's refusal (an inner error), as the adapter reports it.
     No,
+    /// Like `No`, but the server asks to slow down (`NO [THROTTLED]`): the same command
+    /// succeeds when sent again.
+    Throttled,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -484,6 +487,13 @@ impl MemoryStore {
                 command: kind.command().to_string(),
                 seconds: 60,
             },
+            Fault::Throttled => StoreError::No {
+                endpoint: self.endpoint.clone(),
+                command: kind.command().to_string(),
+                folder: String::new(),
+                text: "[THROTTLED] Too many requests, slow down (injected)".into(),
+                code: Some("THROTTLED".into()),
+            },
             Fault::No => StoreError::No {
                 endpoint: self.endpoint.clone(),
                 command: kind.command().to_string(),
@@ -522,7 +532,7 @@ impl MemoryStore {
         }
         match fault {
             Fault::LostAfter => Ok(Verdict::Fail(fault)),
-            Fault::No if kind == OpKind::Append => Ok(Verdict::Fail(fault)),
+            Fault::No | Fault::Throttled if kind == OpKind::Append => Ok(Verdict::Fail(fault)),
             _ => Err(self.fault_error(kind, fault)),
         }
     }
@@ -787,8 +797,8 @@ impl MailStore for MemoryStore {
         let mut results = Vec::with_capacity(messages.len());
         for m in messages {
             let verdict = self.begin(OpKind::Append, Some(path))?;
-            if verdict == Verdict::Fail(Fault::No) {
-                results.push(Err(self.fault_error(OpKind::Append, Fault::No)));
+            if let Verdict::Fail(fault @ (Fault::No | Fault::Throttled)) = verdict {
+                results.push(Err(self.fault_error(OpKind::Append, fault)));
                 continue;
             }
             let uidplus = self.caps.uidplus;

@@ -10,7 +10,7 @@ pub mod memory;
 
 pub use crate::model::FolderTokens;
 use crate::model::{FlagSet, FolderPath, InternalDate};
-pub use error::StoreError;
+pub use error::{StoreError, Throttling};
 
 /// What a side may do. A read-only side is opened with EXAMINE, read with PEEK, and refuses every
 /// write command before it reaches the wire.

@@ -114,13 +114,20 @@ impl PrivateDovecot {
             ("VMAIL_GID", gid.to_string()),
             ("EXTRA", String::new()),
             ("SEPARATOR", "/".into()),
+            // Any user name, password "test", as every shared instance but "auth".
+            (
+                "PASSDB",
+                "passdb {\n  driver = static\n  args = password=test\n}".into(),
+            ),
         ]
         .iter()
         .fold(text, |t, (key, value)| {
             t.replace(&format!("@{key}@"), value)
         });
         assert!(
-            !rendered.contains("@INST@") && !rendered.contains("@NAME@"),
+            !rendered.contains("@INST@")
+                && !rendered.contains("@NAME@")
+                && !rendered.contains("@PASSDB@"),
             "{} has placeholders this helper does not know; update tests/support/private_dovecot.rs",
             template.display()
         );

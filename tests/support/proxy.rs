@@ -61,6 +61,17 @@ pub enum FaultPlan {
     /// connection gets a new threshold. The command being cut is recorded
     /// as forwarded. See [`random_drop_threshold`].
     DropRandomly { mean_bytes: u64, seed: u64 },
+    /// Answer the nth (1-based) command with this verb with `TAG NO <answer>` (e.g.
+    /// `[THROTTLED] slow down`) without the server carrying it out: the command is forwarded
+    /// with its first argument (the mailbox) replaced by one that does not exist, so the
+    /// server reads any literal and refuses, and the server's tagged answer is replaced by
+    /// this one. The command is not in [`Proxy::commands`] but in
+    /// [`Proxy::faulted_commands`].
+    RefuseCommand {
+        verb: String,
+        nth: usize,
+        answer: String,
+    },
 }
 
 impl FaultPlan {
@@ -68,6 +79,14 @@ impl FaultPlan {
         FaultPlan::DropOnCommand {
             verb: verb.to_string(),
             nth,
+        }
+    }
+
+    pub fn refuse(verb: &str, nth: usize, answer: &str) -> FaultPlan {
+        FaultPlan::RefuseCommand {
+            verb: verb.to_string(),
+            nth,
+            answer: answer.to_string(),
         }
     }
 
@@ -120,6 +139,8 @@ struct Shared {
     hidden: Vec<String>,
     /// Capability atoms added to them (see [`Proxy::add_capability`]).
     added: Vec<String>,
+    /// Tagged answers to replace (see `FaultPlan::RefuseCommand`): (connection, tag, answer).
+    refusing: Vec<(usize, String, String)>,
 }
 
 impl Shared {
@@ -243,6 +264,7 @@ impl Proxy {
             limits: Vec::new(),
             hidden: Vec::new(),
             added: Vec::new(),
+            refusing: Vec::new(),
         }));
         let sh = shared.clone();
         runtime.spawn(async move {
@@ -469,7 +491,15 @@ async fn client_to_server(
             let bytes = match piece {
                 Piece::Bytes(b) => b,
                 Piece::Command(bytes, info) => {
-                    if let Some(action) = record_command(&shared, ProxyCommand { conn, ..info }) {
+                    let info = ProxyCommand { conn, ..info };
+                    if let Some(edited) = refuse_command(&shared, &info, &bytes) {
+                        if wr.write_all(&edited).await.is_err() {
+                            state.send_replace(ConnState::Closed);
+                            return;
+                        }
+                        continue;
+                    }
+                    if let Some(action) = record_command(&shared, info) {
                         state.send_replace(action);
                         if action == ConnState::Stalled {
                             park(&mut rx).await;
@@ -494,6 +524,88 @@ async fn client_to_server(
             }
         }
     }
+}
+
+/// When the plan refuses this command: records it as faulted, arms the
+/// replacement of its tagged answer and returns the line to forward instead
+/// (its first argument replaced by a mailbox that does not exist).
+fn refuse_command(shared: &Mutex<Shared>, cmd: &ProxyCommand, line: &[u8]) -> Option<Vec<u8>> {
+    let mut s = lock(shared);
+    let FaultPlan::RefuseCommand { verb, nth, answer } = &s.plan else {
+        return None;
+    };
+    if !verb_matches(verb, &cmd.verb, cmd.uid) {
+        return None;
+    }
+    let (nth, answer) = (*nth, answer.clone());
+    s.matched += 1;
+    let hit = if s.always {
+        s.matched >= nth
+    } else {
+        s.matched == nth
+    };
+    if !hit {
+        return None;
+    }
+    let edited = without_first_argument(line, cmd)?;
+    s.fire();
+    s.faulted.push(cmd.clone());
+    s.refusing.push((cmd.conn, cmd.tag.clone(), answer));
+    Some(edited)
+}
+
+/// `TAG [UID] VERB ARG REST` with ARG (an atom or a quoted string) replaced by a
+/// mailbox name no server has; `None` when ARG is neither.
+fn without_first_argument(line: &[u8], cmd: &ProxyCommand) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(line).ok()?;
+    let prefix_len = cmd.tag.len() + 1 + if cmd.uid { 4 } else { 0 } + cmd.verb.len() + 1;
+    let rest = text.get(prefix_len..)?;
+    let arg_len = if let Some(quoted) = rest.strip_prefix('"') {
+        let mut escaped = false;
+        let end = quoted.char_indices().find(|&(_, c)| {
+            let close = c == '"' && !escaped;
+            escaped = c == '\\' && !escaped;
+            close
+        })?;
+        end.0 + 2
+    } else {
+        rest.find([' ', '\r', '\n']).unwrap_or(rest.len())
+    };
+    if arg_len == 0 || rest.starts_with('{') {
+        return None;
+    }
+    let mut out = text.as_bytes()[..prefix_len].to_vec();
+    out.extend_from_slice(b"\"mailreplica-proxy-refused\"");
+    out.extend_from_slice(&rest.as_bytes()[arg_len..]);
+    Some(out)
+}
+
+/// Lines of server bytes with the tagged answers the proxy refuses replaced (see
+/// `FaultPlan::RefuseCommand`); a partial line stays in `held`.
+fn replace_refused_answers(shared: &Mutex<Shared>, conn: usize, held: &mut Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(held.len());
+    let mut s = lock(shared);
+    while let Some(end) = held.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = held.drain(..=end).collect();
+        let text = String::from_utf8_lossy(&line);
+        let hit = s.refusing.iter().position(|(c, tag, _)| {
+            *c == conn
+                && text.strip_prefix(tag.as_str()).is_some_and(|r| {
+                    r.starts_with(" NO ") || r.starts_with(" BAD ") || r.starts_with(" OK ")
+                })
+        });
+        match hit {
+            Some(i) => {
+                let (_, tag, answer) = s.refusing.remove(i);
+                out.extend_from_slice(format!("{tag} NO {answer}\r\n").as_bytes());
+            }
+            None => out.extend_from_slice(&line),
+        }
+    }
+    if !s.refusing.iter().any(|(c, _, _)| *c == conn) {
+        out.append(held);
+    }
+    out
 }
 
 /// Records a client command; returns the fault to apply instead of
@@ -538,6 +650,8 @@ async fn server_to_client(
     let mut rx = state.subscribe();
     let mut sent = 0usize;
     let mut buf = vec![0u8; 64 * 1024];
+    // Server bytes held back while an answer is to be replaced (RefuseCommand).
+    let mut held: Vec<u8> = Vec::new();
     loop {
         let n = tokio::select! {
             r = rd.read(&mut buf) => match r {
@@ -552,6 +666,16 @@ async fn server_to_client(
                 return;
             }
         };
+        let refusing = lock(&shared).refusing.iter().any(|(c, _, _)| *c == conn);
+        if refusing || !held.is_empty() {
+            held.extend_from_slice(&buf[..n]);
+            let out = replace_refused_answers(&shared, conn, &mut held);
+            if !out.is_empty() && wr.write_all(&out).await.is_err() {
+                state.send_replace(ConnState::Closed);
+                return;
+            }
+            continue;
+        }
         let (hidden, added) = {
             let s = lock(&shared);
             (s.hidden.clone(), s.added.clone())

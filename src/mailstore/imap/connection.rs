@@ -7,7 +7,8 @@
 //! writes every command itself:
 //!
 //! - every read and write has a timeout;
-//! - every command's tagged status is checked: NO becomes [`StoreError::No`], BAD poisons;
+//! - every command's tagged status is checked: NO becomes [`StoreError::No`], BAD poisons
+//!   (unless it asks to slow down: then it is a NO, see [`StoreError::throttling`]);
 //! - the first I/O error, parse error, timeout, EOF or BYE poisons the connection: every later
 //!   call fails at once, so it is dropped and never reused;
 //! - a command whose future was dropped half way (cancelled) also poisons it;
@@ -20,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::literal8::Literal8Reader;
 use super::transport::Transport;
+use crate::mailstore::error::throttling_in;
 use crate::mailstore::StoreError;
 
 /// One server response. async-imap's `ImapResponse` (the parsed response owning its buffer,
@@ -331,6 +333,19 @@ impl Connection {
                             .as_ref()
                             .and_then(code_name)
                             .or_else(|| response_code_name(&text)),
+                        text,
+                    });
+                }
+                // A tagged BAD that asks us to slow down is a refusal of this command like a
+                // NO: the stream is in step (the completion arrived), so the connection stays
+                // usable and the command is sent again later (engine::paced).
+                TaggedStatus::Bad if throttling_in(None, &text).is_some() => {
+                    self.in_flight = self.in_flight.saturating_sub(1);
+                    return Err(StoreError::No {
+                        endpoint: self.endpoint.clone(),
+                        command: ctx.command.to_string(),
+                        folder: ctx.folder_suffix(),
+                        code: response_code_name(&text),
                         text,
                     });
                 }
