@@ -54,6 +54,7 @@ impl SyncCommand {
                 return ExitCode::of_state(&e);
             }
         };
+        tracing::debug!("state file opened");
         let progress = Progress::new(args.json);
         let limits = RateLimits {
             bytes_per_second: args.max_bytes_per_second,
@@ -248,6 +249,7 @@ async fn run_pass(
         }
         (Err(code), Err(_)) => return Err(Failure::Connect(code)),
     };
+    tracing::debug!("both sides connected");
     // Special-use folders named differently on the target are written under its names.
     let (map, source_list, target_list) =
         match folder_map(&mut source, &mut target, &options.folder_rules).await {
@@ -298,24 +300,26 @@ type Side = Mapped<Paced<ImapStore>>;
 
 impl Connector<Side, Side> for MoreConnections<'_> {
     async fn connect_pair(&self) -> Option<(Side, Side)> {
-        let mut source = match ImapStore::connect(&self.pair.source, Access::ReadOnly).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!("no extra source connection: {e}");
-                return None;
-            }
-        };
-        match ImapStore::connect(&self.pair.target, self.target_access).await {
-            Ok(t) => Some((
+        // Both logins at once: the pair's worker starts a round trip sooner.
+        let (source, target) = tokio::join!(
+            ImapStore::connect(&self.pair.source, Access::ReadOnly),
+            ImapStore::connect(&self.pair.target, self.target_access)
+        );
+        match (source, target) {
+            (Ok(s), Ok(t)) => Some((
                 Mapped::new(
-                    Paced::new(source, self.pacing.source.clone()),
+                    Paced::new(s, self.pacing.source.clone()),
                     self.identity.clone(),
                 ),
                 Mapped::new(Paced::new(t, self.pacing.target.clone()), self.map.clone()),
             )),
-            Err(e) => {
-                tracing::debug!("no extra target connection: {e}");
-                source.logout().await;
+            (source, target) => {
+                for (side, result) in [("source", source), ("target", target)] {
+                    match result {
+                        Ok(mut store) => store.logout().await,
+                        Err(e) => tracing::debug!("no extra {side} connection: {e}"),
+                    }
+                }
                 None
             }
         }
