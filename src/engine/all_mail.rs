@@ -41,7 +41,16 @@ pub(super) async fn unlabelled<S: MailStore>(
     // Those without a Message-ID, by content as recorded when they were copied.
     let mut held_content: HashSet<(Fingerprint, i64)> = HashSet::new();
     for folder in others {
-        source.open_folder(folder).await?;
+        // A folder the source will not open holds nothing here: its messages count as
+        // archived (kept), the safe side.
+        match source.open_folder(folder).await {
+            Ok(_) => {}
+            Err(e) if super::sync::folder_local(&e) && !e.is_connection_lost() => {
+                tracing::debug!(%folder, "not compared with All Mail: {e}");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        }
         let metas: Vec<MessageMeta> = source
             .list_messages()
             .await?
