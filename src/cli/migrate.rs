@@ -6,6 +6,7 @@ use super::args::{MigrateArgs, Preset, VerifyArgs};
 use super::exit::ExitCode;
 use super::sync::SyncCommand;
 use super::verify::VerifyCommand;
+use super::JsonSink;
 use crate::reconcile::folder_map::Rules;
 use crate::reconcile::selection::{parse_day, Selection};
 
@@ -37,37 +38,32 @@ impl MigrateCommand {
             args.sync.dry_run,
             args.sync.json,
         );
+        // With --json, one document: the copy's summary, with verify's report as `verify`.
+        let summary: JsonSink = Default::default();
         let copied = SyncCommand {
             args: args.sync,
             selection,
             keep_target_messages: true,
             folder_rules: rules.clone(),
+            json_sink: Some(summary.clone()),
         }
         .execute()
         .await;
-        if dry_run || args.no_verify || !matches!(copied, ExitCode::InSync) {
-            return copied;
+        let verify = !(dry_run || args.no_verify || !matches!(copied, ExitCode::InSync));
+        if verify && !everything && !json {
+            println!(
+                "verify skipped: the selection leaves folders or messages out, so the accounts differ on purpose"
+            );
         }
-        if rules.gmail {
-            if !json {
-                println!(
-                    "verify skipped: with --preset gmail, [Gmail]/All Mail is copied only in part (its labelled messages are in their folders), so the accounts differ on purpose"
-                );
-            }
-            return copied;
-        }
-        if !everything {
-            if !json {
-                println!(
-                    "verify skipped: the selection leaves folders or messages out, so the accounts differ on purpose"
-                );
-            }
+        if !verify || !everything {
+            print_json(json, &summary, None);
             return copied;
         }
         if !json {
             println!("verifying both accounts...");
         }
-        VerifyCommand {
+        let report: JsonSink = Default::default();
+        let verified = VerifyCommand {
             args: VerifyArgs {
                 pair,
                 state,
@@ -75,9 +71,27 @@ impl MigrateCommand {
                 strict: false,
             },
             folder_rules: rules,
+            json_sink: Some(report.clone()),
         }
         .execute()
-        .await
+        .await;
+        print_json(json, &summary, Some(&report));
+        verified
+    }
+}
+
+/// Prints the `--json` document of a migration: the copy's summary (when the copy got as
+/// far as one), with verify's report under `verify` when verify ran.
+fn print_json(json: bool, summary: &JsonSink, report: Option<&JsonSink>) {
+    let take = |sink: &JsonSink| sink.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let Some(mut doc) = take(summary) else {
+        return;
+    };
+    if let (Some(report), Some(object)) = (report.and_then(take), doc.as_object_mut()) {
+        object.insert("verify".into(), report);
+    }
+    if json {
+        println!("{doc}");
     }
 }
 

@@ -21,6 +21,24 @@ pub mod watch_config;
 pub use args::{Cli, Command};
 pub use exit::ExitCode;
 
+/// Where a command's `--json` document goes instead of stdout, when another command prints
+/// one document for both (`migrate`: the copy's summary with verify's report inside).
+pub type JsonSink = std::sync::Arc<std::sync::Mutex<Option<serde_json::Value>>>;
+
+/// Prints `value` as the command's `--json` document, or leaves it in `sink`.
+pub fn emit_json<T: serde::Serialize>(value: &T, sink: Option<&JsonSink>) {
+    match sink {
+        Some(sink) => {
+            let json = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+            *sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(json);
+        }
+        None => println!(
+            "{}",
+            serde_json::to_string(value).unwrap_or_else(|_| "{}".into())
+        ),
+    }
+}
+
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
@@ -30,6 +48,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 selection: Default::default(),
                 keep_target_messages: false,
                 folder_rules: Default::default(),
+                json_sink: None,
             }
             .execute()
             .await
@@ -39,6 +58,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             verify::VerifyCommand {
                 args,
                 folder_rules: Default::default(),
+                json_sink: None,
             }
             .execute()
             .await

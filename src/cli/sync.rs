@@ -33,6 +33,8 @@ pub struct SyncCommand {
     pub keep_target_messages: bool,
     /// Explicit folder renames (`migrate`); none for `sync`.
     pub folder_rules: crate::reconcile::folder_map::Rules,
+    /// With `--json`: where the summary goes instead of stdout (see `cli::JsonSink`).
+    pub json_sink: Option<super::JsonSink>,
 }
 
 impl SyncCommand {
@@ -145,10 +147,7 @@ impl SyncCommand {
             let _ = state.set_meta("last_pass", &json);
         }
         if args.json {
-            println!(
-                "{}",
-                serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into())
-            );
+            super::emit_json(&summary, self.json_sink.as_ref());
         } else {
             print_summary(&summary);
         }

@@ -18,6 +18,8 @@ pub struct VerifyCommand {
     pub args: VerifyArgs,
     /// The folder renames the pair was copied with (`migrate`); none for `verify`.
     pub folder_rules: crate::reconcile::folder_map::Rules,
+    /// With `--json`: where the report goes instead of stdout (see `cli::JsonSink`).
+    pub json_sink: Option<super::JsonSink>,
 }
 
 impl VerifyCommand {
@@ -49,6 +51,7 @@ impl VerifyCommand {
                     tolerant: notes.tolerant,
                     capped: notes.capped.clone(),
                     strict: self.args.strict,
+                    gmail: self.folder_rules.gmail,
                 };
                 let r = verify_with(&mut source, &mut mapped, 16 << 20, &accepted).await;
                 target = mapped.into_inner();
@@ -66,10 +69,7 @@ impl VerifyCommand {
             }
         };
         if self.args.json {
-            println!(
-                "{}",
-                serde_json::to_string(&report).unwrap_or_else(|_| "{}".into())
-            );
+            super::emit_json(&report, self.json_sink.as_ref());
         } else {
             for d in &report.notes {
                 println!("note: {}: {}", d.folder, d.what);

@@ -1720,18 +1720,17 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 let key = |(i, _, fp): &(usize, _, Fingerprint)| {
                     (*fp, batch[*i].source.internaldate.epoch())
                 };
+                let keys: Vec<_> = to_append.iter().map(key).collect();
                 if self.target.capabilities().uidplus {
-                    let keys: Vec<_> = to_append.iter().map(key).collect();
                     TargetIndex::wait_for_uploads(self.index, &keys).await;
                 }
+                // Claimed in the same step as the check (no await between), so no other
+                // worker can start uploading the same content in between.
+                claim = Some(UploadClaim::take(self.index, keys));
                 let copied = self
                     .place_by_copy(batch, &to_append, &mut ordinals, &mut changes)
                     .await?;
                 to_append.retain(|(i, _, _)| !copied.contains(&batch[*i].source.uid));
-                claim = Some(UploadClaim::take(
-                    self.index,
-                    to_append.iter().map(key).collect(),
-                ));
                 placed += copied.len() as u64;
                 placed_bytes += batch
                     .iter()

@@ -13,6 +13,7 @@ use super::EngineError;
 use crate::mailstore::{FolderInfo, MailStore, MessageMeta};
 use crate::model::tolerant_key::{tolerant_key, TolerantKey};
 use crate::model::{Fingerprint, Flag, FolderPath};
+use crate::reconcile::gmail;
 
 /// One difference between the sides, readable as is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,6 +45,9 @@ pub struct Accepted<'a> {
     /// Folders only on the target are differences (`verify --strict`); otherwise notes (one-way
     /// modes leave them alone, e.g. the folders Cyrus creates for every account).
     pub strict: bool,
+    /// The source is Gmail, copied with `migrate --preset gmail`: its views are not compared,
+    /// and its All Mail only for the messages no other folder holds (see reconcile/gmail.rs).
+    pub gmail: bool,
 }
 
 impl Accepted<'_> {
@@ -53,6 +57,7 @@ impl Accepted<'_> {
             tolerant: false,
             capped: BTreeMap::new(),
             strict: true,
+            gmail: false,
         }
     }
 }
@@ -83,8 +88,25 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
         target: target.endpoint().to_string(),
         ..Default::default()
     };
-    let src_list = source.list_folders().await?;
+    let mut src_list = source.list_folders().await?;
     let tgt_list = target.list_folders().await?;
+    // Gmail: views (and `[Gmail]` itself) are not copied; All Mail is compared last, against
+    // what the other folders hold.
+    let mut views: BTreeSet<FolderPath> = BTreeSet::new();
+    let mut all_mail: Option<FolderPath> = None;
+    if accepted.gmail {
+        gmail::annotate(&mut src_list);
+        for f in &src_list {
+            if gmail::is_view(f.special_use.as_deref()) || gmail::is_container(&f.path) {
+                views.insert(f.path.clone());
+            } else if f.special_use.as_deref() == Some(gmail::ALL) {
+                all_mail = Some(f.path.clone());
+            }
+        }
+        src_list.retain(|f| !views.contains(&f.path));
+    }
+    // Keys of the messages the source's other folders hold (for All Mail).
+    let mut elsewhere: BTreeSet<Key> = BTreeSet::new();
     let selectable = |list: &[FolderInfo]| -> BTreeSet<FolderPath> {
         list.iter()
             .filter(|f| f.selectable)
@@ -99,7 +121,19 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
     };
     let (src_attrs, tgt_attrs) = (attributes(&src_list), attributes(&tgt_list));
     let can_mark = target.capabilities().has("CREATE-SPECIAL-USE");
-    for path in src_folders.union(&tgt_folders) {
+    for path in &views {
+        report.notes.push(Difference {
+            folder: path.to_string(),
+            what:
+                "a Gmail view, not copied: its messages are compared in the folders that hold them"
+                    .into(),
+        });
+    }
+    let mut order: Vec<&FolderPath> = src_folders.union(&tgt_folders).collect();
+    // All Mail last, once every other folder was read.
+    order.sort_by_key(|p| Some(*p) == all_mail.as_ref());
+    for path in order {
+        let is_all_mail = Some(path) == all_mail.as_ref();
         let folder = path.to_string();
         let diff = |what: String| Difference {
             folder: folder.clone(),
@@ -141,7 +175,7 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
             }
             // A target that cannot mark folders (no CREATE-SPECIAL-USE) is only wrong when it
             // marks this one otherwise.
-            let settable = can_mark || use_b.is_some();
+            let settable = (can_mark || use_b.is_some()) && !is_all_mail;
             if let Some(u) = use_a
                 .as_ref()
                 .filter(|u| settable && use_b.as_ref() != Some(*u))
@@ -152,8 +186,25 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
                 )));
             }
         }
-        let a = snapshot(source, path, batch_bytes, ignored).await?;
+        let mut a = snapshot(source, path, batch_bytes, ignored).await?;
         let b = snapshot(target, path, batch_bytes, ignored).await?;
+        if is_all_mail {
+            // Only archived mail (held by no other folder) was copied; a message that is
+            // also elsewhere and was copied here anyway is compared as well.
+            let before: usize = a.by_key.values().map(Vec::len).sum();
+            a.by_key
+                .retain(|k, _| !elsewhere.contains(k) || b.by_key.contains_key(k));
+            let kept: usize = a.by_key.values().map(Vec::len).sum();
+            report.notes.push(Difference {
+                folder: folder.clone(),
+                what: format!(
+                    "Gmail's All Mail: {kept} archived message(s) compared; {} held by other folders were compared there",
+                    before - kept
+                ),
+            });
+        } else {
+            elsewhere.extend(a.by_key.keys().copied());
+        }
         report.messages += a.by_key.values().map(|v| v.len() as u64).sum::<u64>();
         let mut differences = Vec::new();
         let mut notes = Vec::new();
