@@ -31,7 +31,7 @@ fn main() {
         cli::args::LogFormat::Json => logs.json().flatten_event(true).init(),
     }
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
