@@ -313,25 +313,19 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
             continue;
         }
         summary.folders += 1;
-        if gmail && folder.special_use.as_deref() == Some(crate::reconcile::gmail::ALL) {
-            all_mail = Some(FolderJob {
-                path: path.clone(),
-                exists: on_target.contains(path),
-                exempt: false,
-                none_held: true,
-                messages: folder.tokens.map_or(0, |t| t.messages),
-                arrived: 0,
-                shrunk: false,
-                create_use: Some("\\Archive".to_string())
-                    .filter(|u| !target_uses.contains(u.as_str())),
-            });
-            continue;
+        // All Mail is never skipped as unchanged: what it copies depends on the other folders.
+        let is_all_mail =
+            gmail && folder.special_use.as_deref() == Some(crate::reconcile::gmail::ALL);
+        if !is_all_mail {
+            copied_folders.push(path.clone());
         }
-        copied_folders.push(path.clone());
         // Unchanged on both sides since a pass that left it complete: not even opened.
-        if let (Some(record), Some(src), Some(tgt)) =
-            (records.get(&name), folder.tokens, target_tokens.get(path))
-        {
+        if let (false, Some(record), Some(src), Some(tgt)) = (
+            is_all_mail,
+            records.get(&name),
+            folder.tokens,
+            target_tokens.get(path),
+        ) {
             let unchanged = record.complete
                 && record
                     .source_tokens
@@ -348,7 +342,7 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
                 continue;
             }
         }
-        jobs.push(FolderJob {
+        let job = FolderJob {
             path: path.clone(),
             exists: on_target.contains(path),
             exempt: matches!(folder.special_use.as_deref(), Some("\\Trash" | "\\Junk")),
@@ -373,9 +367,17 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
             },
             create_use: folder
                 .special_use
-                .clone()
-                .filter(|u| !target_uses.contains(u.as_str())),
-        });
+                .as_deref()
+                // Gmail's All Mail lands in the target's archive folder.
+                .map(|u| if is_all_mail { "\\Archive" } else { u })
+                .filter(|u| !target_uses.contains(u))
+                .map(str::to_string),
+        };
+        if is_all_mail {
+            all_mail = Some(job);
+        } else {
+            jobs.push(job);
+        }
     }
     tracing::debug!(
         ms = clock.elapsed().as_millis() as u64,
@@ -727,36 +729,31 @@ async fn sync_folder<S: MailStore, T: MailStore>(
             keep
         });
     }
-    // Messages over the target's APPENDLIMIT would be refused: reported, not sent.
-    if let Some(limit) = target.capabilities().append_limit() {
-        plan.placements.retain(|p| {
-            let fits = p.source.size <= limit;
-            if !fits {
-                skipped_here += 1;
-                summary.skipped_by_selection += 1;
-                summary.skipped.push(format!(
-                    "{name}: source uid {} ({} bytes): larger than the target's APPENDLIMIT ({limit} bytes), not copied",
-                    p.source.uid, p.source.size
-                ));
+    // Messages over the target's APPENDLIMIT would be refused: like those outside the
+    // selection, not sent; the too large ones are reported.
+    let append_limit = target.capabilities().append_limit();
+    plan.placements.retain(|p| {
+        let size = p.source.size;
+        let too_large = match (append_limit, options.selection.skip(&p.source)) {
+            (Some(limit), _) if size > limit => Some(format!(
+                "larger than the target's APPENDLIMIT ({limit} bytes)"
+            )),
+            (_, None) => return true,
+            (_, Some(crate::reconcile::selection::Skip::TooLarge)) => {
+                Some("larger than --max-size".to_string())
             }
-            fits
-        });
-    }
-    plan.placements
-        .retain(|p| match options.selection.skip(&p.source) {
-            None => true,
-            Some(why) => {
-                skipped_here += 1;
-                summary.skipped_by_selection += 1;
-                if matches!(why, crate::reconcile::selection::Skip::TooLarge) {
-                    summary.skipped.push(format!(
-                        "{name}: source uid {} ({} bytes): larger than --max-size, not copied",
-                        p.source.uid, p.source.size
-                    ));
-                }
-                false
-            }
-        });
+            (_, Some(_)) => None,
+        };
+        skipped_here += 1;
+        summary.skipped_by_selection += 1;
+        if let Some(why) = too_large {
+            summary.skipped.push(format!(
+                "{name}: source uid {} ({size} bytes): {why}, not copied",
+                p.source.uid
+            ));
+        }
+        false
+    });
     if options.keep_target_messages {
         plan.removals.clear();
     }

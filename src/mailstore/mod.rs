@@ -82,6 +82,20 @@ pub struct FolderInfo {
     pub subscribed: bool,
 }
 
+#[cfg(test)]
+impl FolderInfo {
+    /// A selectable, unsubscribed folder without tokens, for tests of folder logic.
+    pub fn for_test(path: &str, special_use: Option<&str>) -> FolderInfo {
+        FolderInfo {
+            path: FolderPath::from_display(path),
+            selectable: true,
+            special_use: special_use.map(str::to_string),
+            tokens: None,
+            subscribed: false,
+        }
+    }
+}
+
 /// What changed in the open folder since some tokens: see [`MailStore::list_changes`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FolderChanges {

@@ -125,13 +125,7 @@ mod tests {
     use super::*;
 
     fn folder(path: &str, special_use: Option<&str>) -> FolderInfo {
-        FolderInfo {
-            path: FolderPath::from_display(path),
-            selectable: true,
-            special_use: special_use.map(str::to_string),
-            tokens: None,
-            subscribed: false,
-        }
+        FolderInfo::for_test(path, special_use)
     }
 
     #[test]

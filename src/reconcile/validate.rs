@@ -152,6 +152,24 @@ struct Line {
     next: usize,
 }
 
+impl Line {
+    /// The line of `data[..end]` that begins at `start`: up to its LF, or to `end`.
+    fn at(data: &[u8], start: usize, end: usize) -> Line {
+        match memchr::memchr(b'\n', &data[start..end]) {
+            Some(i) => Line {
+                start,
+                end: start + i,
+                next: start + i + 1,
+            },
+            None => Line {
+                start,
+                end,
+                next: end,
+            },
+        }
+    }
+}
+
 /// Lines of `data[start..end]`; the last one may lack a terminator.
 struct Lines<'a> {
     data: &'a [u8],
@@ -176,19 +194,7 @@ impl Iterator for Lines<'_> {
         if self.pos >= self.end {
             return None;
         }
-        let start = self.pos;
-        let line = match memchr::memchr(b'\n', &self.data[start..self.end]) {
-            Some(i) => Line {
-                start,
-                end: start + i,
-                next: start + i + 1,
-            },
-            None => Line {
-                start,
-                end: self.end,
-                next: self.end,
-            },
-        };
+        let line = Line::at(self.data, self.pos, self.end);
         self.pos = line.next;
         Some(line)
     }
@@ -230,18 +236,7 @@ impl Iterator for DashLines<'_> {
         } else {
             self.pos + memchr::memmem::find(hay, b"\n--")? + 1
         };
-        let line = match memchr::memchr(b'\n', &self.data[start..self.end]) {
-            Some(i) => Line {
-                start,
-                end: start + i,
-                next: start + i + 1,
-            },
-            None => Line {
-                start,
-                end: self.end,
-                next: self.end,
-            },
-        };
+        let line = Line::at(self.data, start, self.end);
         // The next search starts at this line's LF, so a `--` line right after it is found.
         self.pos = line.end;
         Some(line)
