@@ -17,7 +17,7 @@ use crate::mailstore::imap::transport::TlsOptions;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error(
-        "invalid URL {url:?}: {reason}. Expected imap://user@host:port (STARTTLS), imaps://user@host:port (TLS) or imap+plain://user@host:port (no TLS, loopback)."
+        "invalid URL {url:?}: {reason}. Expected imap://user@host:port (STARTTLS), imaps://user@host:port (TLS), imap+plain://user@host:port (no TLS, loopback), jmap://user@host[:port][/path] (JMAP over HTTPS) or jmap+http://user@host:port[/path] (JMAP over plain HTTP, loopback)."
     )]
     BadUrl { url: String, reason: String },
     #[error("no {what} for the {side} account {endpoint}: set {env}, or pass --{side}-password-file or --{side}-password-command")]
@@ -45,6 +45,17 @@ pub enum Scheme {
     /// `imap+plain://`: no TLS at all, even when offered (loopback only, unless plaintext is
     /// allowed). For local servers and test proxies that must see the commands.
     ImapPlain,
+    /// `jmap://`: JMAP over HTTPS; the path is the session resource.
+    Jmap,
+    /// `jmap+http://`: JMAP over plain HTTP (loopback only, unless plaintext is allowed).
+    JmapHttp,
+}
+
+impl Scheme {
+    /// JMAP (`jmap://`, `jmap+http://`) rather than IMAP.
+    pub fn is_jmap(self) -> bool {
+        matches!(self, Scheme::Jmap | Scheme::JmapHttp)
+    }
 }
 
 /// One account on one server, from its URL. Holds no secret.
@@ -54,6 +65,8 @@ pub struct Endpoint {
     pub user: String,
     pub host: String,
     pub port: u16,
+    /// JMAP's session resource (`/.well-known/jmap` by default); empty for IMAP.
+    pub path: String,
 }
 
 impl Endpoint {
@@ -87,6 +100,7 @@ impl Endpoint {
         };
         let url = url::Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
         let scheme = match url.scheme() {
+            "jmap" | "jmap+http" => return Endpoint::parse_jmap(raw),
             "imap" => Scheme::Imap,
             "imaps" => Scheme::Imaps,
             "imap+plain" => Scheme::ImapPlain,
@@ -94,10 +108,9 @@ impl Endpoint {
         };
         let (user, host) =
             user_and_host(&url, "missing user name (imap://USER@host:port)").map_err(bad)?;
-        let port = url.port().unwrap_or(match scheme {
-            Scheme::Imap | Scheme::ImapPlain => 143,
-            Scheme::Imaps => 993,
-        });
+        let port = url
+            .port()
+            .unwrap_or(if scheme == Scheme::Imaps { 993 } else { 143 });
         if !(url.path().is_empty() || url.path() == "/") || url.query().is_some() {
             return Err(bad("unexpected path or query"));
         }
@@ -106,6 +119,47 @@ impl Endpoint {
             user,
             host,
             port,
+            path: String::new(),
+        })
+    }
+
+    fn parse_jmap(raw: &str) -> Result<Endpoint, ConfigError> {
+        use crate::mailstore::jmap::session::{JmapScheme, JmapUrl};
+        let url = JmapUrl::parse(raw).map_err(|e| match e {
+            crate::mailstore::jmap::JmapError::BadUrl { url, reason } => {
+                ConfigError::BadUrl { url, reason }
+            }
+            other => ConfigError::BadUrl {
+                url: redact_userinfo(raw),
+                reason: other.to_string(),
+            },
+        })?;
+        Ok(Endpoint {
+            scheme: match url.scheme {
+                JmapScheme::Https => Scheme::Jmap,
+                JmapScheme::Http => Scheme::JmapHttp,
+            },
+            user: url.user,
+            host: url.host,
+            port: url.port,
+            path: url.path,
+        })
+    }
+
+    /// The JMAP session URL of a `jmap://` or `jmap+http://` endpoint; `None` for IMAP.
+    pub fn jmap_url(&self) -> Option<crate::mailstore::jmap::session::JmapUrl> {
+        use crate::mailstore::jmap::session::{JmapScheme, JmapUrl};
+        let scheme = match self.scheme {
+            Scheme::Jmap => JmapScheme::Https,
+            Scheme::JmapHttp => JmapScheme::Http,
+            Scheme::Imap | Scheme::Imaps | Scheme::ImapPlain => return None,
+        };
+        Some(JmapUrl {
+            scheme,
+            user: self.user.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            path: self.path.clone(),
         })
     }
 }
@@ -116,8 +170,14 @@ impl fmt::Display for Endpoint {
             Scheme::Imap => "imap",
             Scheme::Imaps => "imaps",
             Scheme::ImapPlain => "imap+plain",
+            Scheme::Jmap => "jmap",
+            Scheme::JmapHttp => "jmap+http",
         };
-        write!(f, "{scheme}://{}@{}:{}", self.user, self.host, self.port)
+        write!(f, "{scheme}://{}@{}:{}", self.user, self.host, self.port)?;
+        if self.scheme.is_jmap() && self.path != "/.well-known/jmap" {
+            f.write_str(&self.path)?;
+        }
+        Ok(())
     }
 }
 
@@ -422,6 +482,20 @@ pub struct SideConfig {
     pub tls: TlsOptions,
     pub allow_plaintext: bool,
     pub timeout: Duration,
+    /// A JMAP side's UID map (`mailstore::jmap::uid_map`), beside the pair's state; `None`
+    /// keeps it in memory (commands without a state). Unused for IMAP.
+    pub jmap_ids: Option<PathBuf>,
+}
+
+impl SideConfig {
+    /// Keeps a JMAP side's UIDs beside the state file `state` (`<state>.<role>-ids`).
+    pub fn keep_ids_beside(&mut self, state: &Path, role: &str) {
+        if self.endpoint.scheme.is_jmap() {
+            let mut name = state.as_os_str().to_owned();
+            name.push(format!(".{role}-ids"));
+            self.jmap_ids = Some(PathBuf::from(name));
+        }
+    }
 }
 
 /// The configuration file as written (see `man 5 mailreplica-config`).
@@ -616,6 +690,7 @@ impl ConfigFile {
                         },
                         allow_plaintext: server.allow_plaintext,
                         timeout: Duration::from_secs(server.timeout.unwrap_or(120).max(1)),
+                        jmap_ids: None,
                     },
                     a.server.clone(),
                 ))
@@ -628,6 +703,11 @@ impl ConfigFile {
                     .as_ref()
                     .map(|d| d.join(format!("{}.redb", p.name)))
             });
+            let (mut source, mut target) = (source, target);
+            if let Some(state) = &state {
+                source.keep_ids_beside(state, "source");
+                target.keep_ids_beside(state, "target");
+            }
             pairs.push(ConfiguredPair {
                 name: p.name.clone(),
                 source,

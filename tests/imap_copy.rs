@@ -54,6 +54,7 @@ fn config(url: &str) -> SideConfig {
         tls: TlsOptions::default(),
         allow_plaintext: false,
         timeout: TIMEOUT,
+        jmap_ids: None,
     }
 }
 

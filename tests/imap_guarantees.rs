@@ -37,6 +37,7 @@ fn config(url: &str, password: &str, timeout: Duration) -> SideConfig {
         tls: TlsOptions::default(),
         allow_plaintext: false,
         timeout,
+        jmap_ids: None,
     }
 }
 

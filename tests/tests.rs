@@ -21,5 +21,6 @@ mod support;
 mod support_selftest;
 mod sync_cyrus;
 mod sync_dovecot;
+mod sync_jmap;
 mod validation;
 mod watch;

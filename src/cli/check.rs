@@ -13,7 +13,7 @@ use super::args::CheckArgs;
 use super::exit::ExitCode;
 use crate::config::SideConfig;
 use crate::engine::probe::{self, Cleanup, FidelityRecord, ProbeOutcome};
-use crate::mailstore::imap::ImapStore;
+use crate::mailstore::any::AnyStore;
 use crate::mailstore::{Access, FolderInfo, MailStore};
 use crate::model::FolderPath;
 use crate::reconcile::fidelity::{FidelityClass, Transform};
@@ -190,7 +190,7 @@ impl CheckCommand {
 
         let now = unix_now();
         let mut stored = Vec::new();
-        let mut probes: Vec<(&mut SideReport, &mut Option<ImapStore>, &SideConfig)> =
+        let mut probes: Vec<(&mut SideReport, &mut Option<AnyStore>, &SideConfig)> =
             vec![(&mut target, &mut target_store, &pair.target)];
         if args.probe_source {
             probes.insert(0, (&mut source, &mut source_store, &pair.source));
@@ -209,7 +209,7 @@ impl CheckCommand {
             let mut report = probe::run_probe(s, &nonce).await;
             if let Some(trace) = report.retry_cleanup.take() {
                 // The connection was lost mid-probe: clean up on a new one.
-                match ImapStore::connect(config, Access::ReadWrite).await {
+                match AnyStore::connect(config, Access::ReadWrite).await {
                     Ok(mut fresh) => {
                         let first = report.cleanup.detail.clone();
                         report.cleanup = match probe::clean_up(&mut fresh, &trace).await {
@@ -315,8 +315,8 @@ async fn login(
     access: Access,
     side: &mut SideReport,
     outcome: &mut Outcome,
-) -> Option<ImapStore> {
-    match ImapStore::connect(config, access).await {
+) -> Option<AnyStore> {
+    match AnyStore::connect(config, access).await {
         Ok(store) => {
             side.login = true;
             let caps = store.capabilities();
@@ -336,7 +336,7 @@ async fn login(
 
 /// Lists the side's folders into the report; `None` when the listing failed.
 async fn describe(
-    store: &mut ImapStore,
+    store: &mut AnyStore,
     side: &mut SideReport,
     outcome: &mut Outcome,
 ) -> Option<Vec<FolderInfo>> {

@@ -21,7 +21,7 @@ use crate::engine::failover::{
 };
 use crate::engine::sync::{sync_into, SyncOptions};
 use crate::engine::{EngineError, SyncSummary};
-use crate::mailstore::imap::ImapStore;
+use crate::mailstore::any::AnyStore;
 use crate::mailstore::{Access, MailStore};
 use crate::model::Side;
 use crate::reconcile::budget::budget;
@@ -204,8 +204,8 @@ async fn self_merge(
 
 async fn merge_and_apply(
     args: &FailbackArgs,
-    primary: &mut ImapStore,
-    recovery: &mut ImapStore,
+    primary: &mut AnyStore,
+    recovery: &mut AnyStore,
     state: &StateFile,
     mark: &FailedOver,
     progress: &Progress,

@@ -5,8 +5,8 @@ use std::time::Duration;
 use super::args::PairArgs;
 use super::exit::ExitCode;
 use crate::config::{AuthOptions, ConfigError, Endpoint, Mechanism, PasswordSource, SideConfig};
+use crate::mailstore::any::AnyStore;
 use crate::mailstore::imap::transport::TlsOptions;
-use crate::mailstore::imap::ImapStore;
 use crate::mailstore::Access;
 
 /// Both sides, resolved. Errors are printed by the caller.
@@ -22,11 +22,13 @@ impl PairArgs {
         &self,
         state: Option<&std::path::Path>,
     ) -> Result<(Pair, String, std::path::PathBuf), ExitCode> {
-        let pair = self.resolve().map_err(|e| {
+        let mut pair = self.resolve().map_err(|e| {
             eprintln!("error: {e}");
             ExitCode::of_config(&e)
         })?;
         let (id, path) = self.state_only(state)?;
+        pair.source.keep_ids_beside(&path, "source");
+        pair.target.keep_ids_beside(&path, "target");
         Ok((pair, id, path))
     }
 
@@ -87,6 +89,7 @@ impl PairArgs {
                 tls: tls.clone(),
                 allow_plaintext: self.allow_plaintext,
                 timeout,
+                jmap_ids: None,
             })
         };
         Ok(Pair {
@@ -117,8 +120,8 @@ pub async fn connect(
     config: &SideConfig,
     access: Access,
     role: &str,
-) -> Result<ImapStore, ExitCode> {
-    ImapStore::connect(config, access).await.map_err(|e| {
+) -> Result<AnyStore, ExitCode> {
+    AnyStore::connect(config, access).await.map_err(|e| {
         eprintln!("error: {role}: {e}");
         ExitCode::of_store(&e)
     })

@@ -18,7 +18,7 @@ use crate::engine::throttle::{RateLimits, Throttle};
 use crate::engine::watch::{accept_request_path, status_path, write_accept_request, StatusCopy};
 use crate::engine::workers::Connector;
 use crate::engine::{EngineError, SyncSummary};
-use crate::mailstore::imap::ImapStore;
+use crate::mailstore::any::AnyStore;
 use crate::mailstore::{Access, MailStore};
 use crate::reconcile::folder_map::FolderMap;
 use crate::reconcile::selection::Selection;
@@ -295,14 +295,14 @@ struct MoreConnections<'a> {
     pacing: &'a Pacings,
 }
 
-type Side = Mapped<Paced<ImapStore>>;
+type Side = Mapped<Paced<AnyStore>>;
 
 impl Connector<Side, Side> for MoreConnections<'_> {
     async fn connect_pair(&self) -> Option<(Side, Side)> {
         // Both logins at once: the pair's worker starts a round trip sooner.
         let (source, target) = tokio::join!(
-            ImapStore::connect(&self.pair.source, Access::ReadOnly),
-            ImapStore::connect(&self.pair.target, self.target_access)
+            AnyStore::connect(&self.pair.source, Access::ReadOnly),
+            AnyStore::connect(&self.pair.target, self.target_access)
         );
         match (source, target) {
             (Ok(s), Ok(t)) => Some((

@@ -16,6 +16,7 @@ use crate::engine::mapped::{folder_map, Mapped};
 use crate::engine::paced::{Paced, Pacing};
 use crate::engine::sync::SyncOptions;
 use crate::engine::watch::{Agent, Link, WatchSettings};
+use crate::mailstore::any::AnyStore;
 use crate::mailstore::imap::ImapStore;
 use crate::mailstore::{Access, MailStore, StoreError};
 use crate::model::FolderPath;
@@ -336,15 +337,15 @@ impl ImapLink {
 }
 
 impl Link for ImapLink {
-    type Source = Paced<ImapStore>;
-    type Target = Mapped<Paced<ImapStore>>;
+    type Source = Paced<AnyStore>;
+    type Target = Mapped<Paced<AnyStore>>;
 
     async fn connect(&self) -> Result<(Self::Source, Self::Target), StoreError> {
         self.take_pass_permits().await;
         let opened = async {
-            let source = ImapStore::connect(&self.source, Access::ReadOnly).await?;
+            let source = AnyStore::connect(&self.source, Access::ReadOnly).await?;
             let mut source = Paced::new(source, self.pacing[0].clone());
-            let mut target = match ImapStore::connect(&self.target, Access::ReadWrite).await {
+            let mut target = match AnyStore::connect(&self.target, Access::ReadWrite).await {
                 Ok(target) => Paced::new(target, self.pacing[1].clone()),
                 Err(e) => {
                     source.logout().await;
@@ -386,6 +387,10 @@ impl Link for ImapLink {
     ) -> Result<bool, StoreError> {
         if !self.idle {
             tracing::info!(primary = %self.source.endpoint, "IDLE is off: changes are found by polling");
+            return Ok(false);
+        }
+        if self.source.endpoint.scheme.is_jmap() {
+            tracing::info!(primary = %self.source.endpoint, "a JMAP primary: changes are found by polling");
             return Ok(false);
         }
         // Held for as long as this IDLE session lasts.

@@ -1779,6 +1779,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 let mut refusals: BTreeMap<(Fingerprint, String), Vec<&MessageMeta>> =
                     BTreeMap::new();
                 let mut placed_fps: HashSet<Fingerprint> = HashSet::new();
+                // Refused because a JMAP mailbox holds the content already (one email per
+                // content): a fidelity note by design, not a problem to look at.
+                let mut one_per_content: HashSet<Fingerprint> = HashSet::new();
                 // Copies with 8-bit header bytes, read back to learn how the target keeps them.
                 let mut uploaded_8bit: Vec<readback::Uploaded<'_>> = Vec::new();
                 for (((i, bytes, fingerprint), result), flags) in
@@ -1821,6 +1824,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                         }
                         Err(e) => {
                             self.summary.refused_messages += 1;
+                            if is_one_email_per_content(&e) {
+                                one_per_content.insert(*fingerprint);
+                            }
                             let text = refusal_text(&e);
                             refusals.entry((*fingerprint, text)).or_default().push(src);
                         }
@@ -1829,7 +1835,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 for ((fingerprint, text), messages) in refusals {
                     // Refused while copies of the same content were taken, or several alike:
                     // the server's limit on identical messages, a fidelity note verify accepts.
-                    let identical = messages.len() > 1 || placed_fps.contains(&fingerprint);
+                    let by_design = one_per_content.contains(&fingerprint);
+                    let identical =
+                        by_design || messages.len() > 1 || placed_fps.contains(&fingerprint);
                     let records: Vec<(u32, Refused)> = messages
                         .iter()
                         .map(|m| {
@@ -1844,9 +1852,12 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                         })
                         .collect();
                     self.state.update_refused(self.name, &records, &[])?;
-                    self.summary
-                        .refused
-                        .push(refusal_report(self.name, &messages, &text, identical));
+                    let report = refusal_report(self.name, &messages, &text, identical);
+                    if by_design {
+                        self.summary.fidelity_notes.push(report);
+                    } else {
+                        self.summary.refused.push(report);
+                    }
                 }
                 if !uploaded_8bit.is_empty() && readback::needed(self.state)? {
                     let notes = readback::read_back(
@@ -2431,6 +2442,12 @@ fn keyword_note(keyword: &str, why: &str) -> String {
     format!(
         "keyword {keyword} is not kept by the target ({why}); messages are replicated without it, and it is left out of later passes and of verify"
     )
+}
+
+/// A JMAP target's refusal of a second copy of a content in one mailbox (it keeps one email
+/// per content, DESIGN.md "Identity and fidelity").
+fn is_one_email_per_content(e: &StoreError) -> bool {
+    matches!(e, StoreError::No { code: Some(c), .. } if c == crate::mailstore::jmap::store::ALREADY_EXISTS)
 }
 
 fn refusal_text(e: &StoreError) -> String {

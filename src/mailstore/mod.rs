@@ -1,8 +1,10 @@
 //! The narrow adapter trait every protocol implements, with the types that cross it.
 //!
 //! The engine talks to a side only through [`MailStore`]; the IMAP adapter lives in [`imap`],
-//! an in-memory implementation for fast tests in [`memory`].
+//! the JMAP one in [`jmap`], [`any::AnyStore`] is either (by the URL's scheme), and an
+//! in-memory implementation for fast tests is in [`memory`].
 
+pub mod any;
 pub mod error;
 pub mod imap;
 pub mod jmap;

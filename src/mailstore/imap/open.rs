@@ -38,6 +38,12 @@ pub async fn open(
     // The capabilities the greeting announced (Dovecot's does), saving a CAPABILITY.
     let mut greeted: Option<Vec<String>> = None;
     let mut conn = match ep.scheme {
+        Scheme::Jmap | Scheme::JmapHttp => {
+            return Err(StoreError::Refused {
+                endpoint,
+                detail: "a JMAP URL cannot be opened over IMAP (a mailreplica bug)".into(),
+            });
+        }
         Scheme::Imaps => {
             let transport = start_tls(tcp, &ep.host, &config.tls, config.timeout)
                 .await

@@ -32,6 +32,15 @@ const SPECIAL_USE_ROLES: [(&str, &str); 8] = [
     ("\\Trash", "trash"),
 ];
 
+/// Keywords a server sets on its own from the content (Cyrus: `$hasattachment` on every
+/// imported email with an attachment), not a user's flag: never replicated, compared or
+/// removed.
+pub fn is_server_set(keyword: &str) -> bool {
+    ["$hasattachment", "$hasnoattachment"]
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(keyword))
+}
+
 /// The JMAP keyword for an IMAP flag, lowercase; `None` for `\Deleted` (no keyword exists).
 pub fn flag_to_keyword(flag: &Flag) -> Option<String> {
     if flag.is_system() {

@@ -1,5 +1,6 @@
 //! JMAP (RFC 8620, 8621): our own transport on reqwest + serde_json, and the mapping between
-//! JMAP objects and the project's IMAP-shaped model. Not yet behind [`super::MailStore`].
+//! JMAP objects and the project's IMAP-shaped model; [`JmapStore`] puts an account behind
+//! [`super::MailStore`].
 //!
 //! # Why our own transport
 //!
@@ -27,6 +28,9 @@
 //!   `mailboxIds` patches, destroy, and removal from one mailbox.
 //! - [`blob`]: upload and bounded download.
 //! - [`keywords`]: pure flag <-> keyword, SPECIAL-USE <-> role, JSON Pointer escaping.
+//! - [`uid_map`]: [`uid_map::UidMap`], UIDVALIDITY and UIDs for a JMAP account's mailboxes,
+//!   kept in a redb file beside the pair's state (JMAP's answer to `dovecot-uidlist`).
+//! - [`store`]: [`JmapStore`], the account as IMAP-shaped folders behind `MailStore`.
 //!
 //! What the `MailStore` trait and the engine would need to host a JMAP side is written at the
 //! end of this file.
@@ -40,9 +44,12 @@ pub mod keywords;
 pub mod mailbox;
 pub mod session;
 pub mod set;
+pub mod store;
+pub mod uid_map;
 
 pub use client::{ConnectOptions, JmapClient};
 pub use error::JmapError;
+pub use store::JmapStore;
 
 // ------------------------------------------------------------------------------------------
 // Hosting a JMAP side behind `MailStore`: what the trait and the engine would need
