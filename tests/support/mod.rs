@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod http_count;
 pub mod http_server;
 pub mod imap_client;
 pub mod jwt;

@@ -428,11 +428,22 @@ impl MailStore for JmapStore {
         let mailbox = self.mailbox_id(path).await?;
         let mut requests = Vec::with_capacity(messages.len());
         let mut uploaded: Vec<Result<(), StoreError>> = Vec::with_capacity(messages.len());
+        // A content twice in one batch (copies in one folder) crosses the wire once.
+        let mut blobs: HashMap<&[u8], String> = HashMap::new();
         for m in messages {
-            match self.client.upload(m.bytes.to_vec(), "message/rfc822").await {
-                Ok(blob) => {
+            let blob = match blobs.get(m.bytes) {
+                Some(id) => Ok(id.clone()),
+                None => self
+                    .client
+                    .upload(m.bytes.to_vec(), "message/rfc822")
+                    .await
+                    .map(|b| b.blob_id),
+            };
+            match blob {
+                Ok(blob_id) => {
+                    blobs.insert(m.bytes, blob_id.clone());
                     requests.push(ImportRequest {
-                        blob_id: blob.blob_id,
+                        blob_id,
                         mailbox_ids: vec![mailbox.clone()],
                         keywords: flags_to_keywords(m.flags),
                         received_at: utc_date_from_internaldate(m.internaldate),
