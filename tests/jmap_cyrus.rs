@@ -12,6 +12,7 @@ use mailreplica::mailstore::jmap::email::{utc_date_from_internaldate, EmailPatch
 use mailreplica::mailstore::jmap::error::{MethodErrorType, SetErrorType};
 use mailreplica::mailstore::jmap::keywords::flags_to_keywords;
 use mailreplica::mailstore::jmap::mailbox::MailboxTree;
+use mailreplica::mailstore::jmap::push::{PushOptions, PushOutcome};
 use mailreplica::mailstore::jmap::session::{Credentials, JmapUrl};
 use mailreplica::mailstore::jmap::{ConnectOptions, JmapClient, JmapError};
 use mailreplica::model::{FlagSet, FolderPath, InternalDate};
@@ -574,5 +575,41 @@ async fn jmap_import_refusals_keep_the_servers_words() {
         assert_eq!(e.kind, SetErrorType::InvalidEmail, "{e}");
         assert!(e.to_string().contains(words), "{e}");
         assert!(!e.is_retryable());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jmap_push_cyrus_answers_204_so_the_caller_polls() {
+    let (_, client) = fresh_client("jpush").await;
+    // Cyrus advertises an eventSourceUrl template...
+    assert!(
+        client.session().event_source_template.is_some(),
+        "{:?}",
+        client.session()
+    );
+    let opts = PushOptions {
+        ping: Duration::from_secs(20),
+        max_wait: Duration::from_secs(60),
+        poll_interval: Duration::from_secs(60),
+    };
+    // ...but answers the EventSource GET with 204 No Content: the watch agent polls.
+    let outcome = tokio::time::timeout(Duration::from_secs(90), client.wait_for_change(&opts))
+        .await
+        .expect("Cyrus answers the EventSource request")
+        .unwrap();
+    match outcome {
+        PushOutcome::Unavailable { reason } => {
+            assert!(reason.contains("204 No Content"), "{reason}");
+            assert!(
+                reason
+                    .contains("/jmap/eventsource/?types=Email%2CMailbox&closeafter=state&ping=20"),
+                "{reason}"
+            );
+            assert!(reason.contains("polling every 60 s instead"), "{reason}");
+        }
+        other => panic!(
+            "Cyrus 3.6 (Debian) answered 204 to its eventSourceUrl when this test was written; \
+             now: {other:?}. If it streams, test Changed after delivering a message instead."
+        ),
     }
 }

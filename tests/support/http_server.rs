@@ -1,13 +1,15 @@
 //! `HttpServer`: a tiny HTTP/1.1 server on 127.0.0.1 (random port) whose answers come from a
 //! closure, for JMAP cases a real server cannot be made to produce (cannotCalculateChanges,
 //! unknown error types, odd limits). One request per connection (`Connection: close`); every
-//! request is recorded.
+//! request is recorded. A reply may also be streamed ([`super::event_stream::EventScript`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use super::event_stream::EventScript;
 
 /// One request as received.
 #[derive(Clone, Debug)]
@@ -34,12 +36,14 @@ impl HttpRequest {
     }
 }
 
-/// An answer: status, extra headers, body.
+/// An answer: status, extra headers, body; or, with `stream`, a chunked body played step by
+/// step (`body` is then unused).
 #[derive(Clone, Debug)]
 pub struct HttpReply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    pub stream: Option<EventScript>,
 }
 
 impl HttpReply {
@@ -48,6 +52,7 @@ impl HttpReply {
             status: 200,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: serde_json::to_vec(&value).unwrap(),
+            stream: None,
         }
     }
 
@@ -56,6 +61,7 @@ impl HttpReply {
             status,
             headers: vec![("Content-Type".into(), "application/problem+json".into())],
             body: body.as_bytes().to_vec(),
+            stream: None,
         }
     }
 
@@ -64,6 +70,7 @@ impl HttpReply {
             status: 301,
             headers: vec![("Location".into(), location.into())],
             body: Vec::new(),
+            stream: None,
         }
     }
 }
@@ -166,16 +173,22 @@ async fn serve(
     };
     let reply = handler(&request);
     recorded.lock().unwrap().push(request);
+    let length = match &reply.stream {
+        Some(_) => "Transfer-Encoding: chunked".to_string(),
+        None => format!("Content-Length: {}", reply.body.len()),
+    };
     let mut out = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reply.status,
-        reply.body.len()
+        "HTTP/1.1 {} X\r\n{length}\r\nConnection: close\r\n",
+        reply.status
     );
     for (n, v) in &reply.headers {
         out.push_str(&format!("{n}: {v}\r\n"));
     }
     out.push_str("\r\n");
     stream.write_all(out.as_bytes()).await?;
-    stream.write_all(&reply.body).await?;
+    match &reply.stream {
+        Some(script) => script.play(&mut stream).await?,
+        None => stream.write_all(&reply.body).await?,
+    }
     stream.shutdown().await
 }

@@ -1,10 +1,11 @@
 //! Shared test helpers: real servers, an independent IMAP witness client,
 //! the fixture corpus, JWTs for the OAuth server, a fault-injecting proxy, a scripted IMAP server, a
-//! scripted HTTP server (JMAP), a `mailreplica watch` run in the background and
-//! private Dovecot instances a test may kill.
+//! scripted HTTP server (JMAP) with streamed Server-Sent Events (JMAP push), a `mailreplica watch`
+//! run in the background and private Dovecot instances a test may kill.
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod event_stream;
 pub mod http_count;
 pub mod http_server;
 pub mod imap_client;

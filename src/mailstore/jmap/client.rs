@@ -229,7 +229,7 @@ fn build_http(opts: &ConnectOptions, endpoint: &str) -> Result<reqwest::Client, 
 
 /// An error and its sources, `: `-separated. reqwest errors carry no credentials (they are in
 /// a sensitive header, never in a URL).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -276,10 +276,12 @@ impl JmapClient {
         let body = read_bounded(&endpoint, opts.timeout, resp, MAX_RESPONSE_BYTES, what).await?;
         let session = Session::parse(&body, final_url, &endpoint)?;
         // The session may point elsewhere: hold those URLs to the same plaintext rule.
+        // The push URL too: it carries the same Authorization header.
         for url in [
             Some(session.api_url.clone()),
             session.upload_url().ok(),
             session.download_url("b", "n", "t").ok(),
+            super::push::event_source_url(&session, 60).ok().flatten(),
         ]
         .into_iter()
         .flatten()
@@ -332,6 +334,11 @@ impl JmapClient {
 
     pub fn account_id(&self) -> &str {
         &self.session.account_id
+    }
+
+    /// The connect timeout, also the longest silence tolerated while reading an answer.
+    pub(super) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// How many ids an `Email/query` page asks for (at most `maxObjectsInGet`). Small values

@@ -27,6 +27,9 @@
 //! - [`email`]: listing a mailbox, `Email/get`, `Email/changes`, `Email/import`, keyword and
 //!   `mailboxIds` patches, destroy, and removal from one mailbox.
 //! - [`blob`]: upload and bounded download.
+//! - [`push`]: waiting for a change over the session's EventSource (RFC 8620 section 7.3),
+//!   Server-Sent Events framing, StateChange parsing; [`push::PushOutcome::Unavailable`] with
+//!   the reason when the server does not push (Cyrus answers 204), so the caller polls.
 //! - [`keywords`]: pure flag <-> keyword, SPECIAL-USE <-> role, JSON Pointer escaping.
 //! - [`uid_map`]: [`uid_map::UidMap`], UIDVALIDITY and UIDs for a JMAP account's mailboxes,
 //!   kept in a redb file beside the pair's state (JMAP's answer to `dovecot-uidlist`).
@@ -42,6 +45,7 @@ pub mod email;
 pub mod error;
 pub mod keywords;
 pub mod mailbox;
+pub mod push;
 pub mod session;
 pub mod set;
 pub mod store;
