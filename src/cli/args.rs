@@ -417,7 +417,7 @@ pub struct WatchArgs {
     pub once: bool,
 
     /// Seconds between passes when no change is reported (every folder is checked); default
-    /// 60, or poll_interval in the file's [watch]
+    /// 60 (5 for a JMAP primary), or poll_interval in the file's [watch]
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub poll_interval: Option<u64>,
 

@@ -18,6 +18,8 @@ use crate::engine::sync::SyncOptions;
 use crate::engine::watch::{Agent, Link, WatchSettings};
 use crate::mailstore::any::AnyStore;
 use crate::mailstore::imap::ImapStore;
+use crate::mailstore::jmap::push::{PushOptions, PushOutcome};
+use crate::mailstore::jmap::JmapStore;
 use crate::mailstore::{Access, MailStore, StoreError};
 use crate::model::FolderPath;
 use crate::reconcile::Policy;
@@ -25,6 +27,12 @@ use crate::state::StateFile;
 
 /// How long the process waits for its agents after the stop signal (the promise is 5 s).
 const STOP_DEADLINE: Duration = Duration::from_millis(4500);
+
+/// The poll interval of a pair whose primary is JMAP, unless one is configured.
+const JMAP_POLL: Duration = Duration::from_secs(5);
+
+/// The ping interval asked of a JMAP primary's event stream.
+const JMAP_PUSH_PING: Duration = Duration::from_secs(30);
 
 pub struct WatchCommand {
     pub args: WatchArgs,
@@ -75,8 +83,9 @@ impl WatchCommand {
             Ok(p) => p,
             Err(code) => return code,
         };
+        let poll_interval = args.poll_interval.or(file.poll_interval);
         let settings = WatchSettings {
-            poll: Duration::from_secs(args.poll_interval.or(file.poll_interval).unwrap_or(60)),
+            poll: Duration::from_secs(poll_interval.unwrap_or(60)),
             idle_renew: Duration::from_secs(args.idle_renew.or(file.idle_renew).unwrap_or(600)),
             backoff_base: backoff_base(),
             backoff_cap: backoff_cap(),
@@ -98,6 +107,7 @@ impl WatchCommand {
                     return ExitCode::of_state(&e);
                 }
             };
+            let source_is_jmap = plan.source.endpoint.scheme.is_jmap();
             agents.push(Agent {
                 name: plan.name,
                 link: ImapLink {
@@ -118,6 +128,10 @@ impl WatchCommand {
                     target: plan.target,
                     idle,
                     renew: settings.idle_renew,
+                    poll: match poll_interval {
+                        None if source_is_jmap => JMAP_POLL,
+                        _ => settings.poll,
+                    },
                 },
                 state,
                 options: SyncOptions {
@@ -128,7 +142,15 @@ impl WatchCommand {
                     connections: 1,
                     ..SyncOptions::default()
                 },
-                settings: settings.clone(),
+                settings: WatchSettings {
+                    // Polling a JMAP primary is cheap (Mailbox/get and Email/changes when
+                    // nothing changed), so it is done often unless told otherwise.
+                    poll: match poll_interval {
+                        None if source_is_jmap => JMAP_POLL,
+                        _ => settings.poll,
+                    },
+                    ..settings.clone()
+                },
             });
         }
         if args.once {
@@ -291,13 +313,16 @@ impl StopSignals {
     }
 }
 
-/// A pair over IMAP: pass connections, and IDLE on the primary's INBOX.
+/// A pair over IMAP or JMAP: pass connections, and IDLE on the primary's INBOX (IMAP) or
+/// its event stream (JMAP push).
 pub struct ImapLink {
     pub source: SideConfig,
     pub target: SideConfig,
     /// IDLE where the primary offers it (off: polling only).
     pub idle: bool,
     pub renew: Duration,
+    /// The pair's poll interval (named in the log when a JMAP primary does not push).
+    pub poll: Duration,
     /// The primary server's IDLE budget, when it has a limit.
     idle_budget: Option<Arc<Semaphore>>,
     /// Each side's server and its pass budget, when it has a limit.
@@ -333,6 +358,44 @@ impl ImapLink {
             }
         }
         *self.held.borrow_mut() = permits;
+    }
+}
+
+impl ImapLink {
+    /// [`Link::watch_changes`] on a JMAP primary: its event stream, renewed every `renew`.
+    /// A server that does not push (no `eventSourceUrl`, a 204 as Debian's Cyrus answers, an
+    /// error status) is said once in the log, and the agent polls.
+    async fn watch_jmap(
+        &self,
+        on_change: &dyn Fn(),
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<bool, StoreError> {
+        tokio::pin!(stop);
+        let store = tokio::select! {
+            _ = &mut stop => return Ok(true),
+            s = JmapStore::connect(&self.source, Access::ReadOnly) => s?,
+        };
+        let opts = PushOptions {
+            ping: JMAP_PUSH_PING,
+            max_wait: self.renew,
+            poll_interval: self.poll,
+        };
+        // Listening from here on (see the IMAP case below).
+        on_change();
+        loop {
+            let outcome = tokio::select! {
+                _ = &mut stop => return Ok(true),
+                r = store.wait_for_change(&opts) => r?,
+            };
+            match outcome {
+                PushOutcome::Changed { .. } => on_change(),
+                PushOutcome::Timeout => {}
+                PushOutcome::Unavailable { reason } => {
+                    tracing::info!(primary = %self.source.endpoint, "{reason}");
+                    return Ok(false);
+                }
+            }
+        }
     }
 }
 
@@ -390,8 +453,7 @@ impl Link for ImapLink {
             return Ok(false);
         }
         if self.source.endpoint.scheme.is_jmap() {
-            tracing::info!(primary = %self.source.endpoint, "a JMAP primary: changes are found by polling");
-            return Ok(false);
+            return self.watch_jmap(on_change, stop).await;
         }
         // Held for as long as this IDLE session lasts.
         let _permit = match &self.idle_budget {

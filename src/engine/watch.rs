@@ -275,14 +275,14 @@ impl<L: Link> Agent<L> {
                     if failures == 1 {
                         tracing::warn!(
                             pair = %name,
-                            "change notification (IDLE) on the primary lost: {e}; reconnecting in {:.1} s (polling goes on)",
+                            "change notification (IDLE or JMAP push) on the primary lost: {e}; reconnecting in {:.1} s (polling goes on)",
                             delay.as_secs_f64()
                         );
                     } else {
                         tracing::info!(
                             pair = %name,
                             failures,
-                            "change notification (IDLE) still unavailable: {e}; reconnecting in {:.1} s",
+                            "change notification (IDLE or JMAP push) still unavailable: {e}; reconnecting in {:.1} s",
                             delay.as_secs_f64()
                         );
                     }

@@ -18,6 +18,7 @@ use super::email::{utc_date_from_internaldate, EmailMeta, EmailPatch, ImportRequ
 use super::error::{JmapError, SetError};
 use super::keywords::{flags_to_keywords, is_server_set, keywords_to_flags, special_use_to_role};
 use super::mailbox::MailboxTree;
+use super::push::{PushOptions, PushOutcome};
 use super::session::Credentials;
 use super::uid_map::UidMap;
 use super::{ConnectOptions, JmapClient};
@@ -108,6 +109,12 @@ impl JmapStore {
             tree,
             open: None,
         })
+    }
+
+    /// Waits for the account to change, over its event stream (JMAP push): see
+    /// [`JmapClient::wait_for_change`].
+    pub async fn wait_for_change(&self, opts: &PushOptions) -> Result<PushOutcome, StoreError> {
+        Ok(self.client.wait_for_change(opts).await?)
     }
 
     fn endpoint_string(&self) -> String {
