@@ -181,6 +181,13 @@ async fn dovecot_to_cyrus_jmap_replicates_the_corpus_and_follows_changes() {
     assert_eq!(counter.count("POST", "/jmap/upload/"), 0);
     assert_eq!(counter.method_calls("Email/import"), 0);
     assert_eq!(counter.method_calls("Email/set"), 0);
+    // The second pass reads back the mailboxes the first one's copies touched; from then
+    // on a pass with nothing new reads the target's changes (Email/changes), not its mailboxes.
+    counter.reset();
+    let idle = sync(&source, &target, &state, &[]).await;
+    assert_eq!((idle.code, idle.count("copied")), (0, 0), "{idle:?}");
+    assert_eq!(counter.method_calls("Email/query"), 0, "{idle:?}");
+    assert!(counter.method_calls("Email/changes") >= 1);
 
     // Changes on the primary: a flag, a new message in three folders, a move, an expunge.
     let inbox = p.messages("INBOX").await;
@@ -206,7 +213,7 @@ async fn dovecot_to_cyrus_jmap_replicates_the_corpus_and_follows_changes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cyrus_jmap_to_dovecot_replicates_the_corpus_and_follows_changes() {
     let (mut c, src) = seeded_cyrus("jisrc").await;
-    let source = jmap_url(&src);
+    let (counter, source) = counted_jmap(&src).await;
     let primary = TestServer::dovecot_primary();
     let dst = fresh_user("jidst");
     let mut d = TestImap::connect(&primary, &dst).await;
@@ -218,8 +225,12 @@ async fn cyrus_jmap_to_dovecot_replicates_the_corpus_and_follows_changes() {
     assert_eq!(first.code, 0, "{first:?}");
     assert_same_projection_from_jmap(&account(&mut c).await, &account(&mut d).await);
     verify_with_state(&source, &target, &state).await;
+    counter.reset();
     let second = sync(&source, &target, &state, &[]).await;
     assert_eq!((second.code, second.count("copied")), (0, 0), "{second:?}");
+    // Nothing changed: the primary's changes are read (Email/changes), not its mailboxes.
+    assert_eq!(counter.method_calls("Email/query"), 0, "{second:?}");
+    assert!(counter.method_calls("Email/changes") >= 1);
 
     // Changes on the JMAP primary (made over its IMAP): flags, new, moved, expunged.
     let inbox = c.messages("INBOX").await;
@@ -234,7 +245,10 @@ async fn cyrus_jmap_to_dovecot_replicates_the_corpus_and_follows_changes() {
     .await;
     c.move_uids("INBOX", &[inbox[5].uid], "Archive").await;
     c.expunge_uids("INBOX", &[inbox[8].uid]).await;
+    counter.reset();
     let third = sync(&source, &target, &state, &[]).await;
+    // Only the three mailboxes that changed (INBOX, Projects/Alpha, Archive) are listed.
+    assert_eq!(counter.method_calls("Email/query"), 3, "{third:?}");
     assert_eq!(third.code, 0, "{third:?}");
     assert_eq!(third.count("copied"), 1, "{third:?}");
     assert_same_projection_from_jmap(&account(&mut c).await, &account(&mut d).await);

@@ -326,7 +326,7 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
             folder.tokens,
             target_tokens.get(path),
         ) {
-            let unchanged = record.complete
+            let unchanged = (record.complete || record.settled)
                 && record
                     .source_tokens
                     .is_some_and(|t| src.proves_unchanged(&t))
@@ -666,6 +666,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
                 source_tokens: None,
                 target_tokens: None,
                 complete: false,
+                settled: false,
                 target_only: 0,
             };
             state.commit(&name, Some(&now), &[])?;
@@ -947,10 +948,23 @@ fn record_tokens(
     target_only: u32,
     removals: bool,
 ) -> Result<Completeness, EngineError> {
-    let placed = source_msgs
-        .iter()
-        .all(|m| after.get(&m.uid).is_some_and(|i| i.target_uid.is_some()))
-        && after.values().all(|i| i.target_uid.is_some());
+    // A copy the target can never take (it keeps one email per content, and the folder holds
+    // this one) is a fidelity note, not a reason to read an unchanged folder every pass.
+    let never: std::collections::BTreeSet<u32> = state
+        .refused(Some(name))?
+        .into_iter()
+        .filter(|(_, r)| r.by_design)
+        .map(|((_, uid), _)| uid)
+        .collect();
+    let on_target = |uid: &u32| after.get(uid).is_some_and(|i| i.target_uid.is_some());
+    let all_instances = after.values().all(|i| i.target_uid.is_some());
+    let placed = all_instances && source_msgs.iter().all(|m| on_target(&m.uid));
+    let settled = !placed
+        && !removals
+        && all_instances
+        && source_msgs
+            .iter()
+            .all(|m| on_target(&m.uid) || never.contains(&m.uid));
     let completeness = match (placed, removals) {
         (false, _) => Completeness::No,
         (true, true) => Completeness::OnceRemoved,
@@ -963,6 +977,7 @@ fn record_tokens(
         source_tokens: Some(source),
         target_tokens: Some(target),
         complete,
+        settled,
         target_only,
     };
     if state.folder(name)?.as_ref() != Some(&record) {
@@ -1847,6 +1862,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                                 error: text.clone(),
                                 fingerprint: Some(fingerprint),
                                 identical_copy: identical,
+                                by_design,
                             };
                             (m.uid, record)
                         })

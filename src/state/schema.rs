@@ -63,6 +63,10 @@ pub struct Refused {
     /// identical messages: a fidelity note `verify` accepts.
     #[serde(default)]
     pub identical_copy: bool,
+    /// Refused because the target keeps one email per content (JMAP's `alreadyExists` in a
+    /// mailbox holding it): it can never succeed, so it does not keep the folder incomplete.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_design: bool,
 }
 
 /// A quarantined message: why, since when, and how often it was seen.
@@ -138,6 +142,11 @@ pub struct FolderRecord {
     /// with a target UID and nothing was held: the next pass may read only what changed.
     #[serde(default)]
     pub complete: bool,
+    /// Complete but for copies the target can never take (`Refused::by_design`): the next
+    /// pass may skip the folder when neither side changed, but reads it in full when one did
+    /// (those copies are in no instance, so only a full listing sees them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub settled: bool,
     /// Messages on the target that the source does not have, as last counted.
     #[serde(default)]
     pub target_only: u32,

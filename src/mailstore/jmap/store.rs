@@ -117,6 +117,50 @@ impl JmapStore {
         Ok(self.client.wait_for_change(opts).await?)
     }
 
+    /// Counts, in the UID map, every change to the account's emails since the state it saved
+    /// (`Email/changes`, the changed emails' mailboxes fetched in the same request): each
+    /// mailbox an email entered, left, or changed keywords in gets a higher change counter,
+    /// the HIGHESTMODSEQ of its folder. Where the server cannot tell the changes (or on first
+    /// sight), every mailbox counts as changed and the next listing reads it in full.
+    async fn count_changes(&mut self) -> Result<(), StoreError> {
+        let all = BTreeSet::new();
+        let Some(since) = self.uids.email_state() else {
+            let state = self.client.email_state().await?;
+            return self.uids.advance(&state, &all, true);
+        };
+        let changes = match self.client.email_changes(&since, None).await {
+            Ok(changes) => changes,
+            Err(JmapError::CannotCalculateChanges { .. }) => {
+                tracing::debug!(
+                    since,
+                    "the server cannot tell the changes: every mailbox is read again"
+                );
+                let state = self.client.email_state().await?;
+                return self.uids.advance(&state, &all, true);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if changes.new_state == since {
+            return Ok(());
+        }
+        let mut touched = BTreeSet::new();
+        for e in changes.created.iter().chain(&changes.updated) {
+            touched.extend(e.mailboxes().map(str::to_string));
+            touched.extend(self.uids.mailboxes_of(&e.id));
+        }
+        for id in &changes.destroyed {
+            touched.extend(self.uids.mailboxes_of(id));
+        }
+        tracing::debug!(
+            created = changes.created.len(),
+            updated = changes.updated.len(),
+            destroyed = changes.destroyed.len(),
+            mailboxes = touched.len(),
+            "email changes counted"
+        );
+        self.uids.advance(&changes.new_state, &touched, false)
+    }
+
     fn endpoint_string(&self) -> String {
         self.client.endpoint().to_string()
     }
@@ -254,6 +298,7 @@ impl MailStore for JmapStore {
 
     async fn list_folders(&mut self) -> Result<Vec<FolderInfo>, StoreError> {
         self.tree = MailboxTree::new(self.client.mailboxes().await?.mailboxes);
+        self.count_changes().await?;
         let mut out: Vec<FolderInfo> = self
             .tree
             .iter()
@@ -262,7 +307,7 @@ impl MailStore for JmapStore {
                     path: self.tree.path(&m.id)?,
                     selectable: true,
                     special_use: m.special_use().map(str::to_string),
-                    tokens: None,
+                    tokens: self.uids.tokens(&m.id),
                     subscribed: m.is_subscribed,
                 })
             })
@@ -356,6 +401,9 @@ impl MailStore for JmapStore {
 
     async fn open_folder(&mut self, path: &FolderPath) -> Result<FolderStatus, StoreError> {
         let id = self.mailbox_id(path).await?;
+        // Counted and read before the listing: a change after it shows as a higher counter.
+        self.count_changes().await?;
+        let modseq = self.uids.modseq(&id);
         let (uidvalidity, uidnext) = self.list_into_open(id, path.clone()).await?;
         let exists = self
             .open
@@ -367,7 +415,7 @@ impl MailStore for JmapStore {
             uidnext: Some(uidnext),
             exists,
             permanent_flags: Some(permanent_flags()),
-            highest_modseq: None,
+            highest_modseq: Some(modseq),
         })
     }
 

@@ -17,6 +17,10 @@
 //! - Every change is durable before the caller learns the UID, so a UID the state records is
 //!   never given to another email after a crash.
 //!
+//! - Each mailbox has a change counter, its HIGHESTMODSEQ: the store counts every change
+//!   `Email/changes` reports since the saved `Email` state in the mailboxes the email was and
+//!   is in, so a pass skips unchanged folders as it does on a CONDSTORE server.
+//!
 //! One map per side and process, shared by every connection to that side ([`UidMap::open`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -26,6 +30,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::mailstore::StoreError;
+use crate::model::FolderTokens;
 
 /// Key: mailbox id. Value: (UIDVALIDITY, UIDNEXT).
 const MAILBOXES: TableDefinition<&str, (u32, u32)> = TableDefinition::new("mailboxes");
@@ -37,6 +42,10 @@ const UIDS: TableDefinition<(&str, u32), &str> = TableDefinition::new("uids");
 const WANTED: TableDefinition<(&str, u32), &str> = TableDefinition::new("wanted");
 /// Key: `next_uidvalidity`.
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
+/// Key: mailbox id. Value: the mailbox's change counter, its HIGHESTMODSEQ.
+const MODSEQ: TableDefinition<&str, u64> = TableDefinition::new("modseq");
+/// Key: `email`. Value: the account's `Email` state the counters have seen every change up to.
+const STATES: TableDefinition<&str, &str> = TableDefinition::new("states");
 
 /// One mailbox's UIDs.
 #[derive(Debug, Clone, Default)]
@@ -83,7 +92,14 @@ impl Wanted {
 struct Inner {
     next_uidvalidity: u32,
     mailboxes: HashMap<String, MailboxUids>,
+    /// Per mailbox, its change counter (absent: [`FIRST_MODSEQ`]).
+    modseq: HashMap<String, u64>,
+    /// The `Email` state every change up to which has been counted.
+    email_state: Option<String>,
 }
+
+/// The change counter of a mailbox no change was counted for yet.
+const FIRST_MODSEQ: u64 = 1;
 
 /// What a mailbox's listing looks like through the map.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +126,8 @@ struct Delta {
     removed: Vec<(String, u32)>,
     wanted: Vec<(String, u32, String)>,
     next_uidvalidity: Option<u32>,
+    modseq: Vec<(String, u64)>,
+    email_state: Option<String>,
 }
 
 fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<UidMap>>> {
@@ -131,7 +149,7 @@ impl UidMap {
         Arc::new(UidMap {
             inner: Mutex::new(Inner {
                 next_uidvalidity: unix_seconds(),
-                mailboxes: HashMap::new(),
+                ..Inner::default()
             }),
             db: None,
             path: None,
@@ -161,6 +179,8 @@ impl UidMap {
             txn.open_table(MAILBOXES).map_err(|e| err(&e))?;
             txn.open_table(UIDS).map_err(|e| err(&e))?;
             txn.open_table(WANTED).map_err(|e| err(&e))?;
+            txn.open_table(MODSEQ).map_err(|e| err(&e))?;
+            txn.open_table(STATES).map_err(|e| err(&e))?;
             let mut meta = txn.open_table(META).map_err(|e| err(&e))?;
             let next = meta
                 .get("next_uidvalidity")
@@ -209,7 +229,17 @@ impl UidMap {
                 m.wanted.insert(uid, Wanted::decode(keywords.value()));
             }
         }
-        drop((mailboxes, uids, wanted, txn));
+        let modseq = txn.open_table(MODSEQ).map_err(|e| err(&e))?;
+        for row in modseq.iter().map_err(|e| err(&e))? {
+            let (id, n) = row.map_err(|e| err(&e))?;
+            inner.modseq.insert(id.value().to_string(), n.value());
+        }
+        let states = txn.open_table(STATES).map_err(|e| err(&e))?;
+        inner.email_state = states
+            .get("email")
+            .map_err(|e| err(&e))?
+            .map(|v| v.value().to_string());
+        drop((mailboxes, uids, wanted, modseq, states, txn));
         Ok(UidMap {
             inner: Mutex::new(inner),
             db: Some(db),
@@ -275,6 +305,73 @@ impl UidMap {
             let m = inner.mailbox(mailbox, delta);
             (m.uidvalidity, m.uidnext)
         })
+    }
+
+    /// The `Email` state up to which every change has been counted ([`UidMap::advance`]).
+    pub fn email_state(&self) -> Option<String> {
+        self.inner.lock().ok()?.email_state.clone()
+    }
+
+    /// The mailboxes in which an email has a UID.
+    pub fn mailboxes_of(&self, email: &str) -> Vec<String> {
+        let Ok(inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        inner
+            .mailboxes
+            .iter()
+            .filter(|(_, m)| m.by_email.contains_key(email))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Counts one change in each `touched` mailbox (in every mailbox the map knows as well,
+    /// with `all`: the changes could not be told), and records that every change up to
+    /// `email_state` is counted; one durable write. A saved state older than one saved before
+    /// only makes the next changes reach further back.
+    pub fn advance(
+        &self,
+        email_state: &str,
+        touched: &BTreeSet<String>,
+        all: bool,
+    ) -> Result<(), StoreError> {
+        self.change(|inner, delta| {
+            let mut ids: BTreeSet<String> = touched.clone();
+            if all {
+                ids.extend(inner.mailboxes.keys().cloned());
+                ids.extend(inner.modseq.keys().cloned());
+            }
+            for id in ids {
+                let n = inner.modseq.entry(id.clone()).or_insert(FIRST_MODSEQ);
+                *n += 1;
+                delta.modseq.push((id, *n));
+            }
+            inner.email_state = Some(email_state.to_string());
+            delta.email_state = Some(email_state.to_string());
+        })
+    }
+
+    /// A mailbox's tokens as an IMAP folder's, when the map knows the mailbox: its
+    /// UIDVALIDITY, UIDNEXT, how many emails it held when last seen, and its change counter
+    /// as HIGHESTMODSEQ. Read the counter before listing the mailbox: a change counted after
+    /// the listing then shows as a higher counter.
+    pub fn tokens(&self, mailbox: &str) -> Option<FolderTokens> {
+        let inner = self.inner.lock().ok()?;
+        let m = inner.mailboxes.get(mailbox)?;
+        Some(FolderTokens {
+            uidvalidity: m.uidvalidity,
+            uidnext: m.uidnext,
+            messages: m.by_uid.len() as u32,
+            highest_modseq: Some(inner.modseq(mailbox)),
+        })
+    }
+
+    /// A mailbox's change counter.
+    pub fn modseq(&self, mailbox: &str) -> u64 {
+        self.inner
+            .lock()
+            .map(|inner| inner.modseq(mailbox))
+            .unwrap_or(FIRST_MODSEQ)
     }
 
     /// The email with this UID in a mailbox.
@@ -395,6 +492,8 @@ impl UidMap {
             && delta.removed.is_empty()
             && delta.wanted.is_empty()
             && delta.next_uidvalidity.is_none()
+            && delta.modseq.is_empty()
+            && delta.email_state.is_none()
         {
             return Ok(());
         }
@@ -424,6 +523,14 @@ impl UidMap {
                     .insert((mailbox.as_str(), *uid), keywords.as_str())
                     .map_err(|x| e(&x))?;
             }
+            let mut modseq = txn.open_table(MODSEQ).map_err(|x| e(&x))?;
+            for (id, n) in &delta.modseq {
+                modseq.insert(id.as_str(), *n).map_err(|x| e(&x))?;
+            }
+            if let Some(state) = &delta.email_state {
+                let mut states = txn.open_table(STATES).map_err(|x| e(&x))?;
+                states.insert("email", state.as_str()).map_err(|x| e(&x))?;
+            }
             if let Some(next) = delta.next_uidvalidity {
                 let mut meta = txn.open_table(META).map_err(|x| e(&x))?;
                 meta.insert("next_uidvalidity", next).map_err(|x| e(&x))?;
@@ -434,6 +541,10 @@ impl UidMap {
 }
 
 impl Inner {
+    fn modseq(&self, mailbox: &str) -> u64 {
+        self.modseq.get(mailbox).copied().unwrap_or(FIRST_MODSEQ)
+    }
+
     /// The union of the keywords written for each instance of an email, and whether every
     /// instance has some written.
     fn union(&self, email: &str) -> (BTreeSet<String>, bool) {
