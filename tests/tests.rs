@@ -12,6 +12,7 @@ mod imap_copy;
 mod imap_guarantees;
 mod incremental;
 mod jmap_cyrus;
+mod jmap_errors;
 mod jmap_push;
 mod jmap_scripted;
 mod keywords;

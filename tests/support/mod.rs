@@ -1,12 +1,14 @@
 //! Shared test helpers: real servers, an independent IMAP witness client,
-//! the fixture corpus, JWTs for the OAuth server, a fault-injecting proxy, a scripted IMAP server, a
-//! scripted HTTP server (JMAP) with streamed Server-Sent Events (JMAP push), a `mailreplica watch`
-//! run in the background and private Dovecot instances a test may kill.
+//! the fixture corpus, JWTs for the OAuth server, a fault-injecting proxy, HTTP relays in front
+//! of Cyrus JMAP that count requests or answer chosen ones with errors, a scripted IMAP server,
+//! a scripted HTTP server (JMAP) with streamed Server-Sent Events (JMAP push), a `mailreplica
+//! watch` run in the background and private Dovecot instances a test may kill.
 #![allow(dead_code)]
 
 pub mod corpus;
 pub mod event_stream;
 pub mod http_count;
+pub mod http_fault;
 pub mod http_server;
 pub mod imap_client;
 pub mod jwt;

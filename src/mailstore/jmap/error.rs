@@ -85,6 +85,37 @@ impl fmt::Display for MethodErrorType {
     }
 }
 
+impl MethodErrorType {
+    /// What the user can do about a method refused with this error, one or two sentences.
+    pub fn hint(&self) -> &'static str {
+        use MethodErrorType::*;
+        match self {
+            ServerUnavailable | ServerFail | ServerPartialFail => {
+                "The server failed to carry it out; retry later, and check the server's logs if it persists."
+            }
+            UnknownMethod => {
+                "The server does not offer this method, which mailreplica needs: check that it supports JMAP Mail (RFC 8621) for this account, or replicate the account over IMAP instead."
+            }
+            InvalidArguments | InvalidResultReference | RequestTooLarge | AnchorNotFound
+            | UnsupportedSort | UnsupportedFilter => {
+                "The server did not accept the call mailreplica sent, and did not carry it out: a mailreplica bug or a server quirk; please report it with the server's name and version."
+            }
+            Forbidden | AccountReadOnly => {
+                "The account may not do this: check its rights on the server."
+            }
+            AccountNotFound | AccountNotSupportedByMethod => {
+                "The server no longer offers this account for JMAP Mail: check the user name and that JMAP mail is enabled for the account."
+            }
+            CannotCalculateChanges | StateMismatch | TooManyChanges => {
+                "The account changed meanwhile; run again."
+            }
+            Other(_) => {
+                "An error type mailreplica does not know; retry later, and report it if it persists."
+            }
+        }
+    }
+}
+
 /// The arguments of an `error` method response.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct MethodError {
@@ -184,6 +215,22 @@ impl fmt::Display for SetErrorType {
     }
 }
 
+impl SetErrorType {
+    /// What the user can do about an object refused with this error, when there is more to say
+    /// than its name. Never mentions keywords or flags unless the refusal is about them: the
+    /// engine reads such words as a keyword refusal and writes the message again without them.
+    pub fn hint(&self) -> Option<&'static str> {
+        use SetErrorType::*;
+        match self {
+            OverQuota => Some(
+                "the account is over its storage quota on the server: free space there or raise the quota",
+            ),
+            Forbidden => Some("the account may not do this: check its rights on the server"),
+            _ => None,
+        }
+    }
+}
+
 /// Why the server refused one object of a set/import call.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SetError {
@@ -210,6 +257,16 @@ impl SetError {
         }
     }
 
+    /// The IMAP response code (RFC 5530) of the same refusal, so that the engine treats it as it
+    /// treats the IMAP one: `OVERQUOTA`, `TOOBIG`; `None` for the others.
+    pub fn response_code(&self) -> Option<&'static str> {
+        match self.kind {
+            SetErrorType::OverQuota => Some("OVERQUOTA"),
+            SetErrorType::TooLarge => Some("TOOBIG"),
+            _ => None,
+        }
+    }
+
     /// True when trying again later may succeed without any change by the user. A SetError
     /// `serverFail` is not: Cyrus uses it for permanent refusals ("SPECIAL-USE flag conflict").
     pub fn is_retryable(&self) -> bool {
@@ -229,6 +286,9 @@ impl fmt::Display for SetError {
         }
         if let Some(d) = self.description.as_deref().filter(|d| !d.is_empty()) {
             write!(f, ": {d}")?;
+        }
+        if let Some(hint) = self.kind.hint() {
+            write!(f, "; {hint}")?;
         }
         Ok(())
     }
@@ -296,7 +356,7 @@ pub enum JmapError {
     #[error("{endpoint}: the server offers no mail account for this user ({detail}). Check that JMAP mail is enabled for the account.")]
     NoMailAccount { endpoint: String, detail: String },
 
-    #[error("{endpoint}: {method} refused for {what}: {error}")]
+    #[error("{endpoint}: {method} ({what}) refused by the server: {error}. {hint}", hint = .error.kind.hint())]
     Method {
         endpoint: String,
         method: String,
@@ -352,6 +412,27 @@ impl JmapError {
         }
     }
 
+    /// The endpoint the error names first (`jmap://user@host:port/path`); `None` for a URL
+    /// that does not parse.
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            JmapError::BadUrl { .. } => None,
+            JmapError::Plaintext { endpoint, .. }
+            | JmapError::Connect { endpoint, .. }
+            | JmapError::Tls { endpoint, .. }
+            | JmapError::Timeout { endpoint, .. }
+            | JmapError::ConnectionLost { endpoint, .. }
+            | JmapError::Auth { endpoint, .. }
+            | JmapError::Http { endpoint, .. }
+            | JmapError::Protocol { endpoint, .. }
+            | JmapError::NoMailAccount { endpoint, .. }
+            | JmapError::Method { endpoint, .. }
+            | JmapError::CannotCalculateChanges { endpoint, .. }
+            | JmapError::Set { endpoint, .. }
+            | JmapError::TooLarge { endpoint, .. } => Some(endpoint),
+        }
+    }
+
     /// The method error type, when the server answered a method with `error`.
     pub fn method_error(&self) -> Option<&MethodErrorType> {
         match self {
@@ -365,7 +446,16 @@ impl JmapError {
 /// the same classification (connect, auth, timeout, refusal, protocol) as IMAP.
 impl From<JmapError> for StoreError {
     fn from(e: JmapError) -> StoreError {
+        // StoreError names the endpoint itself: the text without it.
         let text = e.to_string();
+        let text = match e.endpoint() {
+            Some(endpoint) => text
+                .strip_prefix(endpoint)
+                .and_then(|t| t.strip_prefix(": "))
+                .map(str::to_string)
+                .unwrap_or(text),
+            None => text,
+        };
         match e {
             JmapError::Connect {
                 endpoint, detail, ..
@@ -389,9 +479,14 @@ impl From<JmapError> for StoreError {
                 command: what,
                 detail,
             },
-            JmapError::Auth { endpoint, .. } => StoreError::Auth {
+            // StoreError::Auth says what to check.
+            JmapError::Auth {
                 endpoint,
-                detail: text,
+                what,
+                status,
+            } => StoreError::Auth {
+                endpoint,
+                detail: format!("HTTP {status} for {what}"),
             },
             JmapError::Protocol {
                 endpoint,
@@ -463,6 +558,80 @@ mod tests {
         assert!(!m("invalidArguments").is_retryable());
         let s: StoreError = m("forbidden").into();
         assert!(!s.is_retryable());
-        assert!(s.to_string().contains("Email/get refused for x: forbidden"));
+        assert_eq!(
+            s.to_string(),
+            "jmap://u@h:1/: Email/get (x) refused by the server: forbidden. The account may not do this: check its rights on the server."
+        );
+    }
+
+    /// What failed, where (once) and what to do, through the engine's StoreError as the user
+    /// reads it.
+    #[test]
+    fn store_errors_name_the_endpoint_once_and_say_what_to_do() {
+        let endpoint = "jmap://u@h:1/jmap";
+        let method = |kind: &str| -> StoreError {
+            JmapError::Method {
+                endpoint: endpoint.into(),
+                method: "Email/import".into(),
+                what: "importing 3 emails".into(),
+                error: Box::new(MethodError {
+                    kind: kind.to_string().into(),
+                    description: None,
+                    arguments: None,
+                }),
+            }
+            .into()
+        };
+        assert_eq!(
+            method("unknownMethod").to_string(),
+            "jmap://u@h:1/jmap: Email/import (importing 3 emails) refused by the server: unknownMethod. The server does not offer this method, which mailreplica needs: check that it supports JMAP Mail (RFC 8621) for this account, or replicate the account over IMAP instead."
+        );
+        assert!(method("invalidArguments")
+            .to_string()
+            .ends_with("a mailreplica bug or a server quirk; please report it with the server's name and version."));
+        let auth: StoreError = JmapError::Auth {
+            endpoint: endpoint.into(),
+            what: "session discovery".into(),
+            status: 401,
+        }
+        .into();
+        assert_eq!(
+            auth.to_string(),
+            "jmap://u@h:1/jmap: login refused: HTTP 401 for session discovery. Check the user name and the password source."
+        );
+        let http: StoreError = JmapError::Http {
+            endpoint: endpoint.into(),
+            what: "session discovery".into(),
+            status: 404,
+            problem: String::new(),
+            hint: ". Check the URL's path".into(),
+        }
+        .into();
+        assert_eq!(http.to_string().matches(endpoint).count(), 1, "{http}");
+    }
+
+    /// An object over quota reads and classifies as IMAP's `[OVERQUOTA]` refusal.
+    #[test]
+    fn over_quota_says_what_to_do_and_is_imap_overquota() {
+        let e: SetError =
+            serde_json::from_str(r#"{"type":"overQuota","description":"Quota exceeded"}"#).unwrap();
+        assert_eq!(
+            e.to_string(),
+            "overQuota: Quota exceeded; the account is over its storage quota on the server: free space there or raise the quota"
+        );
+        assert_eq!(e.response_code(), Some("OVERQUOTA"));
+        let no = StoreError::No {
+            endpoint: "jmap://u@h:1/".into(),
+            command: "Email/import".into(),
+            folder: " in INBOX".into(),
+            text: e.to_string(),
+            code: e.response_code().map(str::to_string),
+        };
+        assert!(no.is_retryable() && no.throttling().is_none());
+        let e: SetError = serde_json::from_str(r#"{"type":"invalidEmail"}"#).unwrap();
+        assert_eq!(
+            (e.to_string().as_str(), e.response_code()),
+            ("invalidEmail", None)
+        );
     }
 }

@@ -260,7 +260,8 @@ impl JmapStore {
             command: command.to_string(),
             folder: format!(" in {path}"),
             text: e.to_string(),
-            code: None,
+            // As IMAP's [OVERQUOTA] and friends, so the engine treats both alike.
+            code: e.response_code().map(str::to_string),
         }
     }
 }
