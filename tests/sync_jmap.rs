@@ -278,3 +278,31 @@ async fn cyrus_jmap_to_cyrus_jmap_replicates_the_corpus() {
     assert_eq!((second.code, second.count("copied")), (0, 0), "{second:?}");
     assert_same_projection_from_jmap(&account(&mut c).await, &account(&mut d).await);
 }
+
+/// The target's UID map is lost (the file beside the state removed): every target mailbox
+/// gets a new UIDVALIDITY and the pass matches the state's messages to the target's emails by
+/// identity again: Cyrus's blobId (`G` + SHA-1) against the SHA-1 the state kept of what it
+/// uploaded. No body is read from either side and nothing is uploaded; the copy refused by
+/// design is offered again by its blobId, so its flags are merged into the email again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_jmap_uid_map_is_rebuilt_without_reading_bodies() {
+    let cyrus = TestServer::cyrus();
+    let dst = fresh_user("jrdst");
+    cyrus.ensure_user(&dst);
+    let (mut p, source) = seeded_dovecot("jrsrc", &dst).await;
+    let (counter, target) = counted_jmap(&dst).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("jmap.redb");
+    let first = sync(&source, &target, &state, &[]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+
+    std::fs::remove_file(dir.path().join("jmap.redb.target-ids")).unwrap();
+    counter.reset();
+    let rebuilt = sync(&source, &target, &state, &[]).await;
+    assert_eq!(rebuilt.code, 0, "{rebuilt:?}");
+    assert_eq!(counter.count("POST", "/jmap/upload/"), 0, "{rebuilt:?}");
+    assert_eq!(counter.count("GET", "/jmap/download/"), 0, "{rebuilt:?}");
+    let mut c = TestImap::connect(&cyrus, &dst).await;
+    assert_same_projection(&account(&mut p).await, &account(&mut c).await);
+    verify_with_state(&source, &target, &state).await;
+}

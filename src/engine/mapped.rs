@@ -8,7 +8,7 @@ use crate::mailstore::{
     AppendRequest, Capabilities, FetchedBody, FlagChange, FolderChanges, FolderInfo, FolderStatus,
     FolderTokens, MailStore, MessageMeta, StoreError,
 };
-use crate::model::{FlagSet, FolderPath};
+use crate::model::{ContentSha1, FlagSet, FolderPath};
 use crate::reconcile::folder_map::{FolderMap, Rules};
 
 /// `inner` with folder paths translated by `map`.
@@ -182,6 +182,14 @@ impl<T: MailStore> MailStore for Mapped<T> {
 
     async fn close_folder(&mut self) -> Result<(), StoreError> {
         self.inner.close_folder().await
+    }
+
+    fn names_content_by_sha1(&self) -> bool {
+        self.inner.names_content_by_sha1()
+    }
+
+    async fn content_sha1(&mut self, uids: &[u32]) -> Result<Vec<(u32, ContentSha1)>, StoreError> {
+        self.inner.content_sha1(uids).await
     }
 
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError> {

@@ -27,7 +27,7 @@ use crate::mailstore::{
     AppendRequest, Capabilities, FetchedBody, FlagChange, FolderChanges, FolderInfo, FolderStatus,
     FolderTokens, MailStore, MessageMeta, StoreError, Throttling,
 };
-use crate::model::{FlagSet, FolderPath};
+use crate::model::{ContentSha1, FlagSet, FolderPath};
 
 /// Waiting for one command ends after this much in total (then the error goes up).
 const GIVE_UP_AFTER: Duration = Duration::from_secs(15 * 60);
@@ -459,6 +459,15 @@ impl<T: MailStore> MailStore for Paced<T> {
 
     async fn close_folder(&mut self) -> Result<(), StoreError> {
         self.retrying(async |s: &mut T| s.close_folder().await)
+            .await
+    }
+
+    fn names_content_by_sha1(&self) -> bool {
+        self.inner.names_content_by_sha1()
+    }
+
+    async fn content_sha1(&mut self, uids: &[u32]) -> Result<Vec<(u32, ContentSha1)>, StoreError> {
+        self.retrying(async |s: &mut T| s.content_sha1(uids).await)
             .await
     }
 

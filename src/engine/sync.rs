@@ -26,7 +26,7 @@ use crate::mailstore::{
 use crate::model::fingerprint::normalize_line_endings;
 use crate::model::message_id::message_id;
 use crate::model::tolerant_key::{tolerant_key, TolerantKey};
-use crate::model::{Fingerprint, FlagSet, FolderPath};
+use crate::model::{ContentSha1, Fingerprint, FlagSet, FolderPath};
 use crate::reconcile::budget::{decide, BudgetContext, FolderRemovals, HoldReason};
 use crate::reconcile::fidelity::{classify, FidelityClass};
 use crate::reconcile::identity::{adopt, Identified};
@@ -645,8 +645,18 @@ async fn sync_folder<S: MailStore, T: MailStore>(
                 inst.target_uid = None;
                 changes.push(InstanceChange::Put(*uid, inst.clone()));
             }
+            // Copies refused by design (one email per content) are offered again: the
+            // target's answer merges their flags into the email it holds, which a target
+            // that lost its UIDs forgot.
+            let by_design: Vec<u32> = state
+                .refused(Some(&name))?
+                .into_iter()
+                .filter(|(_, r)| r.by_design)
+                .map(|((_, uid), _)| uid)
+                .collect();
             if !options.dry_run {
                 state.commit(&name, None, &changes)?;
+                state.update_refused(&name, &[], &by_design)?;
             }
         }
     }
@@ -1571,12 +1581,16 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         });
 
         let (placements, unmapped) = self
-            .adopt_by_cheap_keys(
+            .adopt_by_content_sha1(
                 &plan.placements,
                 &plan.unmapped_target,
+                base,
                 target_msgs,
                 target_status,
             )
+            .await?;
+        let (placements, unmapped) = self
+            .adopt_by_cheap_keys(&placements, &unmapped, target_msgs, target_status)
             .await?;
         adopted += plan.placements.len() - placements.len();
         let mut candidates = self
@@ -1799,6 +1813,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 let mut one_per_content: HashSet<Fingerprint> = HashSet::new();
                 // Copies with 8-bit header bytes, read back to learn how the target keeps them.
                 let mut uploaded_8bit: Vec<readback::Uploaded<'_>> = Vec::new();
+                // A target that names content by SHA-1 is told it, for rebuilding without bodies.
+                let name_by_sha1 = self.target.names_content_by_sha1();
+                let mut sha1s: Vec<(Fingerprint, ContentSha1)> = Vec::new();
                 for (((i, bytes, fingerprint), result), flags) in
                     to_append.iter().zip(results).zip(&send_flags)
                 {
@@ -1823,6 +1840,9 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                                 tuid,
                             ));
                             placed_fps.insert(*fingerprint);
+                            if name_by_sha1 {
+                                sha1s.push((*fingerprint, ContentSha1::of_normalized(bytes)));
+                            }
                             if let Some(target_uid) =
                                 tuid.filter(|_| readback::has_8bit_header(bytes))
                             {
@@ -1847,6 +1867,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                         }
                     }
                 }
+                self.state.record_content_sha1(&sha1s)?;
                 for ((fingerprint, text), messages) in refusals {
                     // Refused while copies of the same content were taken, or several alike:
                     // the server's limit on identical messages, a fidelity note verify accepts.
@@ -2007,6 +2028,81 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
             .collect();
         self.state.commit(self.name, None, &changes)?;
         Ok(())
+    }
+
+    /// Rebuilding against a target that names content by SHA-1 (Cyrus over JMAP): a message the
+    /// base knows by fingerprint, whose SHA-1 the state recorded when it was uploaded, is the
+    /// unmapped target message named by that SHA-1. Neither side's body is read. Returns what
+    /// is left to place and the unmapped rest.
+    async fn adopt_by_content_sha1(
+        &mut self,
+        placements: &[Placement],
+        unmapped: &[u32],
+        base: &BTreeMap<u32, InstanceRecord>,
+        target_msgs: &[MessageMeta],
+        target_status: &FolderStatus,
+    ) -> Result<(Vec<Placement>, Vec<u32>), EngineError> {
+        let known: Vec<Fingerprint> = placements
+            .iter()
+            .filter_map(|p| base.get(&p.source.uid)?.fingerprint)
+            .collect();
+        if unmapped.is_empty() || known.is_empty() || !self.target.names_content_by_sha1() {
+            return Ok((placements.to_vec(), unmapped.to_vec()));
+        }
+        let sha1_of = self.state.content_sha1(known)?;
+        if sha1_of.is_empty() {
+            return Ok((placements.to_vec(), unmapped.to_vec()));
+        }
+        let mut by_sha1: HashMap<ContentSha1, Vec<u32>> = HashMap::new();
+        for (uid, sha) in self.target.content_sha1(unmapped).await? {
+            by_sha1.entry(sha).or_default().push(uid);
+        }
+        let metas: HashMap<u32, &MessageMeta> = target_msgs.iter().map(|m| (m.uid, m)).collect();
+        let mut changes = Vec::new();
+        let mut left = Vec::new();
+        let mut taken: HashSet<u32> = HashSet::new();
+        let mut bytes = 0u64;
+        for p in placements {
+            let found = base.get(&p.source.uid).and_then(|inst| {
+                let fp = inst.fingerprint?;
+                let tuid = by_sha1.get_mut(sha1_of.get(&fp)?)?.pop()?;
+                Some((inst, fp, tuid))
+            });
+            let Some((inst, fp, tuid)) = found else {
+                left.push(p.clone());
+                continue;
+            };
+            if let Some(t) = metas.get(&tuid) {
+                self.fix_flags(t, &p.source.flags, target_status).await?;
+            }
+            changes.push(InstanceChange::Put(
+                p.source.uid,
+                InstanceRecord {
+                    fingerprint: Some(fp),
+                    ordinal: inst.ordinal,
+                    target_uid: Some(tuid),
+                    flags: p.source.flags.clone(),
+                    internaldate: p.source.internaldate.clone(),
+                    size: p.source.size,
+                },
+            ));
+            taken.insert(tuid);
+            bytes += p.source.size as u64;
+        }
+        self.state.commit(self.name, None, &changes)?;
+        self.summary.adopted += changes.len() as u64;
+        self.summary.bytes_placed += bytes;
+        self.events.event(Event::Placed {
+            folder: self.path.clone(),
+            messages: changes.len() as u64,
+            bytes,
+        });
+        let unmapped = unmapped
+            .iter()
+            .copied()
+            .filter(|u| !taken.contains(u))
+            .collect();
+        Ok((left, unmapped))
     }
 
     /// Rebuilding (a lost state, a target filled by an earlier tool): a source message and an

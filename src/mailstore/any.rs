@@ -7,7 +7,7 @@ use super::{
     FolderStatus, FolderTokens, MailStore, MessageMeta, StoreError,
 };
 use crate::config::SideConfig;
-use crate::model::{FlagSet, FolderPath};
+use crate::model::{ContentSha1, FlagSet, FolderPath};
 
 /// A side of either protocol. The CLI opens every side through [`AnyStore::connect`]. The
 /// IMAP store is kept inline: it is the common case, and one store lives per connection.
@@ -143,6 +143,12 @@ impl MailStore for AnyStore {
     }
     async fn close_folder(&mut self) -> Result<(), StoreError> {
         each!(self, s => s.close_folder().await)
+    }
+    fn names_content_by_sha1(&self) -> bool {
+        each!(self, s => s.names_content_by_sha1())
+    }
+    async fn content_sha1(&mut self, uids: &[u32]) -> Result<Vec<(u32, ContentSha1)>, StoreError> {
+        each!(self, s => s.content_sha1(uids).await)
     }
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError> {
         each!(self, s => s.expunge(uids).await)

@@ -11,7 +11,7 @@ pub mod jmap;
 pub mod memory;
 
 pub use crate::model::FolderTokens;
-use crate::model::{FlagSet, FolderPath, InternalDate};
+use crate::model::{ContentSha1, FlagSet, FolderPath, InternalDate};
 pub use error::{StoreError, Throttling};
 
 /// What a side may do. A read-only side is opened with EXAMINE, read with PEEK, and refuses every
@@ -361,6 +361,18 @@ pub trait MailStore {
     /// folder is deleted, so callers leave a folder before deleting it.
     async fn close_folder(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Whether the server names each message's content by the SHA-1 of its bytes
+    /// ([`MailStore::content_sha1`]).
+    fn names_content_by_sha1(&self) -> bool {
+        false
+    }
+    /// The SHA-1 of the bytes of these messages of the open folder, where the server names
+    /// content by it (Cyrus's JMAP blobId is `G` + that SHA-1), read from the listing: no body
+    /// crosses the wire. Empty where the server does not; UIDs it does not hold are absent.
+    async fn content_sha1(&mut self, uids: &[u32]) -> Result<Vec<(u32, ContentSha1)>, StoreError> {
+        let _ = uids;
+        Ok(Vec::new())
     }
     /// Removes exactly these UIDs from the open folder, never others.
     async fn expunge(&mut self, uids: &[u32]) -> Result<(), StoreError>;

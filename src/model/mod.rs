@@ -1,5 +1,6 @@
 //! Vocabulary shared by every layer, with no I/O: folder paths, flags, fingerprints, sides.
 
+pub mod content_sha1;
 pub mod date;
 pub mod fingerprint;
 pub mod flags;
@@ -9,6 +10,7 @@ pub mod side;
 pub mod tokens;
 pub mod tolerant_key;
 
+pub use content_sha1::ContentSha1;
 pub use date::InternalDate;
 pub use fingerprint::Fingerprint;
 pub use flags::{Flag, FlagSet};

@@ -37,6 +37,10 @@ pub const REFUSED: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("r
 /// Key: (folder path, source UID). Fidelity notes: messages the target stores otherwise than
 /// sent (8-bit header bytes replaced, ...), recorded once when learned. Absent in older files.
 pub const NOTES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("notes");
+/// Fingerprint (32 bytes) -> the SHA-1 of the same normalised bytes (20 bytes), for contents
+/// placed on a target that names content by SHA-1 (Cyrus): rebuilding against it then reads no
+/// body.
+pub const CONTENT_SHA1: TableDefinition<&[u8], &[u8]> = TableDefinition::new("content_sha1");
 
 /// A message the target keeps, but not byte for byte.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,10 +11,11 @@ use super::instance_codec;
 use super::lock::StateLock;
 use super::schema::{
     Attempts, FidelityNote, FolderRecord, HeldRemoval, InstanceRecord, JournalEntry, Quarantined,
-    Refused, ATTEMPTS, FOLDERS, HELD, INSTANCES, JOURNAL, META, NOTES, QUARANTINE, REFUSED,
-    REMOVAL_LOG, SCHEMA_VERSION,
+    Refused, ATTEMPTS, CONTENT_SHA1, FOLDERS, HELD, INSTANCES, JOURNAL, META, NOTES, QUARANTINE,
+    REFUSED, REMOVAL_LOG, SCHEMA_VERSION,
 };
 use super::StateError;
+use crate::model::{ContentSha1, Fingerprint};
 
 /// An open state file, bound to one pair.
 pub struct StateFile {
@@ -773,6 +774,47 @@ impl StateFile {
     /// Freezes the pair with this reason (JSON), or thaws it with `None`.
     pub fn set_frozen(&self, reason: Option<&[u8]>) -> Result<(), StateError> {
         self.set_meta("frozen", reason.unwrap_or_default())
+    }
+
+    /// Records the SHA-1 of contents (see [`CONTENT_SHA1`]); a lazy write, flushed with the
+    /// pass (a lost entry only means reading a body again when rebuilding).
+    pub fn record_content_sha1(
+        &self,
+        entries: &[(Fingerprint, ContentSha1)],
+    ) -> Result<(), StateError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let txn = self.begin_lazy_write(false)?;
+        {
+            let mut table = txn.open_table(CONTENT_SHA1).map_err(|e| self.corrupt(e))?;
+            for (fp, sha) in entries {
+                table
+                    .insert(fp.0.as_slice(), sha.0.as_slice())
+                    .map_err(|e| self.corrupt(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.corrupt(e))
+    }
+
+    /// The SHA-1 recorded for each of these contents, where one was.
+    pub fn content_sha1(
+        &self,
+        fingerprints: impl IntoIterator<Item = Fingerprint>,
+    ) -> Result<HashMap<Fingerprint, ContentSha1>, StateError> {
+        let txn = self.begin_read()?;
+        let Some(table) = self.read_table(&txn, CONTENT_SHA1)? else {
+            return Ok(HashMap::new());
+        };
+        let mut out = HashMap::new();
+        for fp in fingerprints {
+            if let Some(v) = table.get(fp.0.as_slice()).map_err(|e| self.corrupt(e))? {
+                if let Ok(bytes) = <[u8; 20]>::try_from(v.value()) {
+                    out.insert(fp, ContentSha1(bytes));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Stores a small value in the meta table (e.g. the last pass summary).

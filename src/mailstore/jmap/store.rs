@@ -27,10 +27,13 @@ use crate::mailstore::{
     Access, AppendRequest, Capabilities, FetchedBody, FlagChange, FolderInfo, FolderStatus,
     MailStore, MessageMeta, PermanentFlags, StoreError,
 };
-use crate::model::{Flag, FlagSet, FolderPath};
+use crate::model::{ContentSha1, Flag, FlagSet, FolderPath};
 
 /// The code of a refusal for a content the mailbox holds already (one email per content).
 pub const ALREADY_EXISTS: &str = "ALREADYEXISTS";
+
+/// The prefix of Cyrus's own session capabilities.
+const CYRUS_CAPABILITY: &str = "https://cyrusimap.org/";
 
 /// Blob downloads in flight at once per connection.
 const PARALLEL_DOWNLOADS: usize = 4;
@@ -52,6 +55,8 @@ pub struct JmapStore {
     uids: Arc<UidMap>,
     tree: MailboxTree,
     open: Option<OpenMailbox>,
+    /// The server is Cyrus: a blobId is `G` + the SHA-1 of the message's bytes.
+    cyrus: bool,
 }
 
 impl JmapStore {
@@ -96,11 +101,18 @@ impl JmapStore {
             "UIDPLUS".to_string(),
             "MOVE".to_string(),
             "SPECIAL-USE".to_string(),
+            // Leaving a folder is forgetting its listing: a connection is kept between passes.
+            "UNSELECT".to_string(),
             "X-JMAP".to_string(),
         ];
         atoms.push(format!("APPENDLIMIT={}", limits.max_size_upload));
         let capabilities = Capabilities::from_atoms(atoms.iter().map(String::as_str));
         let tree = MailboxTree::new(client.mailboxes().await?.mailboxes);
+        let cyrus = client
+            .session()
+            .capabilities
+            .iter()
+            .any(|c| c.starts_with(CYRUS_CAPABILITY));
         Ok(JmapStore {
             client,
             access,
@@ -108,6 +120,7 @@ impl JmapStore {
             uids,
             tree,
             open: None,
+            cyrus,
         })
     }
 
@@ -458,6 +471,26 @@ impl MailStore for JmapStore {
             .map_err(StoreError::from)
     }
 
+    fn names_content_by_sha1(&self) -> bool {
+        self.cyrus
+    }
+
+    async fn close_folder(&mut self) -> Result<(), StoreError> {
+        self.open = None;
+        Ok(())
+    }
+
+    async fn content_sha1(&mut self, uids: &[u32]) -> Result<Vec<(u32, ContentSha1)>, StoreError> {
+        if !self.cyrus {
+            return Ok(Vec::new());
+        }
+        let (_, emails) = self.emails_at(uids, "Email/get blobId").await?;
+        Ok(emails
+            .into_iter()
+            .filter_map(|(uid, e)| Some((uid, ContentSha1::from_cyrus_blob_id(&e.blob_id)?)))
+            .collect())
+    }
+
     async fn fetch_message_ids(
         &mut self,
         uids: &[u32],
@@ -486,9 +519,26 @@ impl MailStore for JmapStore {
         let mut uploaded: Vec<Result<(), StoreError>> = Vec::with_capacity(messages.len());
         // A content twice in one batch (copies in one folder) crosses the wire once.
         let mut blobs: HashMap<&[u8], String> = HashMap::new();
+        // On Cyrus, a content the open mailbox holds is named by its SHA-1: not sent again.
+        let held: HashMap<ContentSha1, String> = match &self.open {
+            Some(open) if self.cyrus && open.id == mailbox => open
+                .emails
+                .values()
+                .filter_map(|e| {
+                    Some((
+                        ContentSha1::from_cyrus_blob_id(&e.blob_id)?,
+                        e.blob_id.clone(),
+                    ))
+                })
+                .collect(),
+            _ => HashMap::new(),
+        };
         for m in messages {
-            let blob = match blobs.get(m.bytes) {
-                Some(id) => Ok(id.clone()),
+            let known = (!held.is_empty())
+                .then(|| held.get(&ContentSha1::of_normalized(m.bytes)).cloned())
+                .flatten();
+            let blob = match blobs.get(m.bytes).cloned().or(known) {
+                Some(id) => Ok(id),
                 None => self
                     .client
                     .upload(m.bytes.to_vec(), "message/rfc822")
