@@ -25,3 +25,4 @@ mod sync_dovecot;
 mod sync_jmap;
 mod validation;
 mod watch;
+mod watch_jmap;

@@ -1,0 +1,215 @@
+//! `mailreplica watch` with a JMAP primary (Cyrus 3.6) and a Dovecot recovery side: Cyrus
+//! answers 204 on its eventSourceUrl, so the agent says once that the primary does not push
+//! and polls every 5 s by default. Outcomes are read on the recovery side over IMAP and in the
+//! log; the deadlines bound waits, they do not measure.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::imap_client::TestImap;
+use crate::support::servers::{ca_file, cyrus_http_port, fresh_user, TestServer};
+use crate::support::watcher::Watch;
+
+/// What a pass (a poll, or one a change notice asked for) leaves in the debug log.
+const PASS_LINES: [&str; 2] = ["pass applied changes", "pass: nothing changed"];
+
+fn message(tag: &str, i: usize) -> Vec<u8> {
+    format!(
+        "From: sender{i}@example.org\r\nTo: user@example.org\r\nSubject: {tag} {i}\r\nMessage-ID: <{tag}-{i}@watch-jmap.test>\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n\r\nbody of {tag} {i}\r\n"
+    )
+    .into_bytes()
+}
+
+/// A Cyrus primary account (read by the agent over JMAP, changed by the test over Cyrus's
+/// IMAP) and a Dovecot recovery account.
+struct JmapPair {
+    tag: String,
+    src: String,
+    dst: String,
+    cyrus: TestServer,
+    recovery: TestServer,
+}
+
+impl JmapPair {
+    /// Fresh accounts; the primary's INBOX gets three messages, the first one seen.
+    async fn seeded(tag: &str) -> JmapPair {
+        let cyrus = TestServer::cyrus();
+        let recovery = TestServer::dovecot_recovery();
+        recovery.require();
+        let src = fresh_user(&format!("{tag}s"));
+        cyrus.ensure_user(&src);
+        let pair = JmapPair {
+            tag: tag.to_string(),
+            src,
+            dst: fresh_user(&format!("{tag}d")),
+            cyrus,
+            recovery,
+        };
+        let mut p = TestImap::connect(&pair.cyrus, &pair.src).await;
+        for i in 0..3 {
+            let flags: &[&str] = if i == 0 { &["\\Seen"] } else { &[] };
+            p.append(
+                "INBOX",
+                flags,
+                Some("01-Jan-2024 10:00:00 +0000"),
+                &message(tag, i),
+            )
+            .await;
+        }
+        p.logout().await;
+        pair
+    }
+
+    /// A new message in the primary's INBOX (`i` makes it unique) and `\Flagged` on its
+    /// second message: the two kinds of change a watch must carry.
+    async fn change(&self, i: usize) {
+        let mut p = TestImap::connect(&self.cyrus, &self.src).await;
+        p.append(
+            "INBOX",
+            &[],
+            Some("02-Jan-2024 10:00:00 +0000"),
+            &message(&self.tag, i),
+        )
+        .await;
+        let second = p.messages("INBOX").await[1].uid;
+        p.set_flags("INBOX", second, &["\\Flagged"], &[]).await;
+        p.logout().await;
+    }
+
+    /// Polls until the recovery INBOX equals the primary's (by Message-ID: content and
+    /// flags), or fails with both and the log after `deadline`.
+    async fn wait_in_step(&self, watch: &mut Watch, what: &str, deadline: Duration) {
+        watch
+            .poll(what, deadline, async |_: &Watch| {
+                let primary = inbox(&self.cyrus, &self.src).await;
+                let recovery = inbox(&self.recovery, &self.dst).await;
+                if primary == recovery {
+                    Ok(())
+                } else {
+                    Err(format!("primary {primary:?}; recovery {recovery:?}"))
+                }
+            })
+            .await
+    }
+}
+
+/// Message-ID -> (SHA-256 of the content, flags lowercased). `\Recent` is left out by the
+/// witness client; Cyrus's own `$hasattachment` is not a user's flag.
+type Inbox = BTreeMap<String, (String, BTreeSet<String>)>;
+
+async fn inbox(server: &TestServer, user: &str) -> Inbox {
+    let Ok(mut imap) = TestImap::try_connect(server, user).await else {
+        // The recovery account exists once the agent has logged in.
+        return Inbox::new();
+    };
+    let messages = imap.try_messages("INBOX").await.unwrap_or_default();
+    imap.logout().await;
+    messages
+        .into_iter()
+        .map(|m| {
+            let flags = m
+                .flags
+                .iter()
+                .map(|f| f.to_ascii_lowercase())
+                .filter(|f| f != "$hasattachment")
+                .collect();
+            (m.message_id.unwrap_or_default(), (m.sha256, flags))
+        })
+        .collect()
+}
+
+/// Passes the agent has finished so far, by its log.
+fn passes(log: &str) -> usize {
+    PASS_LINES.iter().map(|l| log.matches(l).count()).sum()
+}
+
+/// Waits until the agent has finished `n` more passes than it had when called.
+async fn wait_for_more_passes(watch: &mut Watch, n: usize, deadline: Duration) {
+    let before = passes(&watch.log());
+    watch
+        .wait_until(&format!("{n} more passes"), deadline, |w| {
+            passes(&w.log()) >= before + n
+        })
+        .await
+}
+
+/// Waits until the passes of the start are over, so that a change made next is brought by
+/// a poll. The agent passes at once, and once more when it has tried to listen (that second
+/// pass may fold into the first); the first pass applies the seeded messages, so the first
+/// pass with nothing to do is the second one or a poll, and every pass after it is a poll.
+async fn wait_for_start_passes(watch: &mut Watch) {
+    watch
+        .wait_until("a pass with nothing to do", Duration::from_secs(20), |w| {
+            w.log().contains("pass: nothing changed")
+        })
+        .await
+}
+
+/// A configuration file with one pair, Cyrus (JMAP) to the recovery Dovecot, and no
+/// `poll_interval`: the default applies.
+fn config_file(dir: &Path, pair: &JmapPair) -> PathBuf {
+    let text = format!(
+        "[watch]\nstate_dir = {state:?}\n\n\
+         [servers.cyrus]\nurl = \"jmap+http://127.0.0.1:{http}\"\n\n\
+         [servers.recovery]\nurl = \"imap://127.0.0.1:{rp}\"\nca_file = {ca:?}\n\n\
+         [accounts.p]\nserver = \"cyrus\"\nuser = \"{src}\"\npassword_env = \"MR_WATCH_TEST_PASSWORD\"\n\n\
+         [accounts.r]\nserver = \"recovery\"\nuser = \"{dst}\"\npassword_env = \"MR_WATCH_TEST_PASSWORD\"\n\n\
+         [[pairs]]\nname = \"cyrusjmap\"\nprimary = \"p\"\nrecovery = \"r\"\n",
+        state = dir.join("state").display().to_string(),
+        http = cyrus_http_port(),
+        rp = pair.recovery.port,
+        ca = ca_file().display().to_string(),
+        src = pair.src,
+        dst = pair.dst,
+    );
+    let path = dir.join("mailreplica.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Cyrus's event source answers 204: the agent says so once, at info, and polls every 5 s
+/// (the JMAP default, nothing configured); a new message and a flag reach the recovery side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_jmap_cyrus_without_push_polls_every_5_s() {
+    let pair = JmapPair::seeded("wjpoll").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &pair);
+    let config = config.display().to_string();
+    let mut watch = Watch::spawn(&["--config", &config], &dir.path().join("watch.log"));
+    pair.wait_in_step(&mut watch, "the first pass", Duration::from_secs(30))
+        .await;
+    wait_for_start_passes(&mut watch).await;
+
+    pair.change(10).await;
+    // Only a poll can bring it now. One poll interval (5 s) and the pass, with a wide margin: a deadline, not a measure.
+    pair.wait_in_step(
+        &mut watch,
+        "a new message and a flag",
+        Duration::from_secs(25),
+    )
+    .await;
+    // Several more poll cycles, over which "does not push" must not be said again.
+    wait_for_more_passes(&mut watch, 2, Duration::from_secs(25)).await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+
+    let log = watch.log();
+    let no_push: Vec<&str> = log.lines().filter(|l| l.contains("no JMAP push")).collect();
+    assert_eq!(no_push.len(), 1, "said once; log:\n{log}");
+    let line = no_push[0];
+    assert!(line.contains("INFO"), "at info: {line}");
+    assert!(line.contains("204 No Content"), "{line}");
+    assert!(line.contains("/jmap/eventsource/"), "{line}");
+    assert!(line.contains("polling every 5 s instead"), "{line}");
+    assert_eq!(
+        log.matches("no change notification: polling every 5 s")
+            .count(),
+        1,
+        "log:\n{log}"
+    );
+    assert!(passes(&log) >= 4, "log:\n{log}");
+    assert!(
+        !log.contains("JMAP push) on the primary lost"),
+        "log:\n{log}"
+    );
+}
