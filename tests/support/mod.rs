@@ -1,7 +1,8 @@
 //! Shared test helpers: real servers, an independent IMAP witness client,
 //! the fixture corpus, JWTs for the OAuth server, a fault-injecting proxy, a scripted IMAP server, a
-//! scripted HTTP server (JMAP) with streamed Server-Sent Events (JMAP push), a `mailreplica watch`
-//! run in the background and private Dovecot instances a test may kill.
+//! scripted HTTP server (JMAP) with streamed Server-Sent Events (JMAP push), a relay that gives a
+//! real JMAP server a scripted event stream, a `mailreplica watch` run in the background and
+//! private Dovecot instances a test may kill.
 #![allow(dead_code)]
 
 pub mod corpus;
@@ -9,6 +10,7 @@ pub mod event_stream;
 pub mod http_count;
 pub mod http_server;
 pub mod imap_client;
+pub mod jmap_push_proxy;
 pub mod jwt;
 pub mod mutf7;
 pub mod private_dovecot;
