@@ -1,13 +1,17 @@
 //! `mailreplica watch` with a JMAP primary (Cyrus 3.6) and a Dovecot recovery side: Cyrus
 //! answers 204 on its eventSourceUrl, so the agent says once that the primary does not push
-//! and polls every 5 s by default. Outcomes are read on the recovery side over IMAP and in the
-//! log; the deadlines bound waits, they do not measure.
+//! and polls every 5 s by default; behind [`JmapPushProxy`] the same Cyrus gets an event
+//! stream the test drives, and one StateChange brings a change long before a 600 s poll; an
+//! event source that answers 500 is said once and polling carries the changes. Outcomes are
+//! read on the recovery side over IMAP and in the log; the deadlines bound waits, they do not
+//! measure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::imap_client::TestImap;
+use crate::support::jmap_push_proxy::{JmapPushProxy, PushMode};
 use crate::support::servers::{ca_file, cyrus_http_port, fresh_user, TestServer};
 use crate::support::watcher::Watch;
 
@@ -59,6 +63,10 @@ impl JmapPair {
         }
         p.logout().await;
         pair
+    }
+
+    fn target_url(&self) -> String {
+        self.recovery.url(&self.dst)
     }
 
     /// A new message in the primary's INBOX (`i` makes it unique) and `\Flagged` on its
@@ -212,4 +220,127 @@ async fn watch_jmap_cyrus_without_push_polls_every_5_s() {
         !log.contains("JMAP push) on the primary lost"),
         "log:\n{log}"
     );
+}
+
+/// Behind the proxy Cyrus has an event stream. Polling every 600 s, only a StateChange can
+/// bring a change within the deadline: the test makes the change, checks that no pass has
+/// looked at the primary since, pushes the event, and the change arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_jmap_push_event_triggers_a_pass_before_the_poll() {
+    let pair = JmapPair::seeded("wjpush").await;
+    let proxy =
+        JmapPushProxy::start(([127, 0, 0, 1], cyrus_http_port()).into(), PushMode::Stream).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = Watch::spawn_pair(
+        &proxy.url(&pair.src),
+        &pair.target_url(),
+        &dir.path().join("pair.redb"),
+        &["--poll-interval", "600"],
+        &dir.path().join("watch.log"),
+    );
+    pair.wait_in_step(&mut watch, "the first pass", Duration::from_secs(30))
+        .await;
+    // Listening, and settled: the passes of the start (one at once, one when listening
+    // began) are over once the API has been quiet for a while.
+    watch
+        .poll(
+            "a listening, quiet agent",
+            Duration::from_secs(20),
+            async |_: &Watch| {
+                let last_call = proxy.api_calls().last().map(|r| r.at);
+                let quiet = last_call.is_some_and(|t| t.elapsed() > Duration::from_millis(1500));
+                if proxy.open_streams() >= 1 && quiet {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{} open stream(s), last API call {:?} ago",
+                        proxy.open_streams(),
+                        last_call.map(|t| t.elapsed())
+                    ))
+                }
+            },
+        )
+        .await;
+    assert_eq!(proxy.account_id().as_deref(), Some(pair.src.as_str()));
+
+    let calls = proxy.api_calls().len();
+    pair.change(10).await;
+    assert_eq!(
+        proxy.api_calls().len(),
+        calls,
+        "a pass ran while the change was made, so it would not show that push brought it; log:\n{}",
+        watch.log()
+    );
+    proxy.push_change();
+    pair.wait_in_step(&mut watch, "the pushed change", Duration::from_secs(30))
+        .await;
+    // After a change, the agent listens again.
+    watch
+        .wait_until("listening again", Duration::from_secs(20), |_| {
+            proxy.event_source_requests().len() >= 2 && proxy.open_streams() >= 1
+        })
+        .await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+
+    let gets = proxy.event_source_requests();
+    for get in &gets {
+        assert_eq!(get.method, "GET", "{get:?}");
+        assert_eq!(get.header("accept"), Some("text/event-stream"), "{get:?}");
+        assert!(
+            get.path.contains("types=Email%2CMailbox") && get.path.contains("closeafter=state"),
+            "{get:?}"
+        );
+    }
+    let log = watch.log();
+    assert!(log.contains("JMAP push: changed"), "log:\n{log}");
+    assert!(!log.contains("no JMAP push"), "log:\n{log}");
+    assert!(!log.contains("no change notification"), "log:\n{log}");
+}
+
+/// The event source answers HTTP 500: said once (the agent does not ask again), and polling
+/// every 2 s carries a change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_jmap_push_error_falls_back_to_polling_logged_once() {
+    let pair = JmapPair::seeded("wjerr").await;
+    let proxy = JmapPushProxy::start(
+        ([127, 0, 0, 1], cyrus_http_port()).into(),
+        PushMode::Status(500),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = Watch::spawn_pair(
+        &proxy.url(&pair.src),
+        &pair.target_url(),
+        &dir.path().join("pair.redb"),
+        &["--poll-interval", "2"],
+        &dir.path().join("watch.log"),
+    );
+    pair.wait_in_step(&mut watch, "the first pass", Duration::from_secs(30))
+        .await;
+    wait_for_start_passes(&mut watch).await;
+    pair.change(10).await;
+    pair.wait_in_step(&mut watch, "a change, by polling", Duration::from_secs(20))
+        .await;
+    wait_for_more_passes(&mut watch, 3, Duration::from_secs(20)).await;
+    assert_eq!(watch.terminate(Duration::from_secs(10)).await, 0);
+
+    let log = watch.log();
+    let no_push: Vec<&str> = log.lines().filter(|l| l.contains("no JMAP push")).collect();
+    assert_eq!(no_push.len(), 1, "said once; log:\n{log}");
+    assert!(no_push[0].contains("HTTP 500"), "{}", no_push[0]);
+    assert!(
+        no_push[0].contains("polling every 2 s instead"),
+        "{}",
+        no_push[0]
+    );
+    assert_eq!(
+        log.matches("no change notification: polling every 2 s")
+            .count(),
+        1,
+        "log:\n{log}"
+    );
+    // Asked once: an event source that fails is not hammered.
+    let gets = proxy.event_source_requests();
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0].header("accept"), Some("text/event-stream"));
 }
