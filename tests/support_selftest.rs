@@ -1,7 +1,7 @@
 //! Tests of the test helpers in `tests/support/` themselves: modified UTF-7,
 //! user names, the corpus loader, the proxy (with a fake upstream), the
-//! scripted server, `TestImap` against the real Dovecot primary, and a private Dovecot
-//! killed and restarted.
+//! scripted server, the JMAP push proxy (with a fake JMAP server), `TestImap` against the real
+//! Dovecot primary, and a private Dovecot killed and restarted.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -13,7 +13,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
 use crate::support::corpus::{big_message, Corpus};
+use crate::support::http_server::{HttpReply, HttpRequest, HttpServer};
 use crate::support::imap_client::{internaldate_timestamp, sha256_hex, TestImap, ToAppend};
+use crate::support::jmap_push_proxy::{JmapPushProxy, PushMode};
 use crate::support::mutf7;
 use crate::support::private_dovecot::PrivateDovecot;
 use crate::support::proxy::{random_drop_threshold, FaultPlan, Proxy};
@@ -992,4 +994,123 @@ async fn private_dovecot_survives_kill_and_restart_with_its_mail() {
     let mut imap = TestImap::connect(&server, &user).await;
     assert_eq!(imap.messages("INBOX").await, before);
     imap.logout().await;
+}
+
+// ------------------------------------------------------------ JMAP push proxy
+
+/// A fake JMAP server for the proxy: a session at `/jmap` (account `A1`, its own event
+/// source) and an API that echoes the request body.
+async fn fake_jmap() -> HttpServer {
+    HttpServer::start(
+        |r: &HttpRequest| match (r.method.as_str(), r.path.as_str()) {
+            ("GET", "/jmap") => HttpReply::json(serde_json::json!({
+                "apiUrl": "/jmap/",
+                "eventSourceUrl": "/jmap/eventsource/?types={types}",
+                "primaryAccounts": {"urn:ietf:params:jmap:mail": "A1"}
+            })),
+            ("POST", "/jmap/") => HttpReply::json(r.json()),
+            _ => HttpReply::status(404, "{}"),
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn jmap_push_proxy_rewrites_the_session_forwards_and_streams_on_demand() {
+    let upstream = fake_jmap().await;
+    let proxy =
+        JmapPushProxy::start(([127, 0, 0, 1], upstream.port()).into(), PushMode::Stream).await;
+    let base = format!("http://127.0.0.1:{}", proxy.port());
+    let http = reqwest::Client::new();
+
+    let session: serde_json::Value = http
+        .get(format!("{base}/jmap"))
+        .basic_auth("alice", Some("pw"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
+    assert_eq!(
+        session["eventSourceUrl"],
+        format!("{base}/push/?types={{types}}&closeafter={{closeafter}}&ping={{ping}}")
+    );
+    assert_eq!(session["apiUrl"], "/jmap/");
+    assert_eq!(proxy.account_id().as_deref(), Some("A1"));
+    let seen = upstream.requests();
+    assert!(seen[0].header("authorization").is_some(), "{seen:?}");
+
+    let echoed: serde_json::Value = http
+        .post(format!("{base}/jmap/"))
+        .body(r#"{"methodCalls":[]}"#)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap();
+    assert_eq!(echoed, serde_json::json!({"methodCalls": []}));
+    assert_eq!(proxy.api_calls().len(), 1);
+
+    let mut stream = http
+        .get(format!("{base}/push/?types=Email&ping=30"))
+        .header("Accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let first = timeout(Duration::from_secs(5), stream.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&first).starts_with("event: ping\r\n"));
+    assert_eq!(proxy.open_streams(), 1);
+    proxy.push_change();
+    let mut rest = Vec::new();
+    while let Some(chunk) = timeout(Duration::from_secs(5), stream.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        rest.extend_from_slice(&chunk);
+    }
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(
+        rest.contains(
+            "event: state\r\ndata: {\"@type\":\"StateChange\",\"changed\":{\"A1\":{\"Email\":\"pushed1\"}}}\r\n\r\n"
+        ),
+        "{rest}"
+    );
+    let gets = proxy.event_source_requests();
+    assert_eq!(gets.len(), 1);
+    assert_eq!(gets[0].header("accept"), Some("text/event-stream"));
+    // The stream was not forwarded; the session, the API call were.
+    assert_eq!(upstream.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn jmap_push_proxy_answers_the_event_source_with_a_status() {
+    let upstream = fake_jmap().await;
+    for status in [500, 204] {
+        let proxy = JmapPushProxy::start(
+            ([127, 0, 0, 1], upstream.port()).into(),
+            PushMode::Status(status),
+        )
+        .await;
+        let answer = reqwest::get(format!("http://127.0.0.1:{}/push/", proxy.port()))
+            .await
+            .unwrap();
+        assert_eq!(answer.status().as_u16(), status);
+        let body = answer.bytes().await.unwrap();
+        assert_eq!(body.is_empty(), status == 204, "{body:?}");
+        assert_eq!(proxy.event_source_requests().len(), 1);
+    }
 }

@@ -26,3 +26,4 @@ mod sync_dovecot;
 mod sync_jmap;
 mod validation;
 mod watch;
+mod watch_jmap;
