@@ -39,6 +39,14 @@ async fn verify_with_state(source: &str, target: &str, state: &Path) {
     assert_eq!(v.code, 0, "{v:?}");
 }
 
+/// `verify` with no state: nothing says what the target refused, so the sides are compared
+/// through the cross-protocol projection alone.
+async fn verify_across_protocols(source: &str, target: &str) {
+    let v = mailreplica(&["verify", "--source", source, "--target", target]).await;
+    assert_eq!(v.code, 0, "{v:?}");
+    assert!(v.stdout.contains("across protocols"), "{v:?}");
+}
+
 /// Distinct contents of an account.
 fn contents(a: &Account) -> BTreeSet<String> {
     a.values().flatten().map(|(sha, ..)| sha.clone()).collect()
@@ -174,6 +182,7 @@ async fn dovecot_to_cyrus_jmap_replicates_the_corpus_and_follows_changes() {
         "{first:?}"
     );
     verify_with_state(&source, &target, &state).await;
+    verify_across_protocols(&source, &target).await;
 
     counter.reset();
     let second = sync(&source, &target, &state, &[]).await;
@@ -225,6 +234,7 @@ async fn cyrus_jmap_to_dovecot_replicates_the_corpus_and_follows_changes() {
     assert_eq!(first.code, 0, "{first:?}");
     assert_same_projection_from_jmap(&account(&mut c).await, &account(&mut d).await);
     verify_with_state(&source, &target, &state).await;
+    verify_across_protocols(&source, &target).await;
     counter.reset();
     let second = sync(&source, &target, &state, &[]).await;
     assert_eq!((second.code, second.count("copied")), (0, 0), "{second:?}");

@@ -24,7 +24,7 @@ pub struct VerifyCommand {
 
 impl VerifyCommand {
     pub async fn execute(self) -> ExitCode {
-        let (pair, id, state_path) = match self
+        let (mut pair, id, state_path) = match self
             .args
             .pair
             .resolve_with_state(self.args.state.as_deref())
@@ -32,6 +32,10 @@ impl VerifyCommand {
             Ok(r) => r,
             Err(code) => return code,
         };
+        // A JMAP side is compared as it is (each email's own keywords, through the projection),
+        // without the pair's UID map: verify needs no UIDs, and a running watch holds the map.
+        pair.source.jmap_ids = None;
+        pair.target.jmap_ids = None;
         let notes = fidelity_notes(&state_path, &id);
         let mut source = match connect(&pair.source, Access::ReadOnly, "source").await {
             Ok(s) => s,
@@ -72,7 +76,10 @@ impl VerifyCommand {
             super::emit_json(&report, self.json_sink.as_ref());
         } else {
             for d in &report.notes {
-                println!("note: {}: {}", d.folder, d.what);
+                match d.folder.as_str() {
+                    "" => println!("note: {}", d.what),
+                    folder => println!("note: {folder}: {}", d.what),
+                }
             }
             for d in &report.differences {
                 println!("{}: {}", d.folder, d.what);

@@ -4,6 +4,11 @@
 //! What the pair's fidelity notes say the target cannot hold is accepted, each said once as a
 //! note rather than a difference ([`Accepted`]): keywords it refuses, identical copies over its
 //! limit, and, on a side that does not keep bytes, a copy that matches by the tolerant key.
+//!
+//! Across protocols (either side JMAP), both sides are compared through the projection of
+//! DESIGN.md: a content's flags are the union over every copy of it in the account (JMAP keeps
+//! one keyword set per email), lowercase, without `\Deleted`; copies of one content in one
+//! folder count once (one email per content per mailbox); dates are instants.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -121,6 +126,9 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
     };
     let (src_attrs, tgt_attrs) = (attributes(&src_list), attributes(&tgt_list));
     let can_mark = target.capabilities().has("CREATE-SPECIAL-USE");
+    let projected = source.capabilities().has("X-JMAP") || target.capabilities().has("X-JMAP");
+    // Read first, compared at the end: the projection needs the whole account.
+    let mut read: Vec<(String, Snapshot, Snapshot)> = Vec::new();
     for path in &views {
         report.notes.push(Difference {
             folder: path.to_string(),
@@ -206,24 +214,69 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
             elsewhere.extend(a.by_key.keys().copied());
         }
         report.messages += a.by_key.values().map(|v| v.len() as u64).sum::<u64>();
+        read.push((folder, a, b));
+    }
+    if projected {
+        let (mut sides_a, mut sides_b): (Vec<&mut Snapshot>, Vec<&mut Snapshot>) =
+            read.iter_mut().map(|(_, a, b)| (a, b)).unzip();
+        let collapsed = project(&mut sides_a) + project(&mut sides_b);
+        report.notes.push(Difference {
+            folder: String::new(),
+            what: format!(
+                "compared across protocols: each content's flags as the union over its copies (a JMAP email has one keyword set), without \\Deleted; {collapsed} identical copy(ies) in one folder counted once (one email per content per mailbox)"
+            ),
+        });
+    }
+    let limit = target.capabilities().append_limit();
+    for (folder, a, b) in &read {
         let mut differences = Vec::new();
         let mut notes = Vec::new();
-        let limit = target.capabilities().append_limit();
-        compare(
-            &a,
-            &b,
-            &folder,
-            accepted,
-            limit,
-            &mut differences,
-            &mut notes,
-        );
-        report
-            .differences
-            .extend(differences.into_iter().map(&diff));
-        report.notes.extend(notes.into_iter().map(&diff));
+        compare(a, b, folder, accepted, limit, &mut differences, &mut notes);
+        let diff = |what: String| Difference {
+            folder: folder.clone(),
+            what,
+        };
+        report.differences.extend(differences.into_iter().map(diff));
+        report.notes.extend(notes.into_iter().map(diff));
     }
     Ok(report)
+}
+
+/// One side's snapshots through the cross-protocol projection: every instance of a content
+/// gets the union of the flags of all its instances in the account, without `\Deleted`, and
+/// a folder keeps one instance per content. Returns how many instances were folded away.
+fn project(side: &mut [&mut Snapshot]) -> usize {
+    let tokens = |list: &str| -> BTreeSet<String> {
+        list.trim_matches(|c| c == '(' || c == ')')
+            .split_whitespace()
+            .filter(|f| *f != "\\deleted")
+            .map(str::to_string)
+            .collect()
+    };
+    let mut union: BTreeMap<Fingerprint, BTreeSet<String>> = BTreeMap::new();
+    for snapshot in side.iter() {
+        for ((fp, _), instances) in &snapshot.by_key {
+            let flags = union.entry(*fp).or_default();
+            for (list, _) in instances {
+                flags.extend(tokens(list));
+            }
+        }
+    }
+    let mut folded = 0;
+    for snapshot in side.iter_mut() {
+        for ((fp, _), instances) in snapshot.by_key.iter_mut() {
+            let list = union
+                .get(fp)
+                .map(|f| format!("({})", f.iter().cloned().collect::<Vec<_>>().join(" ")))
+                .unwrap_or_else(|| "()".into());
+            folded += instances.len().saturating_sub(1);
+            instances.truncate(1);
+            for (flags, _) in instances.iter_mut() {
+                *flags = list.clone();
+            }
+        }
+    }
+    folded
 }
 
 /// A folder's messages: per identity, the flag sets of its instances (as printable lists),
@@ -385,5 +438,47 @@ fn compare(
         differences.push(format!(
             "message {fp} (target uid {uid}, flags {flags}) is only on the target"
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(entries: &[(u8, &[&str])]) -> Snapshot {
+        let mut s = Snapshot::default();
+        for (i, (content, flags)) in entries.iter().enumerate() {
+            let key = (Fingerprint([*content; 32]), 1_700_000_000);
+            s.by_key
+                .entry(key)
+                .or_default()
+                .push((format!("({})", flags.join(" ")), i as u32 + 1));
+        }
+        s
+    }
+
+    fn flags_of(s: &Snapshot, content: u8) -> Vec<String> {
+        s.by_key
+            .iter()
+            .filter(|((fp, _), _)| fp.0[0] == content)
+            .flat_map(|(_, v)| v.iter().map(|(f, _)| f.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_projection_unions_flags_per_content_drops_deleted_and_folds_copies() {
+        // Content 1 twice in INBOX (one \Deleted) and once in Archive; content 2 once.
+        let mut inbox = snapshot(&[
+            (1, &["\\seen"]),
+            (1, &["\\flagged", "\\deleted"]),
+            (2, &["$label"]),
+        ]);
+        let mut archive = snapshot(&[(1, &["$work"])]);
+        let folded = project(&mut [&mut inbox, &mut archive]);
+        assert_eq!(folded, 1);
+        let all = "($work \\flagged \\seen)".to_string();
+        assert_eq!(flags_of(&inbox, 1), vec![all.clone()]);
+        assert_eq!(flags_of(&archive, 1), vec![all]);
+        assert_eq!(flags_of(&inbox, 2), vec!["($label)".to_string()]);
     }
 }
