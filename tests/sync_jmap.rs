@@ -66,7 +66,8 @@ type Account = BTreeMap<String, Vec<Key>>;
 
 /// An account as a JMAP side keeps it (DESIGN.md, cross-protocol projection): one email per
 /// content and mailbox, its keywords the union of the flags of every copy of that content in
-/// the account, `\Deleted` and `\Recent` gone; flags sorted, lowercase. A content held twice in
+/// the account, `\Recent` gone, a message marked `\Deleted` absent (RFC 8621: such an email
+/// is gone); flags sorted, lowercase. A content held twice in
 /// one folder keeps no date (which copy's date survives is the first's, not compared here).
 /// Cyrus's own `$hasattachment` (set on import, shown over IMAP) is not a user's flag.
 fn projection(
@@ -74,6 +75,14 @@ fn projection(
     dups: &BTreeSet<(String, String)>,
     shared: &BTreeSet<String>,
 ) -> Account {
+    let deleted = |flags: &str| flags.split(' ').any(|f| f == "\\deleted");
+    let a: Account = a
+        .iter()
+        .map(|(folder, keys)| {
+            let kept = keys.iter().filter(|(_, f, _)| !deleted(f)).cloned();
+            (folder.clone(), kept.collect())
+        })
+        .collect();
     let mut union: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for keys in a.values() {
         for (sha, flags, _) in keys {
@@ -208,9 +217,23 @@ async fn dovecot_to_cyrus_jmap_replicates_the_corpus_and_follows_changes() {
     }
     p.move_uids("INBOX", &[inbox[7].uid], "Archive").await;
     p.expunge_uids("INBOX", &[inbox[9].uid]).await;
+    // Marked \Deleted before it is expunged: no JMAP email can say so; not imported.
+    p.append(
+        "Archive",
+        &["\\Deleted"],
+        None,
+        b"Subject: on its way out\r\n\r\ngone\r\n",
+    )
+    .await;
     counter.reset();
     let third = sync(&source, &target, &state, &[]).await;
     assert_eq!(third.code, 0, "{third:?}");
+    assert!(
+        third.json()["notices"]
+            .to_string()
+            .contains("Archive: 1 message(s) marked \\\\Deleted"),
+        "{third:?}"
+    );
     assert_same_projection(&account(&mut p).await, &account(&mut c).await);
     // The new message: uploaded and imported once, placed in two more mailboxes by patch;
     // the moved one: a mailboxIds patch, no upload.

@@ -765,6 +765,23 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         }
         false
     });
+    // A target that cannot store \Deleted (JMAP: RFC 8621 has no keyword for it, such a
+    // message is gone) is not sent messages the source marks \Deleted: they are on their way
+    // out, and arrive if the mark is taken off.
+    if let Some(deleted) = crate::model::Flag::parse("\\Deleted")
+        .filter(|d| target_status.as_ref().is_some_and(|s| !s.can_store(d)))
+    {
+        let before = plan.placements.len();
+        plan.placements
+            .retain(|p| !p.source.flags.contains(&deleted));
+        let left_out = before - plan.placements.len();
+        if left_out > 0 {
+            skipped_here += left_out as u64;
+            notice(events, summary, format!(
+                "{name}: {left_out} message(s) marked \\Deleted on the source not copied: the target has no \\Deleted (a JMAP email so marked is gone)"
+            ));
+        }
+    }
     if options.keep_target_messages {
         plan.removals.clear();
     }

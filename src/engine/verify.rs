@@ -7,7 +7,7 @@
 //!
 //! Across protocols (either side JMAP), both sides are compared through the projection of
 //! DESIGN.md: a content's flags are the union over every copy of it in the account (JMAP keeps
-//! one keyword set per email), lowercase, without `\Deleted`; copies of one content in one
+//! one keyword set per email), lowercase; a message marked `\Deleted` is absent; copies of one content in one
 //! folder count once (one email per content per mailbox); dates are instants.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -223,7 +223,7 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
         report.notes.push(Difference {
             folder: String::new(),
             what: format!(
-                "compared across protocols: each content's flags as the union over its copies (a JMAP email has one keyword set), without \\Deleted; {collapsed} identical copy(ies) in one folder counted once (one email per content per mailbox)"
+                "compared across protocols: each content's flags as the union over its copies (a JMAP email has one keyword set), messages marked \\Deleted absent; {collapsed} identical copy(ies) in one folder counted once (one email per content per mailbox)"
             ),
         });
     }
@@ -242,17 +242,23 @@ pub async fn verify_with<S: MailStore, T: MailStore>(
     Ok(report)
 }
 
-/// One side's snapshots through the cross-protocol projection: every instance of a content
-/// gets the union of the flags of all its instances in the account, without `\Deleted`, and
-/// a folder keeps one instance per content. Returns how many instances were folded away.
+/// One side's snapshots through the cross-protocol projection: an instance marked `\Deleted`
+/// is absent (RFC 8621: a JMAP email so marked is gone), every other instance of a content
+/// gets the union of the flags of all its instances in the account, and a folder keeps one
+/// instance per content. Returns how many instances were folded away.
 fn project(side: &mut [&mut Snapshot]) -> usize {
     let tokens = |list: &str| -> BTreeSet<String> {
         list.trim_matches(|c| c == '(' || c == ')')
             .split_whitespace()
-            .filter(|f| *f != "\\deleted")
             .map(str::to_string)
             .collect()
     };
+    for snapshot in side.iter_mut() {
+        for instances in snapshot.by_key.values_mut() {
+            instances.retain(|(list, _)| !tokens(list).contains("\\deleted"));
+        }
+        snapshot.by_key.retain(|_, instances| !instances.is_empty());
+    }
     let mut union: BTreeMap<Fingerprint, BTreeSet<String>> = BTreeMap::new();
     for snapshot in side.iter() {
         for ((fp, _), instances) in &snapshot.by_key {
@@ -467,15 +473,19 @@ mod tests {
 
     #[test]
     fn the_projection_unions_flags_per_content_drops_deleted_and_folds_copies() {
-        // Content 1 twice in INBOX (one \Deleted) and once in Archive; content 2 once.
+        // Content 1 twice in INBOX and once in Archive; content 2 once, and once \Deleted;
+        // content 3 only \Deleted.
         let mut inbox = snapshot(&[
             (1, &["\\seen"]),
-            (1, &["\\flagged", "\\deleted"]),
+            (1, &["\\flagged"]),
             (2, &["$label"]),
+            (2, &["\\answered", "\\deleted"]),
+            (3, &["\\deleted"]),
         ]);
         let mut archive = snapshot(&[(1, &["$work"])]);
         let folded = project(&mut [&mut inbox, &mut archive]);
         assert_eq!(folded, 1);
+        assert!(flags_of(&inbox, 3).is_empty());
         let all = "($work \\flagged \\seen)".to_string();
         assert_eq!(flags_of(&inbox, 1), vec![all.clone()]);
         assert_eq!(flags_of(&archive, 1), vec![all]);
