@@ -1,4 +1,4 @@
-//! mailreplica keeps a hot copy of mailboxes on a recovery mail server over IMAP.
+//! mailreplica keeps a hot copy of mailboxes on a recovery mail server over IMAP and JMAP.
 //!
 //! # Layers
 //!
@@ -38,10 +38,11 @@
 //!   takes the request file `failover` leaves beside a state a running watch holds);
 //!   `engine::failback` lists both sides in full, links them to the frozen base, and applies a
 //!   merge plan to both sides. `engine::watch` is the agent of `watch`: the same pass at start, on
-//!   every change the primary reports (IDLE on INBOX, leading-edge debounce) and every poll
+//!   every change the primary reports (IDLE on INBOX, or a JMAP primary's event stream;
+//!   leading-edge debounce) and every poll
 //!   interval, over one pass connection per side; outages back off and recover, a frozen pair
 //!   stops, the stop signal ends it at a safe point. It reaches the servers through a `Link` the
-//!   CLI implements over IMAP. `failover` and `sync --accept-regression` hand their request to a
+//!   CLI implements over both protocols. `failover` and `sync --accept-regression` hand their request to a
 //!   running watch through a file beside the state (`cli::handover`).
 //! - [`reconcile`]: the pure core. Given the base (state) and what each side holds now, it
 //!   returns a change set (placements, flag updates, removals); the removal budget decides which
@@ -58,9 +59,15 @@
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer, IDLE included;
 //!   login by PLAIN/LOGIN, PLAIN with an authorization identity, XOAUTH2 or OAUTHBEARER;
 //!   NAMESPACE read raw, its personal prefix left out of folder paths; literal8 in responses
-//!   read as literals under the framing, and BINARY APPEND for messages with NUL) and in memory
-//!   ([`mailstore::memory`], for fast engine tests). [`mailstore::jmap`] holds the JMAP
-//!   transport and mapping, not yet behind the trait.
+//!   read as literals under the framing, and BINARY APPEND for messages with NUL), over JMAP
+//!   ([`mailstore::jmap`]: our own transport on reqwest + serde_json, session discovery,
+//!   batched calls with back-references within the session's limits, blob upload/download,
+//!   push over the event stream; `jmap::store::JmapStore` shows an account as IMAP folders
+//!   through `jmap::uid_map`, a redb file beside the state giving each email a UID per
+//!   mailbox and each mailbox a change counter raised by `Email/changes`, its
+//!   HIGHESTMODSEQ) and in memory ([`mailstore::memory`], for fast engine tests).
+//!   [`mailstore::any::AnyStore`] picks IMAP or JMAP by the URL's scheme; the CLI uses it for
+//!   every command.
 //! - [`state`]: the redb state file: per folder, per message instance, what was synced
 //!   (instances as compact binary records, `state::instance_codec`), plus journal, held
 //!   removals, quarantine, refusals and fidelity notes. A folder worker tracks the changes it
@@ -78,7 +85,8 @@
 //!
 //! - A message's identity is the SHA-256 of its CRLF-normalised bytes; copies in one folder are
 //!   distinct instances (the state is keyed by source UID, and adoption pairs copies in UID
-//!   order).
+//!   order). The state also keeps, per content uploaded to a side that names content by SHA-1
+//!   (Cyrus over JMAP), that SHA-1, so such a side is matched again without reading bodies.
 //! - The source is opened with EXAMINE and read with BODY.PEEK: a sync never changes it.
 //! - A target message is removed only when the state maps it to a source message that a complete
 //!   listing no longer shows, and only below the removal guard. A failed or partial listing
