@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::http_server::parse_request;
+
 /// One request as relayed.
 #[derive(Clone, Debug)]
 pub struct CountedRequest {
@@ -96,24 +98,11 @@ impl HttpCounter {
 
 /// Removes one complete request from the front of `buf`, if there is one.
 fn take_request(buf: &mut Vec<u8>) -> Option<CountedRequest> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    if buf.len() < end + length {
-        return None;
-    }
-    let mut first = head.lines().next().unwrap_or("").split(' ');
-    let method = first.next().unwrap_or("").to_string();
-    let path = first.next().unwrap_or("").to_string();
-    let body = buf[end..end + length].to_vec();
-    buf.drain(..end + length);
-    Some(CountedRequest { method, path, body })
+    let (used, r) = parse_request(buf)?;
+    buf.drain(..used);
+    Some(CountedRequest {
+        method: r.method,
+        path: r.path,
+        body: r.body,
+    })
 }

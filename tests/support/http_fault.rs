@@ -20,6 +20,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use super::http_server::parse_request;
+
 /// What the relay answers instead of the server.
 #[derive(Clone, Debug)]
 pub enum Fault {
@@ -367,28 +369,12 @@ async fn run_upstream(
 
 /// The length and parts of the complete request at the front of `buf`, if there is one.
 fn take_request(buf: &[u8]) -> Option<(usize, Request)> {
-    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&buf[..end]);
-    let header = |name: &str| {
-        head.lines().skip(1).find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    };
-    let length: usize = header("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    if buf.len() < end + length {
-        return None;
-    }
-    let mut first = head.lines().next().unwrap_or("").split(' ');
+    let (used, r) = parse_request(buf)?;
     let request = Request {
-        method: first.next().unwrap_or("").to_string(),
-        path: first.next().unwrap_or("").to_string(),
-        authorization: header("authorization"),
-        body: buf[end..end + length].to_vec(),
+        authorization: r.header("authorization").map(str::to_string),
+        method: r.method,
+        path: r.path,
+        body: r.body,
     };
-    Some((end + length, request))
+    Some((used, request))
 }

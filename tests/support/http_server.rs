@@ -126,24 +126,11 @@ impl Drop for HttpServer {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    handler: Arc<Handler>,
-    recorded: Arc<Mutex<Vec<HttpRequest>>>,
-) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let head_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+/// The complete request at the front of `buf` (head, then a `Content-Length` body) and how
+/// many bytes it takes; `None` while it is incomplete.
+pub fn parse_request(buf: &[u8]) -> Option<(usize, HttpRequest)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end - 4]).into_owned();
     let mut lines = head.split("\r\n");
     let mut first = lines.next().unwrap_or("").split(' ');
     let method = first.next().unwrap_or("").to_string();
@@ -157,19 +144,39 @@ async fn serve(
         .find(|(n, _)| n == "content-length")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
+    let body = buf.get(end..end + length)?.to_vec();
     let request = HttpRequest {
         method,
         path,
         headers,
         body,
+    };
+    Some((end + length, request))
+}
+
+/// Reads one request from a connection; `None` when the client went away first.
+pub async fn read_request(stream: &mut TcpStream) -> std::io::Result<Option<HttpRequest>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some((_, request)) = parse_request(&buf) {
+            return Ok(Some(request));
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    handler: Arc<Handler>,
+    recorded: Arc<Mutex<Vec<HttpRequest>>>,
+) -> std::io::Result<()> {
+    let Some(request) = read_request(&mut stream).await? else {
+        return Ok(());
     };
     let reply = handler(&request);
     recorded.lock().unwrap().push(request);

@@ -261,6 +261,22 @@ impl JmapStore {
         Ok((open.id.clone(), found))
     }
 
+    /// `Email/set` updates, each email's outcome by id (no request when there are none).
+    async fn patch_emails(
+        &self,
+        patches: &[(String, EmailPatch)],
+    ) -> Result<HashMap<String, Result<(), SetError>>, StoreError> {
+        if patches.is_empty() {
+            return Ok(HashMap::new());
+        }
+        Ok(self
+            .client
+            .update_emails(patches)
+            .await?
+            .into_iter()
+            .collect())
+    }
+
     fn mark_stale(&mut self) {
         if let Some(open) = &mut self.open {
             open.stale = true;
@@ -621,15 +637,7 @@ impl MailStore for JmapStore {
                 Err(e) => outcome.push(Err(self.refused("Email/import", path, &e))),
             }
         }
-        let patched: HashMap<String, Result<(), SetError>> = if patches.is_empty() {
-            HashMap::new()
-        } else {
-            self.client
-                .update_emails(&patches)
-                .await?
-                .into_iter()
-                .collect()
-        };
+        let patched = self.patch_emails(&patches).await?;
         let mut out = Vec::with_capacity(messages.len());
         let mut outcomes = outcome.into_iter();
         let mut wanted = requests
@@ -816,15 +824,7 @@ impl JmapStore {
             };
             patches.push((e.id.clone(), patch));
         }
-        let outcomes: HashMap<String, Result<(), SetError>> = if patches.is_empty() {
-            HashMap::new()
-        } else {
-            self.client
-                .update_emails(&patches)
-                .await?
-                .into_iter()
-                .collect()
-        };
+        let outcomes = self.patch_emails(&patches).await?;
         self.mark_stale();
         let mut out = Vec::new();
         let mut moved = Vec::new();
