@@ -339,3 +339,35 @@ async fn a_lost_jmap_uid_map_is_rebuilt_without_reading_bodies() {
     assert_same_projection(&account(&mut p).await, &account(&mut c).await);
     verify_with_state(&source, &target, &state).await;
 }
+
+/// The source's UID map is lost: every source mailbox gets a new UIDVALIDITY, and the state's
+/// messages are carried over to the new UIDs by the SHA-1 Cyrus names them by (recorded as
+/// they were first read): no body is downloaded, nothing is copied again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lost_source_uid_map_is_rebuilt_without_reading_bodies() {
+    let (mut c, src) = seeded_cyrus("jrsrc2").await;
+    let (counter, source) = counted_jmap(&src).await;
+    let primary = TestServer::dovecot_primary();
+    let dst = fresh_user("jrdst2");
+    let mut d = TestImap::connect(&primary, &dst).await;
+    let target = primary.url(&dst);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("jmap.redb");
+    let first = sync(&source, &target, &state, &[]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+
+    std::fs::remove_file(dir.path().join("jmap.redb.source-ids")).unwrap();
+    counter.reset();
+    let rebuilt = sync(&source, &target, &state, &[]).await;
+    assert_eq!(rebuilt.code, 0, "{rebuilt:?}");
+    assert_eq!(counter.count("GET", "/jmap/download/"), 0, "{rebuilt:?}");
+    assert_eq!(rebuilt.count("copied"), 0, "{rebuilt:?}");
+    assert!(
+        rebuilt.json()["notices"]
+            .to_string()
+            .contains("matched by the SHA-1"),
+        "{rebuilt:?}"
+    );
+    assert_same_projection_from_jmap(&account(&mut c).await, &account(&mut d).await);
+    verify_with_state(&source, &target, &state).await;
+}

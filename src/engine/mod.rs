@@ -14,6 +14,7 @@ pub mod pair;
 pub mod probe;
 pub mod readback;
 pub mod recover;
+mod rekey;
 mod snapshot;
 pub mod summary;
 pub mod sync;

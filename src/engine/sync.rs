@@ -14,6 +14,7 @@ use super::folders;
 use super::keywords;
 use super::readback;
 use super::recover::{journal_entry, resolve_journal};
+use super::rekey;
 use super::snapshot::{list_side, since_tokens, tokens_after_writes, View};
 use super::summary::{FolderReport, SyncSummary};
 use super::workers::{run_jobs, run_on_targets, Connector, FolderJob, NoConnector, PassShared};
@@ -632,9 +633,24 @@ async fn sync_folder<S: MailStore, T: MailStore>(
                 "{name}: UIDVALIDITY changed on the source ({} -> {}); its messages are matched again by identity, nothing is removed",
                 rec.source_uidvalidity, source_status.uidvalidity
             ));
-            base.clear();
-            if !options.dry_run {
-                state.clear_folder(&name)?;
+            match rekey::rekey_by_content_sha1(source, state, &base, &source_msgs).await? {
+                Some(r) => {
+                    notice(events, summary, format!(
+                        "{name}: {} of {} message(s) matched by the SHA-1 the source names them by, no body read",
+                        r.base.len(),
+                        source_msgs.len()
+                    ));
+                    if !options.dry_run {
+                        state.commit(&name, None, &r.changes)?;
+                    }
+                    base = r.base;
+                }
+                None => {
+                    base.clear();
+                    if !options.dry_run {
+                        state.clear_folder(&name)?;
+                    }
+                }
             }
         } else if rec.target_uidvalidity != Some(tstatus.uidvalidity) {
             notice(events, summary, format!(
@@ -1668,6 +1684,18 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
                 .map(|p| (p.source.uid, p.source.size))
                 .collect();
             let (bodies, mut digests) = digest_bodies(bodies, sizes, candidates.is_empty()).await;
+            // A source that names content by SHA-1 says it with the listing: kept, so that a
+            // source that loses its UIDs is matched again without reading bodies.
+            if self.source.names_content_by_sha1() {
+                let uids: Vec<u32> = digests.keys().copied().collect();
+                let named: HashMap<u32, ContentSha1> =
+                    self.source.content_sha1(&uids).await?.into_iter().collect();
+                let pairs: Vec<(Fingerprint, ContentSha1)> = digests
+                    .iter()
+                    .filter_map(|(uid, d)| Some((d.fingerprint, *named.get(uid)?)))
+                    .collect();
+                self.state.record_content_sha1(&pairs)?;
+            }
             let digested_at = batch_clock.elapsed();
             let by_uid: HashMap<u32, &crate::mailstore::FetchedBody> =
                 bodies.iter().map(|b| (b.uid, b)).collect();
