@@ -85,8 +85,10 @@
 //!
 //! - A message's identity is the SHA-256 of its CRLF-normalised bytes; copies in one folder are
 //!   distinct instances (the state is keyed by source UID, and adoption pairs copies in UID
-//!   order). The state also keeps, per content uploaded to a side that names content by SHA-1
-//!   (Cyrus over JMAP), that SHA-1, so such a side is matched again without reading bodies.
+//!   order). The state also keeps, per content read from or uploaded to a side that names
+//!   content by SHA-1 (Cyrus over JMAP), that SHA-1, so such a side that lost its UIDs is
+//!   matched again without reading bodies (`engine::rekey` for a source, adoption by SHA-1
+//!   for a target).
 //! - The source is opened with EXAMINE and read with BODY.PEEK: a sync never changes it.
 //! - A target message is removed only when the state maps it to a source message that a complete
 //!   listing no longer shows, and only below the removal guard. A failed or partial listing
