@@ -64,6 +64,37 @@ async fn seeded_cyrus(prefix: &str) -> (TestImap, String) {
 
 type Account = BTreeMap<String, Vec<Key>>;
 
+/// A Cyrus account seeded with the corpus, read over JMAP through a counting relay, and a
+/// fresh Dovecot account as the target; the state in a temporary directory.
+struct CyrusToDovecot {
+    c: TestImap,
+    counter: HttpCounter,
+    source: String,
+    d: TestImap,
+    target: String,
+    dir: tempfile::TempDir,
+    state: std::path::PathBuf,
+}
+
+async fn cyrus_to_dovecot(src_prefix: &str, dst_prefix: &str) -> CyrusToDovecot {
+    let (c, src) = seeded_cyrus(src_prefix).await;
+    let (counter, source) = counted_jmap(&src).await;
+    let primary = TestServer::dovecot_primary();
+    let dst = fresh_user(dst_prefix);
+    let d = TestImap::connect(&primary, &dst).await;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("jmap.redb");
+    CyrusToDovecot {
+        c,
+        counter,
+        source,
+        d,
+        target: primary.url(&dst),
+        dir,
+        state,
+    }
+}
+
 /// An account as a JMAP side keeps it (DESIGN.md, cross-protocol projection): one email per
 /// content and mailbox, its keywords the union of the flags of every copy of that content in
 /// the account, `\Recent` gone, a message marked `\Deleted` absent (RFC 8621: such an email
@@ -244,14 +275,15 @@ async fn dovecot_to_cyrus_jmap_replicates_the_corpus_and_follows_changes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cyrus_jmap_to_dovecot_replicates_the_corpus_and_follows_changes() {
-    let (mut c, src) = seeded_cyrus("jisrc").await;
-    let (counter, source) = counted_jmap(&src).await;
-    let primary = TestServer::dovecot_primary();
-    let dst = fresh_user("jidst");
-    let mut d = TestImap::connect(&primary, &dst).await;
-    let target = primary.url(&dst);
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("jmap.redb");
+    let CyrusToDovecot {
+        mut c,
+        counter,
+        source,
+        mut d,
+        target,
+        dir: _dir,
+        state,
+    } = cyrus_to_dovecot("jisrc", "jidst").await;
 
     let first = sync(&source, &target, &state, &[]).await;
     assert_eq!(first.code, 0, "{first:?}");
@@ -345,14 +377,15 @@ async fn a_lost_jmap_uid_map_is_rebuilt_without_reading_bodies() {
 /// they were first read): no body is downloaded, nothing is copied again.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_source_uid_map_is_rebuilt_without_reading_bodies() {
-    let (mut c, src) = seeded_cyrus("jrsrc2").await;
-    let (counter, source) = counted_jmap(&src).await;
-    let primary = TestServer::dovecot_primary();
-    let dst = fresh_user("jrdst2");
-    let mut d = TestImap::connect(&primary, &dst).await;
-    let target = primary.url(&dst);
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("jmap.redb");
+    let CyrusToDovecot {
+        mut c,
+        counter,
+        source,
+        mut d,
+        target,
+        dir,
+        state,
+    } = cyrus_to_dovecot("jrsrc2", "jrdst2").await;
     let first = sync(&source, &target, &state, &[]).await;
     assert_eq!(first.code, 0, "{first:?}");
 

@@ -20,6 +20,7 @@ use super::keywords::{flags_to_keywords, is_server_set, keywords_to_flags, speci
 use super::mailbox::MailboxTree;
 use super::push::{PushOptions, PushOutcome};
 use super::session::Credentials;
+use super::set::Outcomes;
 use super::uid_map::UidMap;
 use super::{ConnectOptions, JmapClient};
 use crate::config::SideConfig;
@@ -275,6 +276,19 @@ impl JmapStore {
             .await?
             .into_iter()
             .collect())
+    }
+
+    /// The first refusal among per-email outcomes, as an error on the open folder.
+    fn first_refusal(&self, command: &str, outcomes: Outcomes) -> Result<(), StoreError> {
+        let Some(e) = outcomes.into_iter().find_map(|(_, r)| r.err()) else {
+            return Ok(());
+        };
+        let path = self
+            .open
+            .as_ref()
+            .map(|o| o.path.clone())
+            .unwrap_or_else(|| FolderPath::new(Vec::new()));
+        Err(self.refused(command, &path, &e))
     }
 
     fn mark_stale(&mut self) {
@@ -706,15 +720,7 @@ impl MailStore for JmapStore {
         }
         let outcomes = self.client.update_emails(&patches).await?;
         self.mark_stale();
-        let path = self
-            .open
-            .as_ref()
-            .map(|o| o.path.clone())
-            .unwrap_or_else(|| FolderPath::new(Vec::new()));
-        match outcomes.into_iter().find_map(|(_, r)| r.err()) {
-            Some(e) => Err(self.refused("Email/set keywords", &path, &e)),
-            None => Ok(()),
-        }
+        self.first_refusal("Email/set keywords", outcomes)
     }
 
     async fn copy(
@@ -750,15 +756,7 @@ impl MailStore for JmapStore {
             .map(|(id, _)| id.as_str())
             .collect();
         self.uids.forget(&mailbox, &removed)?;
-        let path = self
-            .open
-            .as_ref()
-            .map(|o| o.path.clone())
-            .unwrap_or_else(|| FolderPath::new(Vec::new()));
-        match outcomes.into_iter().find_map(|(_, r)| r.err()) {
-            Some(e) => Err(self.refused("Email/set destroy", &path, &e)),
-            None => Ok(()),
-        }
+        self.first_refusal("Email/set destroy", outcomes)
     }
 
     async fn logout(&mut self) {}
