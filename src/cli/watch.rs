@@ -107,7 +107,12 @@ impl WatchCommand {
                     return ExitCode::of_state(&e);
                 }
             };
-            let source_is_jmap = plan.source.endpoint.scheme.is_jmap();
+            // Polling a JMAP primary is cheap (Mailbox/get and Email/changes when nothing
+            // changed), so it is done often unless told otherwise.
+            let poll = match poll_interval {
+                None if plan.source.endpoint.scheme.is_jmap() => JMAP_POLL,
+                _ => settings.poll,
+            };
             agents.push(Agent {
                 name: plan.name,
                 link: ImapLink {
@@ -128,10 +133,7 @@ impl WatchCommand {
                     target: plan.target,
                     idle,
                     renew: settings.idle_renew,
-                    poll: match poll_interval {
-                        None if source_is_jmap => JMAP_POLL,
-                        _ => settings.poll,
-                    },
+                    poll,
                 },
                 state,
                 options: SyncOptions {
@@ -143,12 +145,7 @@ impl WatchCommand {
                     ..SyncOptions::default()
                 },
                 settings: WatchSettings {
-                    // Polling a JMAP primary is cheap (Mailbox/get and Email/changes when
-                    // nothing changed), so it is done often unless told otherwise.
-                    poll: match poll_interval {
-                        None if source_is_jmap => JMAP_POLL,
-                        _ => settings.poll,
-                    },
+                    poll,
                     ..settings.clone()
                 },
             });

@@ -664,12 +664,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
             // Copies refused by design (one email per content) are offered again: the
             // target's answer merges their flags into the email it holds, which a target
             // that lost its UIDs forgot.
-            let by_design: Vec<u32> = state
-                .refused(Some(&name))?
-                .into_iter()
-                .filter(|(_, r)| r.by_design)
-                .map(|((_, uid), _)| uid)
-                .collect();
+            let by_design: Vec<u32> = refused_by_design(state, &name)?.into_iter().collect();
             if !options.dry_run {
                 state.commit(&name, None, &changes)?;
                 state.update_refused(&name, &[], &by_design)?;
@@ -991,23 +986,17 @@ fn record_tokens(
     target_only: u32,
     removals: bool,
 ) -> Result<Completeness, EngineError> {
-    // A copy the target can never take (it keeps one email per content, and the folder holds
-    // this one) is a fidelity note, not a reason to read an unchanged folder every pass.
-    let never: std::collections::BTreeSet<u32> = state
-        .refused(Some(name))?
-        .into_iter()
-        .filter(|(_, r)| r.by_design)
-        .map(|((_, uid), _)| uid)
-        .collect();
     let on_target = |uid: &u32| after.get(uid).is_some_and(|i| i.target_uid.is_some());
     let all_instances = after.values().all(|i| i.target_uid.is_some());
     let placed = all_instances && source_msgs.iter().all(|m| on_target(&m.uid));
-    let settled = !placed
-        && !removals
-        && all_instances
-        && source_msgs
+    // A copy the target can never take (it keeps one email per content, and the folder holds
+    // this one) is a fidelity note, not a reason to read an unchanged folder every pass.
+    let settled = !placed && !removals && all_instances && {
+        let never = refused_by_design(state, name)?;
+        source_msgs
             .iter()
-            .all(|m| on_target(&m.uid) || never.contains(&m.uid));
+            .all(|m| on_target(&m.uid) || never.contains(&m.uid))
+    };
     let completeness = match (placed, removals) {
         (false, _) => Completeness::No,
         (true, true) => Completeness::OnceRemoved,
@@ -1046,6 +1035,19 @@ fn mark_complete(state: &StateFile, name: &str) -> Result<(), EngineError> {
         }
     }
     Ok(())
+}
+
+/// The folder's source UIDs the target refused by design (`Refused::by_design`).
+fn refused_by_design(
+    state: &StateFile,
+    name: &str,
+) -> Result<std::collections::BTreeSet<u32>, EngineError> {
+    Ok(state
+        .refused(Some(name))?
+        .into_iter()
+        .filter(|(_, r)| r.by_design)
+        .map(|((_, uid), _)| uid)
+        .collect())
 }
 
 /// No unfinished batch, failed upload or quarantined message in the folder: what the base
@@ -2087,13 +2089,13 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         target_msgs: &[MessageMeta],
         target_status: &FolderStatus,
     ) -> Result<(Vec<Placement>, Vec<u32>), EngineError> {
+        if unmapped.is_empty() || !self.target.names_content_by_sha1() {
+            return Ok((placements.to_vec(), unmapped.to_vec()));
+        }
         let known: Vec<Fingerprint> = placements
             .iter()
             .filter_map(|p| base.get(&p.source.uid)?.fingerprint)
             .collect();
-        if unmapped.is_empty() || known.is_empty() || !self.target.names_content_by_sha1() {
-            return Ok((placements.to_vec(), unmapped.to_vec()));
-        }
         let sha1_of = self.state.content_sha1(known)?;
         if sha1_of.is_empty() {
             return Ok((placements.to_vec(), unmapped.to_vec()));

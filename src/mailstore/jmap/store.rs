@@ -58,6 +58,9 @@ pub struct JmapStore {
     open: Option<OpenMailbox>,
     /// The server is Cyrus: a blobId is `G` + the SHA-1 of the message's bytes.
     cyrus: bool,
+    /// This connection changed emails since it last counted changes: opening a folder counts
+    /// them first, so that its tokens already show this connection's own writes.
+    uncounted_writes: bool,
 }
 
 impl JmapStore {
@@ -122,6 +125,7 @@ impl JmapStore {
             tree,
             open: None,
             cyrus,
+            uncounted_writes: false,
         })
     }
 
@@ -137,6 +141,7 @@ impl JmapStore {
     /// the HIGHESTMODSEQ of its folder. Where the server cannot tell the changes (or on first
     /// sight), every mailbox counts as changed and the next listing reads it in full.
     async fn count_changes(&mut self) -> Result<(), StoreError> {
+        self.uncounted_writes = false;
         let all = BTreeSet::new();
         let Some(since) = self.uids.email_state() else {
             let state = self.client.email_state().await?;
@@ -291,7 +296,9 @@ impl JmapStore {
         Err(self.refused(command, &path, &e))
     }
 
+    /// After a write to emails: the open listing is out of date, the changes are uncounted.
     fn mark_stale(&mut self) {
+        self.uncounted_writes = true;
         if let Some(open) = &mut self.open {
             open.stale = true;
         }
@@ -445,8 +452,12 @@ impl MailStore for JmapStore {
 
     async fn open_folder(&mut self, path: &FolderPath) -> Result<FolderStatus, StoreError> {
         let id = self.mailbox_id(path).await?;
-        // Counted and read before the listing: a change after it shows as a higher counter.
-        self.count_changes().await?;
+        // The counter is read before the listing: a change after it shows as a higher counter
+        // once counted (by the next pass's folder listing at the latest). This connection's
+        // own writes are counted now, so that tokens read after them show them already.
+        if self.uncounted_writes {
+            self.count_changes().await?;
+        }
         let modseq = self.uids.modseq(&id);
         let (uidvalidity, uidnext) = self.list_into_open(id, path.clone()).await?;
         let exists = self
