@@ -429,7 +429,8 @@ fn initial_case(
 }
 
 /// What an initial pass sends to the target, seen by the counting proxy on a probe target: every
-/// APPEND in order as (mailbox as sent, literal size), and how many UID COPY commands.
+/// message APPENDed, in order, as (mailbox as sent, literal size) (a MULTIAPPEND carries
+/// several), and how many UID COPY commands.
 /// Deterministic: every crash case makes the same pass on its own fresh target.
 async fn probe_initial_pass(source: &str, dir: &Path) -> (Vec<(String, usize)>, usize) {
     let proxy = Proxy::start(TestServer::dovecot_recovery().addr(), FaultPlan::None);
@@ -438,21 +439,18 @@ async fn probe_initial_pass(source: &str, dir: &Path) -> (Vec<(String, usize)>, 
         .commands_detailed()
         .iter()
         .filter(|c| c.verb == "APPEND")
-        .map(|c| {
+        .flat_map(|c| {
             let rest = c.line.split_once(" APPEND ").map(|(_, r)| r).unwrap_or("");
             let mailbox = rest.split(' ').next().unwrap_or("").to_string();
-            let size = c
-                .line
-                .rsplit_once('{')
-                .and_then(|(_, l)| l.trim_end_matches(['}', '+', '-']).parse().ok())
-                .unwrap_or_else(|| panic!("no literal in {:?}", c.line));
-            (mailbox, size)
+            assert!(!c.literals.is_empty(), "no literal in {:?}", c.line);
+            c.literals.iter().map(move |&size| (mailbox.clone(), size))
         })
         .collect();
     let copies = proxy.count("COPY");
     eprintln!(
-        "crashtest: the initial pass sends {} APPEND and {copies} COPY",
-        appends.len()
+        "crashtest: the initial pass sends {} messages in {} APPEND and {copies} COPY",
+        appends.len(),
+        proxy.count("APPEND")
     );
     (appends, copies)
 }
@@ -720,7 +718,7 @@ async fn crash_incremental_pass() {
     let (stores, expunges, appends) = (
         proxy.count("STORE"),
         proxy.count("EXPUNGE"),
-        proxy.count("APPEND"),
+        proxy.appended(),
     );
     eprintln!(
         "crashtest: the incremental pass sends {stores} STORE, {expunges} EXPUNGE, {appends} APPEND: {:?}",

@@ -305,7 +305,7 @@ async fn rebuild_state_uploads_nothing() {
     let state = dir.path().join("s.redb");
     let first = sync(&source, &target, &state, &[]).await;
     assert_eq!(first.code, 0, "{first:?}");
-    assert_eq!(proxy.count("APPEND"), 32);
+    assert_eq!(proxy.appended(), 32);
 
     proxy.reset_counts();
     let rebuilt: Run = sync(&source, &target, &state, &["--rebuild-state"]).await;
@@ -371,18 +371,22 @@ async fn a_source_transfer_cut_mid_literal_is_never_uploaded_truncated() {
 }
 
 /// The target answers one APPEND "slow down" (as Gmail, Office 365 or a RFC 5530 server
-/// would): the message is sent again after the back-off and arrives exactly once, the run
-/// succeeds, nothing is reported refused, and the summary counts the back-off.
+/// would): the message (or, in a MULTIAPPEND, every message of the command) is sent again
+/// after the back-off and arrives exactly once, the run succeeds, nothing is reported
+/// refused, and the summary counts the back-off. Each answer is tried with one message per
+/// APPEND (MULTIAPPEND hidden; the 5th APPEND refused) and with MULTIAPPEND (the first one
+/// refused).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_throttled_append_is_sent_again_and_arrives_once() {
     let primary = TestServer::dovecot_primary();
     let recovery = TestServer::dovecot_recovery();
-    for (n, answer) in [
+    for (n, (answer, multiappend)) in [
         "[THROTTLED] Account exceeded command or bandwidth limits",
         "[LIMIT] Too many commands, slow down",
         "Request is throttled. Suggested Backoff Time: 200 milliseconds",
     ]
     .into_iter()
+    .flat_map(|answer| [(answer, false), (answer, true)])
     .enumerate()
     {
         let (src_user, dst_user) = (fresh_user("thrsrc"), fresh_user("thrdst"));
@@ -402,7 +406,11 @@ async fn a_throttled_append_is_sent_again_and_arrives_once() {
         let expected = account(&mut p).await;
         p.logout().await;
 
-        let proxy = Proxy::start(recovery.addr(), FaultPlan::refuse("APPEND", 5, answer));
+        let nth = if multiappend { 1 } else { 5 };
+        let proxy = Proxy::start(recovery.addr(), FaultPlan::refuse("APPEND", nth, answer));
+        if !multiappend {
+            proxy.hide_capability("MULTIAPPEND");
+        }
         let source = primary.url(&src_user);
         let target = format!("imap+plain://{dst_user}@127.0.0.1:{}", proxy.port());
         let dir = tempfile::tempdir().unwrap();
@@ -426,13 +434,8 @@ async fn a_throttled_append_is_sent_again_and_arrives_once() {
             "case {n}: the proxy refused nothing"
         );
         assert_eq!(proxy.faulted_commands().len(), 1);
-        // Every message was APPENDed once and got through once (the refused one again).
-        assert_eq!(
-            proxy.count("APPEND"),
-            12,
-            "case {n}: {:?}",
-            proxy.commands()
-        );
+        // Every message got through once (the refused ones in a command sent again).
+        assert_eq!(proxy.appended(), 12, "case {n}: {:?}", proxy.commands());
         let json = run.json();
         assert_eq!(json["refused"], serde_json::json!([]), "case {n}: {json}");
         assert_eq!(json["copied"], 12, "case {n}: {json}");
@@ -442,6 +445,60 @@ async fn a_throttled_append_is_sent_again_and_arrives_once() {
         assert_same_accounts(&expected, &account(&mut r).await);
         r.logout().await;
     }
+}
+
+/// The target refuses a whole MULTIAPPEND for a reason that may belong to one message (here a
+/// NO for an invalid message): its messages are sent again one per APPEND, each gets its
+/// own answer, and every one arrives exactly once, with nothing reported refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_multiappend_is_sent_again_one_message_per_append() {
+    let primary = TestServer::dovecot_primary();
+    let recovery = TestServer::dovecot_recovery();
+    let (src_user, dst_user) = (fresh_user("mapsrc"), fresh_user("mapdst"));
+    let mut p = TestImap::connect(&primary, &src_user).await;
+    for i in 0..8 {
+        let date = format!("{:02}-May-2024 09:00:00 +0000", 1 + i);
+        p.append(
+            "INBOX",
+            &["\\Seen"],
+            Some(&date),
+            &sized_message("map", i, 3000),
+        )
+        .await;
+    }
+    let expected = account(&mut p).await;
+    p.logout().await;
+
+    let proxy = Proxy::start(
+        recovery.addr(),
+        FaultPlan::refuse("APPEND", 1, "Invalid message header"),
+    );
+    let source = primary.url(&src_user);
+    let target = format!("imap+plain://{dst_user}@127.0.0.1:{}", proxy.port());
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("s.redb");
+    let run = sync(&source, &target, &state, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let refused = proxy.faulted_commands();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].literals.len(), 8, "one MULTIAPPEND: {refused:?}");
+    let appends: Vec<_> = proxy
+        .commands_detailed()
+        .into_iter()
+        .filter(|c| c.verb == "APPEND")
+        .collect();
+    assert_eq!(appends.len(), 8, "one APPEND per message: {appends:?}");
+    assert!(appends.iter().all(|c| c.literals.len() == 1), "{appends:?}");
+    assert_eq!(run.count("copied"), 8, "{}", run.stdout);
+    assert_eq!(
+        run.json()["refused"],
+        serde_json::json!([]),
+        "{}",
+        run.stdout
+    );
+    drop(proxy);
+    let mut r = TestImap::connect(&recovery, &dst_user).await;
+    assert_same_accounts(&expected, &account(&mut r).await);
 }
 
 /// A rate-limited migration through the CLI: the limit is said (one line on stderr, and in

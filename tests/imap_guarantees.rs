@@ -871,9 +871,9 @@ async fn preauth_greeting_is_refused() {
 
 // ------------------------------------------------------------------ 12. mid-APPEND
 
-/// The connection drops at the 3rd APPEND of a 5-message batch: the call is an error
-/// (connection-level, outcome unknown), not a list of per-message results; messages 3-5 never
-/// reached the server.
+/// The connection drops at the 3rd APPEND of a 5-message batch (one message per APPEND: the
+/// server's MULTIAPPEND hidden): the call is an error (connection-level, outcome unknown), not
+/// a list of per-message results; messages 3-5 never reached the server.
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_drop_mid_append_batch_fails_the_call() {
     let dovecot = TestServer::dovecot_primary();
@@ -883,6 +883,7 @@ async fn connection_drop_mid_append_batch_fails_the_call() {
     // `listing_an_empty_folder_on_a_dead_connection_is_an_error`).
     let seeded = seed_inbox(&dovecot, &user, 1).await;
     let proxy = Proxy::start(dovecot.addr(), FaultPlan::drop_on("APPEND", 3));
+    proxy.hide_capability("MULTIAPPEND");
     let mut store = connect(&plain_url(&user, proxy.addr()), Access::ReadWrite, SLOW).await;
     // A folder is open, so that the later message calls exercise the poisoned connection.
     bounded("open_folder", store.open_folder(&FolderPath::inbox()))
@@ -924,6 +925,57 @@ async fn connection_drop_mid_append_batch_fails_the_call() {
         let id = format!("<g{i}@imap-guarantees>");
         assert!(!ids.contains(&Some(id.clone())), "{id} reached the server");
     }
+}
+
+/// With MULTIAPPEND and a group limit of two messages, a 5-message batch is three pipelined
+/// commands (2 + 2 + 1 messages); the connection drops at the second: the call is an error,
+/// and the server holds the first command's two messages or neither, and none of the others
+/// (a MULTIAPPEND is stored all or nothing).
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_drop_mid_multiappend_keeps_only_whole_commands() {
+    let dovecot = TestServer::dovecot_primary();
+    dovecot.require();
+    let user = fresh_user("gmulti");
+    let seeded = seed_inbox(&dovecot, &user, 1).await;
+    let proxy = Proxy::start(dovecot.addr(), FaultPlan::drop_on("APPEND", 2));
+    let mut store = connect(&plain_url(&user, proxy.addr()), Access::ReadWrite, SLOW).await;
+    assert!(
+        store.capabilities().multiappend,
+        "Dovecot offers MULTIAPPEND"
+    );
+    let flags = FlagSet::from_raw(["\\Seen"]);
+    let date = InternalDate::parse(DATE).unwrap();
+    let bodies: Vec<Vec<u8>> = (200..205).map(message).collect();
+    let requests: Vec<AppendRequest<'_>> = bodies
+        .iter()
+        .map(|b| AppendRequest {
+            flags: &flags,
+            internaldate: &date,
+            bytes: b,
+        })
+        .collect();
+    store.set_append_group_limit((bodies[0].len() + bodies[1].len()) as u64);
+
+    let r = bounded("append", store.append(&FolderPath::inbox(), &requests)).await;
+    assert!(
+        matches!(&r, Err(e) if e.is_connection_lost()),
+        "a dropped connection gave {r:?}"
+    );
+    let sent = proxy.commands_detailed();
+    let appends: Vec<_> = sent.iter().filter(|c| c.verb == "APPEND").collect();
+    assert_eq!(appends.len(), 1, "{sent:?}");
+    assert_eq!(appends[0].literals.len(), 2, "{sent:?}");
+
+    let (after, _) = witness(&dovecot, &user).await;
+    let ids: Vec<Option<String>> = after.iter().map(|m| m.message_id.clone()).collect();
+    assert_eq!(after[0], seeded[0]);
+    // The first command went through whole; whether the server committed it before it saw
+    // the connection close is its business, but it is both messages or neither.
+    let first = [
+        Some("<g200@imap-guarantees>".to_string()),
+        Some("<g201@imap-guarantees>".to_string()),
+    ];
+    assert!(ids[1..] == first || ids[1..].is_empty(), "{ids:?}");
 }
 
 /// (Extra) Once the connection is dead, listing a folder that was empty when opened is an

@@ -201,7 +201,7 @@ async fn changes_propagate(detection: Detection) {
             _ => assert_eq!(searches, 1, "source: {src:?}"),
         }
     }
-    assert_eq!(dst_proxy.count("APPEND"), 3, "{:?}", dst_proxy.commands());
+    assert_eq!(dst_proxy.appended(), 3, "{:?}", dst_proxy.commands());
 
     let mut r = TestImap::connect(&recovery, &dst_user).await;
     assert_same_accounts(&expected, &account(&mut r).await);

@@ -372,7 +372,7 @@ async fn migrate_from_a_gmail_like_source_uploads_each_message_once_and_keeps_ar
         run.stdout
     );
     assert_eq!(
-        proxy.count("APPEND"),
+        proxy.appended(),
         13,
         "each message uploaded once: {:?}",
         proxy.commands()
@@ -439,7 +439,7 @@ async fn migrate_from_a_gmail_like_source_uploads_each_message_once_and_keeps_ar
         "{}",
         again.stdout
     );
-    assert_eq!(proxy.count("APPEND"), 13, "{:?}", proxy.commands());
+    assert_eq!(proxy.appended(), 13, "{:?}", proxy.commands());
 
     // Message 3 loses its only label: archived now, it reaches Archive by a copy.
     let work = g.messages("Work").await;
@@ -452,7 +452,7 @@ async fn migrate_from_a_gmail_like_source_uploads_each_message_once_and_keeps_ar
     // (verify would count Work's copy of message 3, which the source no longer holds.)
     let later = migrate(&["--no-verify"]).await;
     assert_eq!(later.code, 0, "{later:?}");
-    assert_eq!(proxy.count("APPEND"), 13, "{:?}", proxy.commands());
+    assert_eq!(proxy.appended(), 13, "{:?}", proxy.commands());
     assert_eq!(
         subjects(t.messages("Archive").await),
         want(&[3, 8, 9, 10, 11])
@@ -503,7 +503,7 @@ async fn migrate_respects_the_targets_appendlimit_and_reports_what_it_leaves_out
         "{}",
         run.stdout
     );
-    assert_eq!(proxy.count("APPEND"), 2, "{:?}", proxy.commands());
+    assert_eq!(proxy.appended(), 2, "{:?}", proxy.commands());
     let mut t = TestImap::connect(&recovery, &dst_user).await;
     assert_eq!(t.messages("INBOX").await.len(), 2);
 }

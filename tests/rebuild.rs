@@ -466,7 +466,7 @@ async fn uidvalidity_reset(primary: TestServer, prefix: &str) {
 
     // At the target: the two new messages appended, nothing else placed or removed.
     let dst = &pair.dst_proxy;
-    assert_eq!(dst.count("APPEND"), 2, "target: {:?}", writes(dst));
+    assert_eq!(dst.appended(), 2, "target: {:?}", writes(dst));
     for verb in ["COPY", "MOVE", "EXPUNGE", "CREATE", "DELETE"] {
         assert_eq!(
             dst.count(verb),

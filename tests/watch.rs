@@ -616,10 +616,17 @@ fn each_once(messages: &[TestMessage], n: usize) -> BTreeSet<&str> {
 }
 
 /// SIGTERM while a pass is stuck in the middle of an upload batch (the recovery server stops
-/// answering at the 5th APPEND): the process exits 0 well within 10 s, and a restart resolves
-/// the interrupted batch and goes on without duplicates.
+/// answering at the 5th APPEND, MULTIAPPEND hidden so that there is one per message; then again
+/// at the first APPEND, a MULTIAPPEND of the whole batch): the process exits 0 well within
+/// 10 s, and a restart resolves the interrupted batch and goes on without duplicates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_a_pass_exits_zero_and_a_restart_has_no_duplicates() {
+    for (nth, multiappend) in [(5, false), (1, true)] {
+        sigterm_during_an_upload(nth, multiappend).await;
+    }
+}
+
+async fn sigterm_during_an_upload(nth: usize, multiappend: bool) {
     let recovery = TestServer::dovecot_recovery();
     TestServer::dovecot_primary().require();
     recovery.require();
@@ -635,7 +642,10 @@ async fn sigterm_during_a_pass_exits_zero_and_a_restart_has_no_duplicates() {
         .await;
     }
     p.logout().await;
-    let proxy = Proxy::start(recovery.addr(), FaultPlan::stall_on("APPEND", 5));
+    let proxy = Proxy::start(recovery.addr(), FaultPlan::stall_on("APPEND", nth));
+    if !multiappend {
+        proxy.hide_capability("MULTIAPPEND");
+    }
     let dir = tempfile::tempdir().unwrap();
     let source = pair.source_url();
     let stalled_target = format!("imap+plain://{}@127.0.0.1:{}", pair.dst, proxy.port());
@@ -651,7 +661,7 @@ async fn sigterm_during_a_pass_exits_zero_and_a_restart_has_no_duplicates() {
     let mut watch = spawn("watch.log");
     assert!(
         proxy.wait_faults_fired(1, DEADLINE),
-        "the pass never reached the 5th APPEND; log:\n{}",
+        "the pass never reached APPEND number {nth}; log:\n{}",
         watch.log()
     );
     let code = watch.terminate(Duration::from_secs(10)).await;

@@ -146,6 +146,10 @@ impl<T: MailStore> MailStore for Mapped<T> {
         self.inner.append(&self.map.to_target(path), messages).await
     }
 
+    fn set_append_group_limit(&mut self, bytes: u64) {
+        self.inner.set_append_group_limit(bytes);
+    }
+
     async fn store_flags(
         &mut self,
         uids: &[u32],

@@ -45,20 +45,51 @@ pub struct Pacing {
     episode: Mutex<Option<Instant>>,
     backoffs: AtomicU64,
     backoff_ms: AtomicU64,
+    /// The most message bytes per multi-message APPEND command (`u64::MAX`: a whole batch),
+    /// cut down each time a connection drops during one (see [`Pacing::append_lost`]).
+    append_group_bytes: AtomicU64,
 }
 
 impl Pacing {
     /// Back-off only (the source, or a target without limits).
     pub fn unlimited() -> Arc<Pacing> {
-        Arc::new(Pacing::default())
+        Pacing::limited(None)
     }
 
     /// Back-off and, when `throttle` is given, the rate limits.
     pub fn limited(throttle: Option<Throttle>) -> Arc<Pacing> {
         Arc::new(Pacing {
             throttle,
+            append_group_bytes: AtomicU64::new(u64::MAX),
             ..Pacing::default()
         })
+    }
+
+    /// The most message bytes one multi-message APPEND command may carry now.
+    pub fn append_group_bytes(&self) -> u64 {
+        self.append_group_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A connection dropped while `bytes` of messages were being appended in commands that
+    /// carry several messages each. Such a command is stored all or nothing, and on a link
+    /// that drops every few hundred kilobytes a large one may never get through, while
+    /// smaller ones are each kept as they complete: from now on, for every connection to
+    /// this account, a quarter of what was lost at most (down to one message per command).
+    fn append_lost(&self, endpoint: &str, bytes: u64) {
+        let before = self.append_group_bytes();
+        let now = before.min(bytes) / 4;
+        if self
+            .append_group_bytes
+            .compare_exchange(before, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::info!(
+                endpoint,
+                "connection lost during an APPEND of several messages ({} KiB); sending at most {} KiB per APPEND command from now on",
+                bytes / 1024,
+                now / 1024
+            );
+        }
     }
 
     pub fn throttle(&self) -> Option<&Throttle> {
@@ -399,14 +430,24 @@ impl<T: MailStore> MailStore for Paced<T> {
         messages: &[AppendRequest<'_>],
     ) -> Result<Vec<Result<Option<u32>, StoreError>>, StoreError> {
         let pacing = self.pacing.clone();
-        self.retrying_items(
-            messages,
-            true,
-            async |s: &mut T, batch: &[AppendRequest<'_>]| {
-                append_within_limits(s, pacing.throttle(), path, batch).await
-            },
-        )
-        .await
+        self.inner
+            .set_append_group_limit(pacing.append_group_bytes());
+        let result = self
+            .retrying_items(
+                messages,
+                true,
+                async |s: &mut T, batch: &[AppendRequest<'_>]| {
+                    append_within_limits(s, pacing.throttle(), path, batch).await
+                },
+            )
+            .await;
+        if let Err(e) = &result {
+            if e.is_connection_lost() && messages.len() > 1 {
+                let bytes = messages.iter().map(|m| m.bytes.len() as u64).sum();
+                pacing.append_lost(self.inner.endpoint(), bytes);
+            }
+        }
+        result
     }
 
     async fn store_flags(

@@ -113,6 +113,9 @@ impl MailStore for AnyStore {
     ) -> Result<Vec<Result<Option<u32>, StoreError>>, StoreError> {
         each!(self, s => s.append(path, messages).await)
     }
+    fn set_append_group_limit(&mut self, bytes: u64) {
+        each!(self, s => s.set_append_group_limit(bytes))
+    }
     async fn store_flags(
         &mut self,
         uids: &[u32],

@@ -306,6 +306,11 @@ pub trait MailStore {
         path: &FolderPath,
         messages: &[AppendRequest<'_>],
     ) -> Result<Vec<Result<Option<u32>, StoreError>>, StoreError>;
+    /// The most message bytes to send in one command that carries several messages (IMAP
+    /// MULTIAPPEND, which the server stores all or nothing): a connection that drops every
+    /// few hundred kilobytes needs commands that fit (see `engine::paced`). A side that sends
+    /// one message per command ignores it.
+    fn set_append_group_limit(&mut self, _bytes: u64) {}
     /// Adds or removes flags on UIDs of the open folder.
     async fn store_flags(
         &mut self,

@@ -23,6 +23,7 @@
 //! forward (the one that triggered a drop or stall) are not in
 //! [`Proxy::commands`]/[`Proxy::count`] but in [`Proxy::faulted_commands`].
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -110,6 +111,9 @@ pub struct ProxyCommand {
     pub uid: bool,
     /// The first line without CRLF (literal data is never included).
     pub line: String,
+    /// The size of each literal the command carried, in order (an APPEND's messages: one, or
+    /// one per message of a MULTIAPPEND).
+    pub literals: Vec<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,9 +145,37 @@ struct Shared {
     added: Vec<String>,
     /// Tagged answers to replace (see `FaultPlan::RefuseCommand`): (connection, tag, answer).
     refusing: Vec<(usize, String, String)>,
+    /// Per connection: where its latest command was recorded (faulted, index), so that the
+    /// literals of its continuation lines count for it.
+    latest: HashMap<usize, (bool, usize)>,
 }
 
 impl Shared {
+    fn record(&mut self, cmd: ProxyCommand, faulted: bool) {
+        let list = if faulted {
+            &mut self.faulted
+        } else {
+            &mut self.commands
+        };
+        self.latest.insert(cmd.conn, (faulted, list.len()));
+        list.push(cmd);
+    }
+
+    /// One more literal for the connection's latest command.
+    fn count_literal(&mut self, conn: usize, size: usize) {
+        let Some(&(faulted, i)) = self.latest.get(&conn) else {
+            return;
+        };
+        let list = if faulted {
+            &mut self.faulted
+        } else {
+            &mut self.commands
+        };
+        if let Some(cmd) = list.get_mut(i) {
+            cmd.literals.push(size);
+        }
+    }
+
     fn arm(&mut self, plan: FaultPlan, always: bool) {
         self.plan = plan;
         self.always = always;
@@ -265,6 +297,7 @@ impl Proxy {
             hidden: Vec::new(),
             added: Vec::new(),
             refusing: Vec::new(),
+            latest: HashMap::new(),
         }));
         let sh = shared.clone();
         runtime.spawn(async move {
@@ -361,6 +394,17 @@ impl Proxy {
             .count()
     }
 
+    /// Messages sent in forwarded APPEND commands (one per APPEND, or one per message of a
+    /// MULTIAPPEND): what the server was asked to store.
+    pub fn appended(&self) -> usize {
+        lock(&self.shared)
+            .commands
+            .iter()
+            .filter(|c| c.verb == "APPEND")
+            .map(|c| c.literals.len())
+            .sum()
+    }
+
     /// First line of every forwarded command, in order, over all connections.
     pub fn commands(&self) -> Vec<String> {
         lock(&self.shared)
@@ -385,6 +429,7 @@ impl Proxy {
         let mut s = lock(&self.shared);
         s.commands.clear();
         s.faulted.clear();
+        s.latest.clear();
         s.server_bytes = 0;
         s.client_bytes = 0;
     }
@@ -490,6 +535,10 @@ async fn client_to_server(
         for piece in parser.feed(&buf[..n]) {
             let bytes = match piece {
                 Piece::Bytes(b) => b,
+                Piece::MoreLiteral(size) => {
+                    lock(&shared).count_literal(conn, size);
+                    continue;
+                }
                 Piece::Command(bytes, info) => {
                     let info = ProxyCommand { conn, ..info };
                     if let Some(edited) = refuse_command(&shared, &info, &bytes) {
@@ -549,7 +598,7 @@ fn refuse_command(shared: &Mutex<Shared>, cmd: &ProxyCommand, line: &[u8]) -> Op
     }
     let edited = without_first_argument(line, cmd)?;
     s.fire();
-    s.faulted.push(cmd.clone());
+    s.record(cmd.clone(), true);
     s.refusing.push((cmd.conn, cmd.tag.clone(), answer));
     Some(edited)
 }
@@ -630,13 +679,10 @@ fn record_command(shared: &Mutex<Shared>, cmd: ProxyCommand) -> Option<ConnState
         };
         hit.then_some(action)
     });
-    match fire {
-        Some(_) => {
-            s.fire();
-            s.faulted.push(cmd);
-        }
-        None => s.commands.push(cmd),
+    if fire.is_some() {
+        s.fire();
     }
+    s.record(cmd, fire.is_some());
     fire
 }
 
@@ -758,6 +804,9 @@ enum Piece {
     Bytes(Vec<u8>),
     /// The complete first line of a command (to forward unless faulted).
     Command(Vec<u8>, ProxyCommand),
+    /// A continuation line of the current command announced one more literal (forwarded as
+    /// the `Bytes` that follow), of this size.
+    MoreLiteral(usize),
 }
 
 /// Splits a client->server byte stream into commands and other bytes.
@@ -821,10 +870,14 @@ impl CommandParser {
         let line = std::mem::take(&mut self.line);
         let literal = literal_len(&line);
         if self.continuation {
+            if let Some(size) = literal {
+                out.push(Piece::MoreLiteral(size));
+            }
             out.push(Piece::Bytes(line));
         } else {
             match parse_command(&line) {
-                Some(cmd) => {
+                Some(mut cmd) => {
+                    cmd.literals.extend(literal);
                     if cmd.verb == "STARTTLS" || cmd.verb == "COMPRESS" {
                         self.opaque = true;
                     }
@@ -893,6 +946,7 @@ fn parse_command(line: &[u8]) -> Option<ProxyCommand> {
         verb,
         uid,
         line: text.to_string(),
+        literals: Vec::new(),
     })
 }
 
@@ -908,6 +962,7 @@ mod tests {
             for piece in p.feed(c) {
                 match piece {
                     Piece::Bytes(b) => all.extend(b),
+                    Piece::MoreLiteral(_) => {}
                     Piece::Command(b, info) => {
                         cmds.push(format!(
                             "{}{}",
@@ -942,6 +997,24 @@ mod tests {
         let (cmds1, all1) = commands(&bytes);
         assert_eq!(cmds1, cmds);
         assert_eq!(all1, stream);
+    }
+
+    #[test]
+    fn every_literal_of_a_multiappend_is_counted() {
+        let stream: &[u8] =
+            b"m1 APPEND INBOX (\\Seen) {3+}\r\nabc () {2+}\r\nde ~{1+}\r\nf\r\nm2 NOOP\r\n";
+        for chunks in [vec![stream], stream.chunks(1).collect()] {
+            let mut p = CommandParser::default();
+            let mut literals = Vec::new();
+            for piece in chunks.iter().flat_map(|c| p.feed(c)) {
+                match piece {
+                    Piece::Command(_, info) => literals.push(info.literals),
+                    Piece::MoreLiteral(size) => literals.last_mut().unwrap().push(size),
+                    Piece::Bytes(_) => {}
+                }
+            }
+            assert_eq!(literals, [vec![3, 2, 1], vec![]]);
+        }
     }
 
     #[test]

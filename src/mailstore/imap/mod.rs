@@ -50,6 +50,9 @@ pub struct ImapStore {
     selected_tokens: Option<FolderTokens>,
     /// `ENABLE QRESYNC` succeeded: expunges arrive as VANISHED, FETCH always carries UID.
     qresync_enabled: bool,
+    /// The most message bytes one MULTIAPPEND command carries (see
+    /// [`MailStore::set_append_group_limit`]).
+    append_group_bytes: u64,
 }
 
 impl ImapStore {
@@ -67,6 +70,7 @@ impl ImapStore {
             selected_exists: 0,
             selected_tokens: None,
             qresync_enabled: false,
+            append_group_bytes: u64::MAX,
         };
         store.settle_in().await?;
         Ok(store)
@@ -233,6 +237,10 @@ impl MailStore for ImapStore {
     ) -> Result<Vec<Result<Option<u32>, StoreError>>, StoreError> {
         self.require_write("APPEND")?;
         self.append_batch(path, messages).await
+    }
+
+    fn set_append_group_limit(&mut self, bytes: u64) {
+        self.append_group_bytes = bytes;
     }
 
     async fn store_flags(
