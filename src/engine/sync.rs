@@ -385,6 +385,10 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
         jobs = jobs.len(),
         "pass: folders to work on chosen"
     );
+    // Mail arrived somewhere: its placement will look up the target's contents.
+    if !options.dry_run && jobs.iter().chain(&all_mail).any(|j| j.arrived > 0) {
+        TargetIndex::start(&shared.index, state);
+    }
     // The extra connection pairs of the folder workers stay open for the removals.
     let mut spare = Vec::new();
     let mut result = run_jobs(
@@ -579,9 +583,16 @@ async fn sync_folder<S: MailStore, T: MailStore>(
     // be read again (tracking starts first: a change committed meanwhile is applied twice,
     // which changes nothing).
     let tracked = state.track(&name);
-    let mut base = state.instances(&name)?;
     let clock = Instant::now();
-    let source_status = source.open_folder(path).await?;
+    // The base is read on a blocking thread while the source opens the folder.
+    let reading = state.instances_snapshot()?;
+    let folder_name = name.clone();
+    let (base, source_status) = tokio::join!(
+        read_state_aside(state, move || reading.folder(&folder_name)),
+        source.open_folder(path)
+    );
+    let mut base = base?;
+    let source_status = source_status?;
     let source_now = source_status.tokens();
     if let Some(detail) = record
         .as_ref()
@@ -861,7 +872,12 @@ async fn sync_folder<S: MailStore, T: MailStore>(
 
     let planned_at = clock.elapsed();
     let (placed_before, refused_before) = (placed_count(summary), summary.refused_messages);
-    apply_flag_updates(target, state, &name, &base, &plan, events, summary).await?;
+    // The flags are stored on the target while the first bodies to place come from the source.
+    let (flagged, first) = tokio::join!(
+        apply_flag_updates(target, state, &name, &base, &plan, events, summary),
+        FirstBatch::fetch(source, &plan, options)
+    );
+    flagged?;
     let flagged_at = clock.elapsed();
     if !plan.forget.is_empty() {
         let changes: Vec<InstanceChange> = plan
@@ -884,7 +900,7 @@ async fn sync_folder<S: MailStore, T: MailStore>(
         refused_keywords: &refused_keywords,
         refused: &refused,
     }
-    .place(&plan, &base, &target_msgs, &target_status)
+    .place(&plan, &base, &target_msgs, &target_status, first)
     .await?;
     let target_only = plan.unmapped_target.len().saturating_sub(adopted) as u32;
     summary.target_only += u64::from(target_only);
@@ -1079,6 +1095,74 @@ fn freeze(state: &StateFile, options: &SyncOptions, folder: &str, detail: String
     EngineError::Frozen(frozen)
 }
 
+/// Consecutive placements in batches bounded in messages and bytes (at least one message
+/// each).
+fn batch_ranges(placements: &[Placement], options: &SyncOptions) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::new();
+    let mut start = 0;
+    while start < placements.len() {
+        let mut end = start;
+        let mut bytes = 0u64;
+        while end < placements.len()
+            && end - start < options.batch_messages
+            && (end == start || bytes + placements[end].source.size as u64 <= options.batch_bytes)
+        {
+            bytes += placements[end].source.size as u64;
+            end += 1;
+        }
+        ranges.push(start..end);
+        start = end;
+    }
+    ranges
+}
+
+/// The bodies of a folder's first batch of placements, fetched from the source while the
+/// flag changes go to the target. Only when no target message is unmapped: then nothing can
+/// be adopted instead, and the first batch is known before placing starts.
+struct FirstBatch {
+    uids: Vec<u32>,
+    bodies: Result<Vec<crate::mailstore::FetchedBody>, StoreError>,
+}
+
+impl FirstBatch {
+    async fn fetch<S: MailStore>(
+        source: &mut S,
+        plan: &FolderPlan,
+        options: &SyncOptions,
+    ) -> Option<FirstBatch> {
+        if !plan.unmapped_target.is_empty() || options.dry_run {
+            return None;
+        }
+        let first = batch_ranges(&plan.placements, options).into_iter().next()?;
+        let uids: Vec<u32> = plan.placements[first]
+            .iter()
+            .map(|p| p.source.uid)
+            .collect();
+        let bodies = source.fetch_bodies(&uids).await;
+        Some(FirstBatch { uids, bodies })
+    }
+}
+
+/// Runs a read of the state on the blocking pool, so that this thread keeps every connection
+/// moving meanwhile.
+async fn read_state_aside<R: Send + 'static>(
+    state: &StateFile,
+    read: impl FnOnce() -> Result<R, crate::state::StateError> + Send + 'static,
+) -> Result<R, EngineError> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(result) => Ok(result?),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(EngineError::State(crate::state::StateError::Io {
+            path: state.path().to_path_buf(),
+            detail: format!("reading the state failed: {e}"),
+        })),
+    }
+}
+
+/// What the content index is built from: (folder, fingerprint, target UID, INTERNALDATE
+/// instant) of every placed instance.
+type PlacedInstances = Vec<(std::sync::Arc<str>, Fingerprint, u32, i64)>;
+
 /// The CPU-heavy look at a fetched body.
 struct Digest {
     /// The CRLF-normalised bytes, when they differ from the body.
@@ -1139,6 +1223,8 @@ pub(crate) struct TargetIndex {
     building: bool,
     /// Changes learned while it was being built, applied once it is.
     queued: Vec<(String, Vec<InstanceChange>)>,
+    /// The read of the state started early (see [`TargetIndex::start`]), not awaited yet.
+    reading: Option<tokio::task::JoinHandle<Result<PlacedInstances, crate::state::StateError>>>,
     /// Content -> its target copies: (folder, target UID, INTERNALDATE instant).
     map: HashMap<Fingerprint, Vec<(std::sync::Arc<str>, u32, i64)>>,
     /// Removals this pass found, by the target copy they would remove: (folder, target UID)
@@ -1194,15 +1280,31 @@ impl TargetIndex {
         }
     }
 
-    /// Builds the index on first use from the state as it is then. The decoding (tens of
-    /// milliseconds for 20 000 instances) runs on a blocking thread, so the other folder
-    /// workers of the pass go on meanwhile; a worker that needs the index while another builds
-    /// it waits for that build.
+    /// Starts reading the state for the index on a blocking thread now, when a pass knows
+    /// early that it will place messages: the read (milliseconds per 10 000 instances) then
+    /// overlaps the opening and listing of the first folders instead of delaying their first
+    /// placement. Changes committed meanwhile are learned as during any build.
+    fn start(index: &RefCell<TargetIndex>, state: &StateFile) {
+        let mut ix = index.borrow_mut();
+        if ix.built || ix.building || ix.reading.is_some() {
+            return;
+        }
+        // A state that cannot be read now is reported by the build that needs it.
+        if let Ok(snapshot) = state.instances_snapshot() {
+            ix.reading = Some(tokio::task::spawn_blocking(move || snapshot.placed()));
+        }
+    }
+
+    /// Builds the index on first use from the state as it is then (or as it was when
+    /// [`TargetIndex::start`] began reading it). The decoding (tens of milliseconds for
+    /// 20 000 instances) runs on a blocking thread, so the other folder workers of the pass go
+    /// on meanwhile; a worker that needs the index while another builds it waits for that
+    /// build.
     async fn ensure_built(
         index: &RefCell<TargetIndex>,
         state: &StateFile,
     ) -> Result<(), EngineError> {
-        loop {
+        let reading = loop {
             {
                 let mut ix = index.borrow_mut();
                 if ix.built {
@@ -1210,22 +1312,25 @@ impl TargetIndex {
                 }
                 if !ix.building {
                     ix.building = true;
-                    break;
+                    break ix.reading.take();
                 }
             }
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        };
         let clock = Instant::now();
-        let snapshot = state.instances_snapshot();
-        let placed = match snapshot {
-            Ok(snapshot) => tokio::task::spawn_blocking(move || snapshot.placed())
-                .await
-                .map_err(|e| {
-                    EngineError::State(crate::state::StateError::Io {
-                        path: state.path().to_path_buf(),
-                        detail: format!("reading the instances failed: {e}"),
-                    })
-                }),
+        let reading = match reading {
+            Some(started) => Ok(started),
+            None => state
+                .instances_snapshot()
+                .map(|snapshot| tokio::task::spawn_blocking(move || snapshot.placed())),
+        };
+        let placed = match reading {
+            Ok(task) => task.await.map_err(|e| {
+                EngineError::State(crate::state::StateError::Io {
+                    path: state.path().to_path_buf(),
+                    detail: format!("reading the instances failed: {e}"),
+                })
+            }),
             Err(e) => Ok(Err(e)),
         };
         let mut ix = index.borrow_mut();
@@ -1249,7 +1354,7 @@ impl TargetIndex {
 
     fn learn(&mut self, folder: &str, changes: &[InstanceChange]) {
         if !self.built {
-            if self.building {
+            if self.building || self.reading.is_some() {
                 self.queued.push((folder.to_string(), changes.to_vec()));
             }
             return;
@@ -1523,7 +1628,18 @@ async fn apply_removal_budget<S, T: MailStore>(
     let task = async |target: &mut T, (folder, removals): &(FolderPath, Vec<Removal>)| {
         let name = folder.to_string();
         let uids: Vec<u32> = removals.iter().map(|r| r.target_uid).collect();
-        target.open_folder(folder).await?;
+        let status = target.open_folder(folder).await?;
+        // The target UIDs name these messages only under the UIDVALIDITY they were recorded
+        // with: a folder recreated on the target since its work in this pass keeps its
+        // messages, and the next pass matches them again by identity.
+        let recorded = state.folder(&name)?.and_then(|r| r.target_uidvalidity);
+        if recorded != Some(status.uidvalidity) {
+            tracing::warn!(
+                folder = %name,
+                "UIDVALIDITY of the target folder changed during the pass; its removals wait for the next pass"
+            );
+            return Ok(());
+        }
         target.expunge(&uids).await?;
         crashpoint::hit("after_expunge");
         let changes: Vec<InstanceChange> = removals
@@ -1597,12 +1713,15 @@ struct Placer<'a, S, T> {
 }
 
 impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
+    /// `first`: the bodies of the first batch when they were fetched early (see
+    /// [`FirstBatch`]); used when that batch is still the first.
     async fn place(
         mut self,
         plan: &FolderPlan,
         base: &BTreeMap<u32, InstanceRecord>,
         target_msgs: &[MessageMeta],
         target_status: &FolderStatus,
+        first: Option<FirstBatch>,
     ) -> Result<usize, EngineError> {
         if plan.placements.is_empty() {
             return Ok(0);
@@ -1644,22 +1763,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         // Batches bounded in messages and bytes. The bodies of the next batch are fetched from
         // the source while this one is appended to the target: each side waits for the other
         // only when it is the slower one.
-        let mut ranges = Vec::new();
-        let mut start = 0;
-        while start < placements.len() {
-            let mut end = start;
-            let mut bytes = 0u64;
-            while end < placements.len()
-                && end - start < self.options.batch_messages
-                && (end == start
-                    || bytes + placements[end].source.size as u64 <= self.options.batch_bytes)
-            {
-                bytes += placements[end].source.size as u64;
-                end += 1;
-            }
-            ranges.push(start..end);
-            start = end;
-        }
+        let ranges = batch_ranges(&placements, self.options);
         let uids_of = |k: usize| -> Vec<u32> {
             ranges
                 .get(k)
@@ -1669,7 +1773,10 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         // Set when a copy's target UID is unknown (no UIDPLUS, or an earlier pass): learned at
         // the end.
         let mut unknown_uids = base.values().any(|i| i.target_uid.is_none());
-        let mut prefetched = Some(self.source.fetch_bodies(&uids_of(0)).await);
+        let mut prefetched = match first {
+            Some(early) if early.uids == uids_of(0) => Some(early.bodies),
+            _ => Some(self.source.fetch_bodies(&uids_of(0)).await),
+        };
         for k in 0..ranges.len() {
             let batch_clock = Instant::now();
             let batch = &placements[ranges[k].clone()];

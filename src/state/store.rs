@@ -301,18 +301,7 @@ impl StateFile {
 
     /// The instances of one folder, by source UID (a range scan).
     pub fn instances(&self, folder: &str) -> Result<BTreeMap<u32, InstanceRecord>, StateError> {
-        let txn = self.begin_read()?;
-        let table = txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
-        let mut out = BTreeMap::new();
-        for entry in table
-            .range((folder, 0u32)..=(folder, u32::MAX))
-            .map_err(|e| self.corrupt(e))?
-        {
-            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            let rec = instance_codec::decode(v.value()).map_err(|e| self.corrupt(e))?;
-            out.insert(k.value().1, rec);
-        }
-        Ok(out)
+        folder_instances(&self.begin_read()?, &self.path, folder)
     }
 
     /// Every instance of every folder, as (folder, source UID, record).
@@ -947,7 +936,32 @@ pub struct InstancesSnapshot {
     path: PathBuf,
 }
 
+/// A folder's instances by source UID, as `txn` sees them.
+fn folder_instances(
+    txn: &ReadTransaction,
+    path: &Path,
+    folder: &str,
+) -> Result<BTreeMap<u32, InstanceRecord>, StateError> {
+    let bad = |e: &dyn std::fmt::Display| corrupt(path, e.to_string());
+    let table = txn.open_table(INSTANCES).map_err(|e| bad(&e))?;
+    let mut out = BTreeMap::new();
+    for entry in table
+        .range((folder, 0u32)..=(folder, u32::MAX))
+        .map_err(|e| bad(&e))?
+    {
+        let (k, v) = entry.map_err(|e| bad(&e))?;
+        let rec = instance_codec::decode(v.value()).map_err(|e| bad(&e))?;
+        out.insert(k.value().1, rec);
+    }
+    Ok(out)
+}
+
 impl InstancesSnapshot {
+    /// One folder's instances by source UID ([`StateFile::instances`], on another thread).
+    pub fn folder(self, folder: &str) -> Result<BTreeMap<u32, InstanceRecord>, StateError> {
+        folder_instances(&self.txn, &self.path, folder)
+    }
+
     /// Every instance with a fingerprint and a target UID: (folder, fingerprint, target UID,
     /// INTERNALDATE instant). A folder's name is one shared string for all its instances.
     #[allow(clippy::type_complexity)]
