@@ -32,7 +32,8 @@
 //!   "slow down" (`[THROTTLED]`, `[LIMIT]`, a suggested back-off time; classified by
 //!   `StoreError::throttling`) is sent again after a wait, and where writes to the target are
 //!   admitted by the rate limits of `migrate`/`sync` (`engine::throttle`: one token bucket per
-//!   limit, shared by every connection to the target account). `engine::probe` runs the fidelity
+//!   limit, shared by every connection to the target account). It also sizes multi-message
+//!   APPEND commands: a connection lost during one cuts the run's group size to a quarter. `engine::probe` runs the fidelity
 //!   probe `check` uses: one message in a folder of its own, read back, then removed.
 //!   `engine::failover` holds the failed-over mark (every one-way pass refuses while it is set, and
 //!   takes the request file `failover` leaves beside a state a running watch holds);
@@ -59,7 +60,8 @@
 //!   ([`mailstore::imap`], on async-imap's framing with our own command layer, IDLE included;
 //!   login by PLAIN/LOGIN, PLAIN with an authorization identity, XOAUTH2 or OAUTHBEARER;
 //!   NAMESPACE read raw, its personal prefix left out of folder paths; literal8 in responses
-//!   read as literals under the framing, and BINARY APPEND for messages with NUL), over JMAP
+//!   read as literals under the framing; a batch's messages go as one MULTIAPPEND where
+//!   offered, several pipelined commands otherwise, and BINARY APPEND for messages with NUL), over JMAP
 //!   ([`mailstore::jmap`]: our own transport on reqwest + serde_json, session discovery,
 //!   batched calls with back-references within the session's limits, blob upload/download,
 //!   push over the event stream; `jmap::store::JmapStore` shows an account as IMAP folders
