@@ -195,6 +195,22 @@ fn message(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
+/// One APPEND request per body, all with the same flags and date.
+fn append_requests<'a>(
+    bodies: &'a [Vec<u8>],
+    flags: &'a FlagSet,
+    date: &'a InternalDate,
+) -> Vec<AppendRequest<'a>> {
+    bodies
+        .iter()
+        .map(|b| AppendRequest {
+            flags,
+            internaldate: date,
+            bytes: b,
+        })
+        .collect()
+}
+
 /// Appends `n` messages to INBOX of `user` on `server` with the witness client and returns
 /// what the witness then sees there.
 async fn seed_inbox(server: &TestServer, user: &str, n: usize) -> Vec<TestMessage> {
@@ -894,14 +910,7 @@ async fn connection_drop_mid_append_batch_fails_the_call() {
     let flags = FlagSet::from_raw(["\\Seen"]);
     let date = InternalDate::parse(DATE).unwrap();
     let bodies: Vec<Vec<u8>> = (100..105).map(message).collect();
-    let requests: Vec<AppendRequest<'_>> = bodies
-        .iter()
-        .map(|b| AppendRequest {
-            flags: &flags,
-            internaldate: &date,
-            bytes: b,
-        })
-        .collect();
+    let requests = append_requests(&bodies, &flags, &date);
 
     let r = bounded("append", store.append(&FolderPath::inbox(), &requests)).await;
     match &r {
@@ -946,14 +955,7 @@ async fn connection_drop_mid_multiappend_keeps_only_whole_commands() {
     let flags = FlagSet::from_raw(["\\Seen"]);
     let date = InternalDate::parse(DATE).unwrap();
     let bodies: Vec<Vec<u8>> = (200..205).map(message).collect();
-    let requests: Vec<AppendRequest<'_>> = bodies
-        .iter()
-        .map(|b| AppendRequest {
-            flags: &flags,
-            internaldate: &date,
-            bytes: b,
-        })
-        .collect();
+    let requests = append_requests(&bodies, &flags, &date);
     store.set_append_group_limit((bodies[0].len() + bodies[1].len()) as u64);
 
     let r = bounded("append", store.append(&FolderPath::inbox(), &requests)).await;
