@@ -442,7 +442,8 @@ impl<T: MailStore> MailStore for Paced<T> {
             )
             .await;
         if let Err(e) = &result {
-            if e.is_connection_lost() && messages.len() > 1 {
+            if e.is_connection_lost() && messages.len() > 1 && self.inner.capabilities().multiappend
+            {
                 let bytes = messages.iter().map(|m| m.bytes.len() as u64).sum();
                 pacing.append_lost(self.inner.endpoint(), bytes);
             }
@@ -550,6 +551,19 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn a_lost_append_shrinks_the_commands_for_the_rest_of_the_run() {
+        let pacing = Pacing::unlimited();
+        assert_eq!(pacing.append_group_bytes(), u64::MAX);
+        pacing.append_lost("imap://x", 2 << 20);
+        assert_eq!(pacing.append_group_bytes(), (2 << 20) / 4);
+        // A later loss shrinks from what is allowed now, never back up.
+        pacing.append_lost("imap://x", 8 << 20);
+        assert_eq!(pacing.append_group_bytes(), (2 << 20) / 16);
+        pacing.append_lost("imap://x", 100);
+        assert_eq!(pacing.append_group_bytes(), 25);
     }
 
     #[test]
