@@ -523,6 +523,31 @@ fn removals_within_the_budget_are_applied() {
     h.assert_verified();
 }
 
+/// Another client recreates the target folder (new UIDVALIDITY, its messages renumbered)
+/// between the folder's work in a pass and that pass's removals: the recorded target UIDs no
+/// longer name those messages, so the removals wait; nothing is expunged under the new UIDs.
+#[test]
+fn removals_wait_when_the_target_folder_is_recreated_during_the_pass() {
+    let mut h = Harness::new(sample_source());
+    h.sync(&opts());
+    let before = h.target.messages(BIG).len();
+    h.source.remove_message(BIG, 3);
+    h.source.remove_message(BIG, 30);
+    // The pass opens the folder on the target once for its work, once for its removals.
+    h.target.reset_uidvalidity_on_open(BIG, 2);
+    h.reset_counters();
+    let s = h.sync(&opts());
+    assert_eq!(s.removed, 0, "{s:?}");
+    assert_eq!(h.target.expunges(), 0);
+    assert_eq!(h.target.messages(BIG).len(), before);
+    // The next pass sees the new UIDVALIDITY and matches the folder again by identity: every
+    // message the source holds is still there once, nothing was uploaded again.
+    h.reset_counters();
+    h.sync(&opts());
+    assert_eq!(h.target.appends(), 0);
+    assert!(h.target.messages(BIG).len() >= h.source.messages(BIG).len());
+}
+
 #[test]
 fn held_removals_stay_held_until_released() {
     let mut h = Harness::new(sample_source());

@@ -164,6 +164,9 @@ pub struct MemoryStore {
     dead: bool,
     /// The folder the operation in progress names (for error messages).
     acting_on: Option<FolderPath>,
+    /// A folder recreated by another client right before it is opened for the nth time from
+    /// now (see [`MemoryStore::reset_uidvalidity_on_open`]).
+    reset_on_open: Option<(FolderPath, u32)>,
 }
 
 /// Anything that names a folder in the test helpers: a [`FolderPath`] or its display form
@@ -224,6 +227,7 @@ impl MemoryStore {
             fault: None,
             dead: false,
             acting_on: None,
+            reset_on_open: None,
         };
         store.add_folder("INBOX");
         store
@@ -408,6 +412,13 @@ impl MemoryStore {
         folder.uidnext = folder.messages.len() as u32 + 1;
         folder.uidvalidity = uidvalidity;
         uidvalidity
+    }
+
+    /// [`MemoryStore::reset_uidvalidity`] of the folder right before it is opened for the
+    /// `nth` time from now (1: the next opening): another client recreating it in the middle of
+    /// a pass.
+    pub fn reset_uidvalidity_on_open(&mut self, path: impl IntoFolderPath, nth: u32) {
+        self.reset_on_open = Some((path.into_folder_path(), nth));
     }
 
     /// Everything counted so far.
@@ -710,6 +721,14 @@ impl MailStore for MemoryStore {
     }
 
     async fn open_folder(&mut self, path: &FolderPath) -> Result<FolderStatus, StoreError> {
+        if let Some((folder, nth)) = self.reset_on_open.as_mut().filter(|(f, _)| f == path) {
+            *nth -= 1;
+            if *nth == 0 {
+                let folder = folder.clone();
+                self.reset_on_open = None;
+                self.reset_uidvalidity(&folder);
+            }
+        }
         self.run(OpKind::OpenFolder, Some(path), |s| {
             s.selected = None;
             let Some(f) = s.folders.get(path) else {
