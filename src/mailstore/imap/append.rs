@@ -97,7 +97,18 @@ impl ImapStore {
                 Err(e) => return Err(e),
             });
         }
-        Ok(results.into_iter().map(|r| r.unwrap_or(Ok(None))).collect())
+        // Every message is in exactly one command; one without an answer would be a bug, and
+        // its batch's outcome is then unknown (the journal resolves it on the next pass).
+        results
+            .into_iter()
+            .map(|r| {
+                r.ok_or_else(|| StoreError::Protocol {
+                    endpoint: self.endpoint.clone(),
+                    command: "APPEND".into(),
+                    detail: format!("a message of {display} got no answer (a mailreplica bug)"),
+                })
+            })
+            .collect()
     }
 
     /// The messages of each APPEND command, in order: consecutive messages up to
