@@ -358,18 +358,37 @@ async fn a_lost_jmap_uid_map_is_rebuilt_without_reading_bodies() {
     let (counter, target) = counted_jmap(&dst).await;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("jmap.redb");
-    let first = sync(&source, &target, &state, &[]).await;
-    assert_eq!(first.code, 0, "{first:?}");
-
-    std::fs::remove_file(dir.path().join("jmap.redb.target-ids")).unwrap();
-    counter.reset();
-    let rebuilt = sync(&source, &target, &state, &[]).await;
-    assert_eq!(rebuilt.code, 0, "{rebuilt:?}");
+    let rebuilt = sync_after_losing_the_uid_map(
+        &source,
+        &target,
+        &state,
+        &dir.path().join("jmap.redb.target-ids"),
+        &counter,
+    )
+    .await;
     assert_eq!(counter.count("POST", "/jmap/upload/"), 0, "{rebuilt:?}");
     assert_eq!(counter.count("GET", "/jmap/download/"), 0, "{rebuilt:?}");
     let mut c = TestImap::connect(&cyrus, &dst).await;
     assert_same_projection(&account(&mut p).await, &account(&mut c).await);
     verify_with_state(&source, &target, &state).await;
+}
+
+/// A first pass, then the UID map `lost` (beside the state) is deleted and the pass run again
+/// with the HTTP counter from zero; both passes succeed. Returns the second.
+async fn sync_after_losing_the_uid_map(
+    source: &str,
+    target: &str,
+    state: &Path,
+    lost: &Path,
+    counter: &HttpCounter,
+) -> crate::mr::Run {
+    let first = sync(source, target, state, &[]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    std::fs::remove_file(lost).unwrap();
+    counter.reset();
+    let rebuilt = sync(source, target, state, &[]).await;
+    assert_eq!(rebuilt.code, 0, "{rebuilt:?}");
+    rebuilt
 }
 
 /// The source's UID map is lost: every source mailbox gets a new UIDVALIDITY, and the state's
@@ -386,13 +405,14 @@ async fn a_lost_source_uid_map_is_rebuilt_without_reading_bodies() {
         dir,
         state,
     } = cyrus_to_dovecot("jrsrc2", "jrdst2").await;
-    let first = sync(&source, &target, &state, &[]).await;
-    assert_eq!(first.code, 0, "{first:?}");
-
-    std::fs::remove_file(dir.path().join("jmap.redb.source-ids")).unwrap();
-    counter.reset();
-    let rebuilt = sync(&source, &target, &state, &[]).await;
-    assert_eq!(rebuilt.code, 0, "{rebuilt:?}");
+    let rebuilt = sync_after_losing_the_uid_map(
+        &source,
+        &target,
+        &state,
+        &dir.path().join("jmap.redb.source-ids"),
+        &counter,
+    )
+    .await;
     assert_eq!(counter.count("GET", "/jmap/download/"), 0, "{rebuilt:?}");
     assert_eq!(rebuilt.count("copied"), 0, "{rebuilt:?}");
     assert!(

@@ -1117,8 +1117,9 @@ fn batch_ranges(placements: &[Placement], options: &SyncOptions) -> Vec<std::ops
 }
 
 /// The bodies of a folder's first batch of placements, fetched from the source while the
-/// flag changes go to the target. Only when no target message is unmapped: then nothing can
-/// be adopted instead, and the first batch is known before placing starts.
+/// flag changes go to the target (never in a dry run: that returns before). Only when no
+/// target message is unmapped: then nothing can be adopted instead, and the first batch is
+/// known before placing starts.
 struct FirstBatch {
     uids: Vec<u32>,
     bodies: Result<Vec<crate::mailstore::FetchedBody>, StoreError>,
@@ -1130,7 +1131,7 @@ impl FirstBatch {
         plan: &FolderPlan,
         options: &SyncOptions,
     ) -> Option<FirstBatch> {
-        if !plan.unmapped_target.is_empty() || options.dry_run {
+        if !plan.unmapped_target.is_empty() {
             return None;
         }
         let first = batch_ranges(&plan.placements, options).into_iter().next()?;
@@ -1143,13 +1144,21 @@ impl FirstBatch {
     }
 }
 
+/// A read of the state running on the blocking pool.
+type StateRead<R> = tokio::task::JoinHandle<Result<R, crate::state::StateError>>;
+
 /// Runs a read of the state on the blocking pool, so that this thread keeps every connection
 /// moving meanwhile.
 async fn read_state_aside<R: Send + 'static>(
     state: &StateFile,
     read: impl FnOnce() -> Result<R, crate::state::StateError> + Send + 'static,
 ) -> Result<R, EngineError> {
-    match tokio::task::spawn_blocking(read).await {
+    join_state_read(state, tokio::task::spawn_blocking(read)).await
+}
+
+/// The outcome of a read started on the blocking pool (a panic in it is raised here).
+async fn join_state_read<R>(state: &StateFile, read: StateRead<R>) -> Result<R, EngineError> {
+    match read.await {
         Ok(result) => Ok(result?),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
         Err(e) => Err(EngineError::State(crate::state::StateError::Io {
@@ -1158,10 +1167,6 @@ async fn read_state_aside<R: Send + 'static>(
         })),
     }
 }
-
-/// What the content index is built from: (folder, fingerprint, target UID, INTERNALDATE
-/// instant) of every placed instance.
-type PlacedInstances = Vec<(std::sync::Arc<str>, Fingerprint, u32, i64)>;
 
 /// The CPU-heavy look at a fetched body.
 struct Digest {
@@ -1224,7 +1229,7 @@ pub(crate) struct TargetIndex {
     /// Changes learned while it was being built, applied once it is.
     queued: Vec<(String, Vec<InstanceChange>)>,
     /// The read of the state started early (see [`TargetIndex::start`]), not awaited yet.
-    reading: Option<tokio::task::JoinHandle<Result<PlacedInstances, crate::state::StateError>>>,
+    reading: Option<StateRead<crate::state::store::PlacedInstances>>,
     /// Content -> its target copies: (folder, target UID, INTERNALDATE instant).
     map: HashMap<Fingerprint, Vec<(std::sync::Arc<str>, u32, i64)>>,
     /// Removals this pass found, by the target copy they would remove: (folder, target UID)
@@ -1290,9 +1295,15 @@ impl TargetIndex {
             return;
         }
         // A state that cannot be read now is reported by the build that needs it.
-        if let Ok(snapshot) = state.instances_snapshot() {
-            ix.reading = Some(tokio::task::spawn_blocking(move || snapshot.placed()));
-        }
+        ix.reading = TargetIndex::read(state).ok();
+    }
+
+    /// Starts reading what the index is built from, on the blocking pool.
+    fn read(
+        state: &StateFile,
+    ) -> Result<StateRead<crate::state::store::PlacedInstances>, crate::state::StateError> {
+        let snapshot = state.instances_snapshot()?;
+        Ok(tokio::task::spawn_blocking(move || snapshot.placed()))
     }
 
     /// Builds the index on first use from the state as it is then (or as it was when
@@ -1318,24 +1329,13 @@ impl TargetIndex {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         };
         let clock = Instant::now();
-        let reading = match reading {
-            Some(started) => Ok(started),
-            None => state
-                .instances_snapshot()
-                .map(|snapshot| tokio::task::spawn_blocking(move || snapshot.placed())),
-        };
-        let placed = match reading {
-            Ok(task) => task.await.map_err(|e| {
-                EngineError::State(crate::state::StateError::Io {
-                    path: state.path().to_path_buf(),
-                    detail: format!("reading the instances failed: {e}"),
-                })
-            }),
-            Err(e) => Ok(Err(e)),
+        let placed = match reading.map_or_else(|| TargetIndex::read(state), Ok) {
+            Ok(read) => join_state_read(state, read).await,
+            Err(e) => Err(e.into()),
         };
         let mut ix = index.borrow_mut();
         ix.building = false;
-        let placed = placed??;
+        let placed = placed?;
         for (folder, fp, tuid, date) in placed {
             ix.map.entry(fp).or_default().push((folder, tuid, date));
         }
@@ -1773,10 +1773,10 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         // Set when a copy's target UID is unknown (no UIDPLUS, or an earlier pass): learned at
         // the end.
         let mut unknown_uids = base.values().any(|i| i.target_uid.is_none());
-        let mut prefetched = match first {
-            Some(early) if early.uids == uids_of(0) => Some(early.bodies),
-            _ => Some(self.source.fetch_bodies(&uids_of(0)).await),
-        };
+        let mut prefetched = Some(match first {
+            Some(early) if early.uids == uids_of(0) => early.bodies,
+            _ => self.source.fetch_bodies(&uids_of(0)).await,
+        });
         for k in 0..ranges.len() {
             let batch_clock = Instant::now();
             let batch = &placements[ranges[k].clone()];

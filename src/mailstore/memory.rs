@@ -418,7 +418,7 @@ impl MemoryStore {
     /// `nth` time from now (1: the next opening): another client recreating it in the middle of
     /// a pass.
     pub fn reset_uidvalidity_on_open(&mut self, path: impl IntoFolderPath, nth: u32) {
-        self.reset_on_open = Some((path.into_folder_path(), nth));
+        self.reset_on_open = Some((path.into_folder_path(), nth.max(1)));
     }
 
     /// Everything counted so far.

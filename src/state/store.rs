@@ -936,6 +936,9 @@ pub struct InstancesSnapshot {
     path: PathBuf,
 }
 
+/// Every placed instance: (folder, fingerprint, target UID, INTERNALDATE instant).
+pub type PlacedInstances = Vec<(std::sync::Arc<str>, crate::model::Fingerprint, u32, i64)>;
+
 /// A folder's instances by source UID, as `txn` sees them.
 fn folder_instances(
     txn: &ReadTransaction,
@@ -962,12 +965,9 @@ impl InstancesSnapshot {
         folder_instances(&self.txn, &self.path, folder)
     }
 
-    /// Every instance with a fingerprint and a target UID: (folder, fingerprint, target UID,
-    /// INTERNALDATE instant). A folder's name is one shared string for all its instances.
-    #[allow(clippy::type_complexity)]
-    pub fn placed(
-        self,
-    ) -> Result<Vec<(std::sync::Arc<str>, crate::model::Fingerprint, u32, i64)>, StateError> {
+    /// Every instance with a fingerprint and a target UID (see [`PlacedInstances`]). A folder's
+    /// name is one shared string for all its instances.
+    pub fn placed(self) -> Result<PlacedInstances, StateError> {
         let bad = |e: &dyn std::fmt::Display| corrupt(&self.path, e.to_string());
         let table = self.txn.open_table(INSTANCES).map_err(|e| bad(&e))?;
         let mut out = Vec::new();
