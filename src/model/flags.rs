@@ -1,7 +1,6 @@
 //! Flags and keywords: compared case-insensitively, written in their original spelling.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -99,8 +98,12 @@ impl fmt::Display for Flag {
 }
 
 /// A set of flags, ordered case-insensitively.
-#[derive(Clone, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct FlagSet(BTreeSet<Flag>);
+///
+/// Shared and immutable (`None` when empty): a pass copies the flags of every message of a
+/// folder several times (the base, each side's view of it, the plan), and a copy is a count
+/// increment. Sets are small, so lookups scan.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct FlagSet(Option<Arc<[Flag]>>);
 
 impl FlagSet {
     pub fn new() -> FlagSet {
@@ -109,54 +112,93 @@ impl FlagSet {
 
     /// Builds a set from flags as a server sent them, dropping those never replicated.
     pub fn from_raw<'a>(raw: impl IntoIterator<Item = &'a str>) -> FlagSet {
-        FlagSet(raw.into_iter().filter_map(Flag::parse).collect())
+        raw.into_iter().filter_map(Flag::parse).collect()
     }
 
     /// Flags as the state stored them (spelled as written then, not parsed again).
     pub fn from_stored<'a>(stored: impl IntoIterator<Item = &'a str>) -> FlagSet {
-        FlagSet(stored.into_iter().map(|s| Flag(s.into())).collect())
+        stored.into_iter().map(|s| Flag(s.into())).collect()
     }
 
+    fn slice(&self) -> &[Flag] {
+        self.0.as_deref().unwrap_or(&[])
+    }
+
+    /// Adds `flag`; false when the set had it already (in any case).
     pub fn insert(&mut self, flag: Flag) -> bool {
-        self.0.insert(flag)
+        let Err(at) = self.slice().binary_search(&flag) else {
+            return false;
+        };
+        let mut flags = self.slice().to_vec();
+        flags.insert(at, flag);
+        self.0 = Some(flags.into());
+        true
     }
 
     pub fn contains(&self, flag: &Flag) -> bool {
-        self.0.contains(flag)
+        self.slice().contains(flag)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Flag> {
-        self.0.iter()
+        self.slice().iter()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.slice().len()
     }
 
     /// Flags in `self` that are not in `other`.
     pub fn minus(&self, other: &FlagSet) -> FlagSet {
-        FlagSet(self.0.difference(&other.0).cloned().collect())
+        if other.is_empty() {
+            return self.clone();
+        }
+        self.filtered(|f| !other.contains(f))
     }
 
     /// Keeps only the flags `keep` accepts (used to leave out what a target cannot store).
     pub fn filtered(&self, keep: impl Fn(&Flag) -> bool) -> FlagSet {
-        FlagSet(self.0.iter().filter(|f| keep(f)).cloned().collect())
+        if self.iter().all(&keep) {
+            return self.clone();
+        }
+        // Already sorted and distinct: no sort again.
+        FlagSet::from_sorted(self.iter().filter(|f| keep(f)).cloned().collect())
     }
 
     /// The IMAP list form: `(\Seen $Label)`.
     pub fn to_imap_list(&self) -> String {
-        let names: Vec<&str> = self.0.iter().map(Flag::as_str).collect();
+        let names: Vec<&str> = self.iter().map(Flag::as_str).collect();
         format!("({})", names.join(" "))
+    }
+
+    fn from_sorted(flags: Vec<Flag>) -> FlagSet {
+        FlagSet((!flags.is_empty()).then(|| flags.into()))
     }
 }
 
 impl FromIterator<Flag> for FlagSet {
     fn from_iter<I: IntoIterator<Item = Flag>>(iter: I) -> Self {
-        FlagSet(iter.into_iter().collect())
+        let mut flags: Vec<Flag> = iter.into_iter().collect();
+        flags.sort();
+        // The first spelling of a flag given twice in different cases is kept.
+        flags.dedup();
+        FlagSet::from_sorted(flags)
+    }
+}
+
+/// Written as a sequence of flags, in order (the form the state has always had).
+impl serde::Serialize for FlagSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for FlagSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Vec::<Flag>::deserialize(d)?.into_iter().collect())
     }
 }
 

@@ -11,6 +11,8 @@
 //! instant i64, date text (u16 length + bytes), flag count u16, each flag (u16 length + bytes).
 //! A JSON record starts with `{`, never `0x02`.
 
+use std::collections::HashMap;
+
 use super::schema::InstanceRecord;
 use crate::model::{Fingerprint, FlagSet, InternalDate};
 
@@ -57,41 +59,66 @@ fn put_text(out: &mut Vec<u8>, text: &[u8]) {
 
 /// Reads a record in either form; the error says what is wrong with it.
 pub fn decode(bytes: &[u8]) -> Result<InstanceRecord, String> {
-    if bytes.first() != Some(&BINARY) {
-        return serde_json::from_slice(bytes).map_err(|e| e.to_string());
+    Decoder::default().decode(bytes)
+}
+
+/// Reads many records: those with the same flags share one [`FlagSet`] (a folder of thousands
+/// of messages has a handful of distinct flag sets), so reading a folder allocates no flags.
+#[derive(Default)]
+pub struct Decoder {
+    sets: HashMap<Box<[u8]>, FlagSet>,
+}
+
+impl Decoder {
+    pub fn decode(&mut self, bytes: &[u8]) -> Result<InstanceRecord, String> {
+        if bytes.first() != Some(&BINARY) {
+            return serde_json::from_slice(bytes).map_err(|e| e.to_string());
+        }
+        let mut r = Reader { bytes, at: 1 };
+        let bits = r.take::<1>()?[0];
+        let fingerprint = if bits & HAS_FINGERPRINT != 0 {
+            Some(Fingerprint(r.take::<32>()?))
+        } else {
+            None
+        };
+        let ordinal = u32::from_le_bytes(r.take()?);
+        let target_uid = if bits & HAS_TARGET_UID != 0 {
+            Some(u32::from_le_bytes(r.take()?))
+        } else {
+            None
+        };
+        let size = u32::from_le_bytes(r.take()?);
+        let epoch = i64::from_le_bytes(r.take()?);
+        let date = r.text()?;
+        let encoded_flags = &bytes[r.at.min(bytes.len())..];
+        let flags = match self.sets.get(encoded_flags) {
+            Some(set) => set.clone(),
+            None => {
+                let count = u16::from_le_bytes(r.take()?);
+                let mut flags = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    flags.push(r.text()?);
+                }
+                if r.at != bytes.len() {
+                    return Err(format!("{} bytes after the record", bytes.len() - r.at));
+                }
+                let set = FlagSet::from_stored(flags);
+                // Bounded: a folder with more distinct sets than this just allocates.
+                if self.sets.len() < 4096 {
+                    self.sets.insert(encoded_flags.into(), set.clone());
+                }
+                set
+            }
+        };
+        Ok(InstanceRecord {
+            fingerprint,
+            ordinal,
+            target_uid,
+            flags,
+            internaldate: InternalDate::from_stored(date, epoch),
+            size,
+        })
     }
-    let mut r = Reader { bytes, at: 1 };
-    let bits = r.take::<1>()?[0];
-    let fingerprint = if bits & HAS_FINGERPRINT != 0 {
-        Some(Fingerprint(r.take::<32>()?))
-    } else {
-        None
-    };
-    let ordinal = u32::from_le_bytes(r.take()?);
-    let target_uid = if bits & HAS_TARGET_UID != 0 {
-        Some(u32::from_le_bytes(r.take()?))
-    } else {
-        None
-    };
-    let size = u32::from_le_bytes(r.take()?);
-    let epoch = i64::from_le_bytes(r.take()?);
-    let date = r.text()?;
-    let count = u16::from_le_bytes(r.take()?);
-    let mut flags = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        flags.push(r.text()?);
-    }
-    if r.at != bytes.len() {
-        return Err(format!("{} bytes after the record", bytes.len() - r.at));
-    }
-    Ok(InstanceRecord {
-        fingerprint,
-        ordinal,
-        target_uid,
-        flags: FlagSet::from_stored(flags),
-        internaldate: InternalDate::from_stored(date, epoch),
-        size,
-    })
 }
 
 /// What the target's content index needs of a record, read without allocating: fingerprint,
@@ -209,5 +236,31 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode(&longer).is_err());
+    }
+
+    #[test]
+    fn one_decoder_shares_flags_and_still_checks_every_record() {
+        let seen = |uid| {
+            record(
+                Some([uid as u8; 32]),
+                Some(uid),
+                vec!["\\Seen".into(), "$Work".into()],
+                "01-Jan-2024 10:00:00 +0000",
+            )
+        };
+        let mut decoder = Decoder::default();
+        let (a, b) = (seen(1), seen(2));
+        assert_eq!(decoder.decode(&encode(&a)).unwrap(), a);
+        assert_eq!(decoder.decode(&encode(&b)).unwrap(), b);
+        // A damaged record with flags already seen is still an error.
+        let bytes = encode(&b);
+        for cut in 0..bytes.len() {
+            assert!(decoder.decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decoder.decode(&longer).is_err());
+        let other = record(None, None, vec![], "garbage");
+        assert_eq!(decoder.decode(&encode(&other)).unwrap(), other);
     }
 }

@@ -318,10 +318,11 @@ impl StateFile {
         let txn = self.begin_read()?;
         let table = txn.open_table(INSTANCES).map_err(|e| self.corrupt(e))?;
         let mut out = Vec::new();
+        let mut decoder = instance_codec::Decoder::default();
         for entry in table.iter().map_err(|e| self.corrupt(e))? {
             let (k, v) = entry.map_err(|e| self.corrupt(e))?;
             let (folder, uid) = k.value();
-            let rec = instance_codec::decode(v.value()).map_err(|e| self.corrupt(e))?;
+            let rec = decoder.decode(v.value()).map_err(|e| self.corrupt(e))?;
             out.push((folder.to_string(), uid, rec));
         }
         Ok(out)
@@ -948,12 +949,13 @@ fn folder_instances(
     let bad = |e: &dyn std::fmt::Display| corrupt(path, e.to_string());
     let table = txn.open_table(INSTANCES).map_err(|e| bad(&e))?;
     let mut out = BTreeMap::new();
+    let mut decoder = instance_codec::Decoder::default();
     for entry in table
         .range((folder, 0u32)..=(folder, u32::MAX))
         .map_err(|e| bad(&e))?
     {
         let (k, v) = entry.map_err(|e| bad(&e))?;
-        let rec = instance_codec::decode(v.value()).map_err(|e| bad(&e))?;
+        let rec = decoder.decode(v.value()).map_err(|e| bad(&e))?;
         out.insert(k.value().1, rec);
     }
     Ok(out)
