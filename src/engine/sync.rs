@@ -33,7 +33,7 @@ use crate::reconcile::fidelity::{classify, FidelityClass};
 use crate::reconcile::identity::{adopt, Identified};
 use crate::reconcile::validate::{validate, Expectation, Verdict};
 use crate::reconcile::{plan_folder, Action, FolderInput, FolderPlan, Placement, Policy, Removal};
-use crate::state::store::InstanceChange;
+use crate::state::store::{ContentMap, InstanceChange};
 use crate::state::{
     FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalOp, Quarantined, Refused, StateFile,
 };
@@ -1229,9 +1229,9 @@ pub(crate) struct TargetIndex {
     /// Changes learned while it was being built, applied once it is.
     queued: Vec<(String, Vec<InstanceChange>)>,
     /// The read of the state started early (see [`TargetIndex::start`]), not awaited yet.
-    reading: Option<StateRead<crate::state::store::PlacedInstances>>,
+    reading: Option<StateRead<ContentMap>>,
     /// Content -> its target copies: (folder, target UID, INTERNALDATE instant).
-    map: HashMap<Fingerprint, Vec<(std::sync::Arc<str>, u32, i64)>>,
+    map: ContentMap,
     /// Removals this pass found, by the target copy they would remove: (folder, target UID)
     /// -> source UID of the instance.
     removals: HashMap<(String, u32), u32>,
@@ -1298,12 +1298,11 @@ impl TargetIndex {
         ix.reading = TargetIndex::read(state).ok();
     }
 
-    /// Starts reading what the index is built from, on the blocking pool.
-    fn read(
-        state: &StateFile,
-    ) -> Result<StateRead<crate::state::store::PlacedInstances>, crate::state::StateError> {
+    /// Starts reading what the index is built from (the map itself is built there too), on
+    /// the blocking pool.
+    fn read(state: &StateFile) -> Result<StateRead<ContentMap>, crate::state::StateError> {
         let snapshot = state.instances_snapshot()?;
-        Ok(tokio::task::spawn_blocking(move || snapshot.placed()))
+        Ok(tokio::task::spawn_blocking(move || snapshot.content_map()))
     }
 
     /// Builds the index on first use from the state as it is then (or as it was when
@@ -1329,16 +1328,13 @@ impl TargetIndex {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         };
         let clock = Instant::now();
-        let placed = match reading.map_or_else(|| TargetIndex::read(state), Ok) {
+        let map = match reading.map_or_else(|| TargetIndex::read(state), Ok) {
             Ok(read) => join_state_read(state, read).await,
             Err(e) => Err(e.into()),
         };
         let mut ix = index.borrow_mut();
         ix.building = false;
-        let placed = placed?;
-        for (folder, fp, tuid, date) in placed {
-            ix.map.entry(fp).or_default().push((folder, tuid, date));
-        }
+        ix.map = map?;
         ix.built = true;
         // Changes learned while the index was being read (the snapshot predates them).
         for (folder, changes) in std::mem::take(&mut ix.queued) {

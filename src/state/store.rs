@@ -937,8 +937,9 @@ pub struct InstancesSnapshot {
     path: PathBuf,
 }
 
-/// Every placed instance: (folder, fingerprint, target UID, INTERNALDATE instant).
-pub type PlacedInstances = Vec<(std::sync::Arc<str>, crate::model::Fingerprint, u32, i64)>;
+/// Every placed content -> its target copies: (folder, target UID, INTERNALDATE instant). A
+/// folder's name is one shared string for all its instances.
+pub type ContentMap = HashMap<Fingerprint, Vec<(std::sync::Arc<str>, u32, i64)>>;
 
 /// A folder's instances by source UID, as `txn` sees them.
 fn folder_instances(
@@ -967,12 +968,11 @@ impl InstancesSnapshot {
         folder_instances(&self.txn, &self.path, folder)
     }
 
-    /// Every instance with a fingerprint and a target UID (see [`PlacedInstances`]). A folder's
-    /// name is one shared string for all its instances.
-    pub fn placed(self) -> Result<PlacedInstances, StateError> {
+    /// Every instance with a fingerprint and a target UID, by content (see [`ContentMap`]).
+    pub fn content_map(self) -> Result<ContentMap, StateError> {
         let bad = |e: &dyn std::fmt::Display| corrupt(&self.path, e.to_string());
         let table = self.txn.open_table(INSTANCES).map_err(|e| bad(&e))?;
-        let mut out = Vec::new();
+        let mut out = ContentMap::new();
         let mut folder: std::sync::Arc<str> = "".into();
         for entry in table.iter().map_err(|e| bad(&e))? {
             let (k, v) = entry.map_err(|e| bad(&e))?;
@@ -985,7 +985,9 @@ impl InstancesSnapshot {
             if &*folder != name {
                 folder = name.into();
             }
-            out.push((folder.clone(), fp, tuid, date));
+            out.entry(fp)
+                .or_default()
+                .push((folder.clone(), tuid, date));
         }
         Ok(out)
     }
