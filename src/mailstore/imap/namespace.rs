@@ -6,7 +6,7 @@
 //! the prefix `INBOX.` is the path `Projects/A`, the same path as `Projects/A` on a `/` server
 //! without one, so the two replicate onto each other with the names users expect.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::connection::Connection;
 use super::transport::Transport;
@@ -93,22 +93,12 @@ pub async fn read(
 }
 
 async fn read_line(transport: &mut Transport) -> Result<String, String> {
-    let mut line = Vec::with_capacity(128);
-    let mut byte = [0u8; 1];
-    loop {
-        let n = transport.read(&mut byte).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return Err("the server closed the connection".into());
-        }
-        line.push(byte[0]);
-        if line.ends_with(b"\r\n") {
-            line.truncate(line.len() - 2);
-            return Ok(String::from_utf8_lossy(&line).into_owned());
-        }
-        if line.len() > 64 * 1024 {
-            return Err("NAMESPACE answer line too long".into());
-        }
-    }
+    let mut line = transport
+        .read_line_exact(64 * 1024)
+        .await
+        .map_err(|e| format!("NAMESPACE answer: {e}"))?;
+    line.truncate(line.len() - 2);
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 /// The first personal namespace's prefix from the part after `* NAMESPACE `:

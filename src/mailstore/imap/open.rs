@@ -1,19 +1,19 @@
 //! Opening a session: TCP, TLS (implicit or STARTTLS), greeting, capabilities, then the login
 //! (`authenticate`).
 //!
-//! STARTTLS is negotiated before async-imap sees the stream, reading byte by byte so that
-//! nothing the server sent before the handshake can be buffered and trusted afterwards: any byte
-//! after the STARTTLS OK and before the handshake is an injection attempt and fails the
-//! connection. Capabilities are read again after TLS and after login.
+//! STARTTLS is negotiated before async-imap sees the stream, reading line by line and never past
+//! a line's end, so that nothing the server sent before the handshake can be buffered and
+//! trusted afterwards: any byte after the STARTTLS OK and before the handshake is an injection
+//! attempt and fails the connection. Capabilities are read again after TLS and after login.
 
 use imap_proto::{Capability, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::authenticate;
 use super::connection::{Connection, Ctx};
 use super::namespace::{self, Namespace};
-use super::transport::{connect_tcp, is_loopback, start_tls, Transport};
+use super::transport::{connect_tcp, is_loopback, read_line_tcp, start_tls, Transport};
 use crate::config::{Scheme, SideConfig};
 use crate::mailstore::{Capabilities, StoreError};
 
@@ -192,27 +192,10 @@ async fn starttls_prelude(
 }
 
 async fn read_line(tcp: &mut TcpStream, timeout: std::time::Duration) -> Result<String, String> {
-    let mut line = Vec::with_capacity(256);
-    let mut byte = [0u8; 1];
-    let read = async {
-        loop {
-            let n = tcp.read(&mut byte).await.map_err(|e| e.to_string())?;
-            if n == 0 {
-                return Err("the server closed the connection".to_string());
-            }
-            line.push(byte[0]);
-            if line.ends_with(b"\r\n") {
-                return Ok(());
-            }
-            if line.len() > 64 * 1024 {
-                return Err("line too long before TLS".to_string());
-            }
-        }
-    };
-    match tokio::time::timeout(timeout, read).await {
+    match tokio::time::timeout(timeout, read_line_tcp(tcp, 64 * 1024)).await {
         Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
-        Ok(Err(e)) => Err(e),
-        Ok(Ok(())) => Ok(String::from_utf8_lossy(&line).into_owned()),
+        Ok(Err(e)) => Err(format!("{e} before TLS")),
+        Ok(Ok(line)) => Ok(String::from_utf8_lossy(&line).into_owned()),
     }
 }
 

@@ -77,6 +77,62 @@ impl AsyncWrite for Transport {
     }
 }
 
+impl Transport {
+    /// One line, through its CRLF and not a byte more: what follows belongs to whoever reads
+    /// next (see [`read_line_tcp`]). Over TLS the bytes come from rustls's buffer, so reading
+    /// them one at a time costs no system call.
+    pub async fn read_line_exact(&mut self, limit: usize) -> Result<Vec<u8>, String> {
+        let tls = match self {
+            Transport::Plain(tcp) => return read_line_tcp(tcp, limit).await,
+            Transport::Tls(tls) => tls,
+        };
+        let mut line = Vec::with_capacity(128);
+        let mut byte = [0u8; 1];
+        loop {
+            let n = tokio::io::AsyncReadExt::read(tls.as_mut(), &mut byte)
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("the server closed the connection".into());
+            }
+            line.push(byte[0]);
+            if line.ends_with(b"\r\n") {
+                return Ok(line);
+            }
+            if line.len() > limit {
+                return Err(format!("a line longer than {limit} bytes"));
+            }
+        }
+    }
+}
+
+/// One line from a plain socket, through its CRLF and not a byte more: the waiting bytes are
+/// peeked, and only those up to the line's end are taken (two system calls per line instead of
+/// one per byte). What follows stays in the socket for whoever reads next: the connection
+/// layer, or after STARTTLS the TLS handshake, which must not find it consumed.
+pub async fn read_line_tcp(tcp: &mut TcpStream, limit: usize) -> Result<Vec<u8>, String> {
+    let mut line = Vec::with_capacity(128);
+    let mut window = [0u8; 1024];
+    loop {
+        let n = tcp.peek(&mut window).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("the server closed the connection".into());
+        }
+        let take = memchr::memchr(b'\n', &window[..n]).map_or(n, |i| i + 1);
+        let start = line.len();
+        line.resize(start + take, 0);
+        tokio::io::AsyncReadExt::read_exact(tcp, &mut line[start..])
+            .await
+            .map_err(|e| e.to_string())?;
+        if line.ends_with(b"\r\n") {
+            return Ok(line);
+        }
+        if line.len() > limit {
+            return Err(format!("a line longer than {limit} bytes"));
+        }
+    }
+}
+
 /// Whether a host name or address is this machine (plaintext is tolerated only there).
 pub fn is_loopback(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
@@ -230,5 +286,43 @@ mod tests {
         assert!(is_loopback("[::1]"));
         assert!(!is_loopback("mail.example.com"));
         assert!(!is_loopback("10.0.0.1"));
+    }
+
+    /// A line is taken whole and nothing after it: a line sent in pieces, a bare LF inside
+    /// one, and the next line left in the socket.
+    #[test]
+    fn a_line_is_read_through_its_crlf_and_no_further() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let (mut s, _) = listener.accept().await.unwrap();
+                s.write_all(b"* OK [CAPA").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                s.write_all(b"BILITY IMAP4rev1] hi\r\na\nb\r\nNEXT")
+                    .await
+                    .unwrap();
+                s.write_all(&[b'x'; 100]).await.unwrap();
+                s
+            });
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            let line = read_line_tcp(&mut tcp, 1000).await.unwrap();
+            assert_eq!(line, b"* OK [CAPABILITY IMAP4rev1] hi\r\n");
+            let line = read_line_tcp(&mut tcp, 1000).await.unwrap();
+            assert_eq!(line, b"a\nb\r\n");
+            let _server = server.await.unwrap();
+            let mut rest = [0u8; 4];
+            tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut rest)
+                .await
+                .unwrap();
+            assert_eq!(&rest, b"NEXT");
+            let err = read_line_tcp(&mut tcp, 50).await.unwrap_err();
+            assert!(err.contains("longer than 50"), "{err}");
+        });
     }
 }
