@@ -1342,7 +1342,7 @@ impl TargetIndex {
         }
         tracing::debug!(
             ms = clock.elapsed().as_millis() as u64,
-            contents = ix.map.len(),
+            copies = ix.map.len(),
             "content index of the target built"
         );
         Ok(())
@@ -1358,11 +1358,8 @@ impl TargetIndex {
         for c in changes {
             if let InstanceChange::Put(_, rec) = c {
                 if let (Some(fp), Some(tuid)) = (rec.fingerprint, rec.target_uid) {
-                    self.map.entry(fp).or_default().push((
-                        folder.into(),
-                        tuid,
-                        rec.internaldate.epoch(),
-                    ));
+                    self.map
+                        .add(fp, folder.into(), tuid, rec.internaldate.epoch());
                 }
             }
         }
@@ -1383,14 +1380,10 @@ impl TargetIndex {
     /// Target copies of this content with this INTERNALDATE: (folder, UID).
     fn find(&self, fp: &Fingerprint, date: i64) -> Vec<(String, u32)> {
         self.map
-            .get(fp)
-            .map(|v| {
-                v.iter()
-                    .filter(|h| h.2 == date)
-                    .map(|h| (h.0.to_string(), h.1))
-                    .collect()
-            })
-            .unwrap_or_default()
+            .copies(fp)
+            .filter(|h| h.2 == date)
+            .map(|h| (h.0.to_string(), h.1))
+            .collect()
     }
 }
 
