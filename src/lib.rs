@@ -73,9 +73,7 @@
 //! - [`state`]: the redb state file: per folder, per message instance, what was synced
 //!   (instances as compact binary records, `state::instance_codec`), plus journal, held
 //!   removals, quarantine, refusals and fidelity notes. A folder worker tracks the changes it
-//!   commits (`StateFile::track`) instead of reading its instances twice. The contents table
-//!   (`state::contents`, written with every instance) says where the target holds a content,
-//!   so placing a message looks its fingerprint up instead of reading every instance.
+//!   commits (`StateFile::track`) instead of reading its instances twice.
 //! - [`model`]: the vocabulary (folder paths as components, with a reversible stand-in for a
 //!   server's separator inside a name; flags, fingerprints, the tolerant key, dates), no I/O.
 //! - [`config`]: URLs, password sources, how a side logs in (password, an admin acting for

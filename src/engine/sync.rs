@@ -33,8 +33,7 @@ use crate::reconcile::fidelity::{classify, FidelityClass};
 use crate::reconcile::identity::{adopt, Identified};
 use crate::reconcile::validate::{validate, Expectation, Verdict};
 use crate::reconcile::{plan_folder, Action, FolderInput, FolderPlan, Placement, Policy, Removal};
-use crate::state::contents::Copies;
-use crate::state::store::InstanceChange;
+use crate::state::store::{ContentMap, InstanceChange};
 use crate::state::{
     FolderRecord, HeldRemoval, InstanceRecord, Intent, JournalOp, Quarantined, Refused, StateFile,
 };
@@ -386,6 +385,10 @@ async fn sync_pass<S: MailStore, T: MailStore, C: Connector<S, T>>(
         jobs = jobs.len(),
         "pass: folders to work on chosen"
     );
+    // Mail arrived somewhere: its placement will look up the target's contents.
+    if !options.dry_run && jobs.iter().chain(&all_mail).any(|j| j.arrived > 0) {
+        TargetIndex::start(&shared.index, state);
+    }
     // The extra connection pairs of the folder workers stay open for the removals.
     let mut spare = Vec::new();
     let mut result = run_jobs(
@@ -1216,23 +1219,19 @@ async fn digest_bodies(
     }
 }
 
-/// Where the target holds each content: the state's contents table, looked up by fingerprint
-/// as batches need it (each lookup in a short read transaction: one held for the whole pass
-/// would keep redb from reusing any page the pass frees, and an initial copy's state file grew
-/// from 5 to 135 MB), plus the copies the pass placed itself.
+/// Where the target holds each content, from the state: fingerprint -> (folder, target UID,
+/// INTERNALDATE, flags). Built once per pass on first use, then kept up to date.
 #[derive(Default)]
 pub(crate) struct TargetIndex {
-    /// Contents looked up, with the copies found then (an empty list when none).
-    found: HashMap<Fingerprint, Copies>,
-    /// Contents being looked up now by some worker (another that needs them waits).
-    looking: HashSet<Fingerprint>,
-    /// The state placed nothing when the pass first looked (a first copy): no lookup can find
-    /// more than the pass placed itself, so none is made (the pass's writes would otherwise
-    /// make every batch read back pages it just wrote).
-    none_placed: Option<bool>,
-    /// Copies placed by this pass: (folder, target UID, INTERNALDATE instant). One placed
-    /// before its content was looked up is in `found` too; [`TargetIndex::find`] names it once.
-    added: HashMap<Fingerprint, Copies>,
+    built: bool,
+    /// A worker is building it (see `ensure_built`).
+    building: bool,
+    /// Changes learned while it was being built, applied once it is.
+    queued: Vec<(String, Vec<InstanceChange>)>,
+    /// The read of the state started early (see [`TargetIndex::start`]), not awaited yet.
+    reading: Option<StateRead<ContentMap>>,
+    /// Content -> its target copies: (folder, target UID, INTERNALDATE instant).
+    map: ContentMap,
     /// Removals this pass found, by the target copy they would remove: (folder, target UID)
     /// -> source UID of the instance.
     removals: HashMap<(String, u32), u32>,
@@ -1286,68 +1285,81 @@ impl TargetIndex {
         }
     }
 
-    /// Makes sure the copies of `fps` are known: those not looked up yet are read from the
-    /// state on the blocking pool (a few point reads per content, however large the account);
-    /// contents another worker is looking up are waited for.
-    async fn look_up(
+    /// Starts reading the state for the index on a blocking thread now, when a pass knows
+    /// early that it will place messages: the read (milliseconds per 10 000 instances) then
+    /// overlaps the opening and listing of the first folders instead of delaying their first
+    /// placement. Changes committed meanwhile are learned as during any build.
+    fn start(index: &RefCell<TargetIndex>, state: &StateFile) {
+        let mut ix = index.borrow_mut();
+        if ix.built || ix.building || ix.reading.is_some() {
+            return;
+        }
+        // A state that cannot be read now is reported by the build that needs it.
+        ix.reading = TargetIndex::read(state).ok();
+    }
+
+    /// Starts reading what the index is built from (the map itself is built there too), on
+    /// the blocking pool.
+    fn read(state: &StateFile) -> Result<StateRead<ContentMap>, crate::state::StateError> {
+        let snapshot = state.instances_snapshot()?;
+        Ok(tokio::task::spawn_blocking(move || snapshot.content_map()))
+    }
+
+    /// Builds the index on first use from the state as it is then (or as it was when
+    /// [`TargetIndex::start`] began reading it). The decoding (tens of milliseconds for
+    /// 20 000 instances) runs on a blocking thread, so the other folder workers of the pass go
+    /// on meanwhile; a worker that needs the index while another builds it waits for that
+    /// build.
+    async fn ensure_built(
         index: &RefCell<TargetIndex>,
         state: &StateFile,
-        fps: &[Fingerprint],
     ) -> Result<(), EngineError> {
-        if index.borrow().none_placed.is_none() {
-            let none = state.no_contents()?;
-            index.borrow_mut().none_placed = Some(none);
-        }
-        let todo = {
-            let mut ix = index.borrow_mut();
-            if ix.none_placed == Some(true) {
-                return Ok(());
-            }
-            let mut todo: Vec<Fingerprint> = fps
-                .iter()
-                .filter(|fp| !ix.found.contains_key(fp) && !ix.looking.contains(fp))
-                .copied()
-                .collect();
-            todo.sort_unstable();
-            todo.dedup();
-            ix.looking.extend(todo.iter().copied());
-            todo
-        };
-        if !todo.is_empty() {
-            let asked = todo.clone();
-            let found = match state.instances_snapshot() {
-                Ok(snapshot) => {
-                    let read = tokio::task::spawn_blocking(move || snapshot.copies_of(&asked));
-                    join_state_read(state, read).await
+        let reading = loop {
+            {
+                let mut ix = index.borrow_mut();
+                if ix.built {
+                    return Ok(());
                 }
-                Err(e) => Err(e.into()),
-            };
-            let mut ix = index.borrow_mut();
-            for fp in &todo {
-                ix.looking.remove(fp);
+                if !ix.building {
+                    ix.building = true;
+                    break ix.reading.take();
+                }
             }
-            let mut found = found?;
-            for fp in todo {
-                let copies = found.remove(&fp).unwrap_or_default();
-                ix.found.insert(fp, copies);
-            }
-        }
-        while fps.iter().any(|fp| index.borrow().looking.contains(fp)) {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        };
+        let clock = Instant::now();
+        let map = match reading.map_or_else(|| TargetIndex::read(state), Ok) {
+            Ok(read) => join_state_read(state, read).await,
+            Err(e) => Err(e.into()),
+        };
+        let mut ix = index.borrow_mut();
+        ix.building = false;
+        ix.map = map?;
+        ix.built = true;
+        // Changes learned while the index was being read (the snapshot predates them).
+        for (folder, changes) in std::mem::take(&mut ix.queued) {
+            ix.learn(&folder, &changes);
         }
+        tracing::debug!(
+            ms = clock.elapsed().as_millis() as u64,
+            copies = ix.map.len(),
+            "content index of the target built"
+        );
         Ok(())
     }
 
-    /// Copies this pass committed: known from here on, also for contents looked up before.
     fn learn(&mut self, folder: &str, changes: &[InstanceChange]) {
+        if !self.built {
+            if self.building || self.reading.is_some() {
+                self.queued.push((folder.to_string(), changes.to_vec()));
+            }
+            return;
+        }
         for c in changes {
             if let InstanceChange::Put(_, rec) = c {
                 if let (Some(fp), Some(tuid)) = (rec.fingerprint, rec.target_uid) {
-                    self.added.entry(fp).or_default().push((
-                        folder.into(),
-                        tuid,
-                        rec.internaldate.epoch(),
-                    ));
+                    self.map
+                        .add(fp, folder.into(), tuid, rec.internaldate.epoch());
                 }
             }
         }
@@ -1365,20 +1377,13 @@ impl TargetIndex {
         }
     }
 
-    /// Target copies of this content with this INTERNALDATE: (folder, UID), each once; those
-    /// looked up (the content must have been, unless the state placed nothing) first, then
-    /// those placed by the pass.
+    /// Target copies of this content with this INTERNALDATE: (folder, UID).
     fn find(&self, fp: &Fingerprint, date: i64) -> Vec<(String, u32)> {
-        let found = self.found.get(fp).into_iter().flatten();
-        let added = self.added.get(fp).into_iter().flatten();
-        let mut out: Vec<(String, u32)> = Vec::new();
-        for h in found.chain(added).filter(|h| h.2 == date) {
-            let copy = (h.0.to_string(), h.1);
-            if !out.contains(&copy) {
-                out.push(copy);
-            }
-        }
-        out
+        self.map
+            .copies(fp)
+            .filter(|h| h.2 == date)
+            .map(|h| (h.0.to_string(), h.1))
+            .collect()
     }
 }
 
@@ -2441,8 +2446,7 @@ impl<S: MailStore, T: MailStore> Placer<'_, S, T> {
         if to_append.is_empty() || !self.target.capabilities().uidplus {
             return Ok(placed);
         }
-        let fps: Vec<Fingerprint> = to_append.iter().map(|(_, _, fp)| *fp).collect();
-        TargetIndex::look_up(self.index, self.state, &fps).await?;
+        TargetIndex::ensure_built(self.index, self.state).await?;
         // By folder holding the content: (target UID there, the placement, fingerprint).
         let mut by_folder: BTreeMap<String, Vec<(u32, &Placement, Fingerprint)>> = BTreeMap::new();
         let mut used: HashSet<(String, u32)> = HashSet::new();

@@ -6,10 +6,7 @@
 //! it: fingerprint, ordinal, target UID, the flags last made equal, INTERNALDATE and size.
 //!
 //! Further tables: `journal` holds, per folder, the batch of uploads under way; `attempts` counts
-//! failed uploads per source message (given up after a few, and reported); `contents` indexes the
-//! placed instances by fingerprint ([`contents`]), written with every instance, so that placing a
-//! message looks up whether the target already holds its content instead of reading every
-//! instance.
+//! failed uploads per source message (given up after a few, and reported).
 //!
 //! # Order of operations, and why it is safe
 //!
@@ -41,7 +38,6 @@
 //! Durability: every commit uses redb's default, `Durability::Immediate` (fsync), which survives
 //! power loss. A second process is kept out by a lock file holding the owner's pid ([`lock`]).
 
-pub mod contents;
 pub mod error;
 pub mod instance_codec;
 pub mod lock;

@@ -8,20 +8,13 @@ use crate::model::{Fingerprint, FlagSet, FolderTokens, InternalDate};
 /// Bumped on any incompatible change; a file with a higher version is refused. 2: instance
 /// records in a compact binary form (`instance_codec`; version 1's JSON records are still read,
 /// and a version 1 file is marked 2 when opened for writing, so an older mailreplica refuses
-/// it rather than misread it). 3: the [`CONTENTS`] table, built from the instances when an
-/// older file is opened for writing (an older mailreplica would write instances without it).
-pub const SCHEMA_VERSION: u32 = 3;
+/// it rather than misread it).
+pub const SCHEMA_VERSION: u32 = 2;
 
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const FOLDERS: TableDefinition<&str, &[u8]> = TableDefinition::new("folders");
 /// Key: (folder path, source UID).
 pub const INSTANCES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("instances");
-
-/// Key: fingerprint (32 bytes), source UID (4 bytes, big-endian), folder path (UTF-8). Value:
-/// target UID (4 bytes) and INTERNALDATE instant (8 bytes), little-endian. One entry per
-/// instance with a fingerprint and a target UID, written in the transaction that writes the
-/// instance: where the target holds a content is a lookup, not a read of every instance.
-pub const CONTENTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("contents");
 
 /// Key: folder path. The batch of uploads under way in that folder (at most one).
 pub const JOURNAL: TableDefinition<&str, &[u8]> = TableDefinition::new("journal");
