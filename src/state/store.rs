@@ -938,9 +938,10 @@ pub struct InstancesSnapshot {
 }
 
 /// Every placed content -> its target copies: (folder, target UID, INTERNALDATE instant). Read
-/// from the state as one vector sorted by content (no allocation or hashing per instance: the
-/// map of 20 000 instances is built in a third of the time a hash map of vectors took); copies
-/// added afterwards go to a small map beside it. A folder's name is one shared string.
+/// from the state as one vector sorted by content, with no allocation or hashing per instance
+/// (20 000 instances: 6-7 ms warm against 7-10 ms for a hash map of vectors; a cold read is
+/// mostly redb's page reads either way); copies added afterwards go to a small map beside it.
+/// A folder's name is one shared string.
 #[derive(Debug, Default)]
 pub struct ContentMap {
     /// (content, index in `folders`, target UID, INTERNALDATE instant), sorted.
